@@ -1,0 +1,170 @@
+import Foundation
+import KeelAPI
+import SwiftProtobuf
+import KeelCore
+package import KeelRPC
+package import KeelStore
+package import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The resource broker: owns the cluster state and runs its background work (allocation,
+/// heartbeats, persistence). The gRPC services are thin adapters over it.
+///
+/// State lives in a ``BrokerState`` value behind a `Mutex`; every change goes through
+/// ``mutate(_:)``, which also hands the store writes the change produced to the persister in
+/// the order the changes happened.
+package final class Broker: Service {
+    private let state: Mutex<BrokerState>
+    private let store: any KeyValueStore
+    private let writes: AsyncStream<StoreWrite>.Continuation
+    private let writeStream: AsyncStream<StoreWrite>
+    private let allocationRequests: AsyncStream<Void>.Continuation
+    private let allocationStream: AsyncStream<Void>
+    /// Verifies framework tokens with the registry's keys.
+    package let verifier: TokenVerifier
+    package let configuration: BrokerConfiguration
+    let directory: any FrameworkDirectory
+    let logger: Logger
+
+    static let taskPrefix = "/keel/broker/tasks/"
+    static let agentPrefix = "/keel/broker/agents/"
+
+    /// Creates the broker over an opened store; call ``recover()`` before serving.
+    package init(
+        configuration: BrokerConfiguration,
+        store: any KeyValueStore,
+        directory: any FrameworkDirectory,
+        logger: Logger
+    ) {
+        self.directory = directory
+        self.state = Mutex(BrokerState(configuration: configuration))
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.verifier = TokenVerifier()
+        (writeStream, writes) = AsyncStream.makeStream(of: StoreWrite.self)
+        (allocationStream, allocationRequests) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Loads the task table and known agents from the store (agents start disconnected until
+    /// their launchers re-attach).
+    package func recover() async throws {
+        let storedTasks = try await store.range(prefix: Self.taskPrefix)
+        let storedAgents = try await store.range(prefix: Self.agentPrefix)
+        let now = Date()
+        state.withLock { state in
+            for entry in storedAgents {
+                guard let info = try? Keel_V1_AgentInfo(serializedBytes: entry.value) else { continue }
+                let id = AgentID(info.id.value)
+                state.agents[id] = AgentEntry(
+                    info: info, id: id, state: .disconnected, total: (try? Resources(proto: info.resources)) ?? [],
+                    registeredAt: now, lastSeenAt: now
+                )
+            }
+            for entry in storedTasks {
+                guard let task = try? Keel_V1_Task(serializedBytes: entry.value) else { continue }
+                let key = TaskKey(frameworkID: FrameworkID(task.frameworkID.value), taskID: TaskID(task.taskID.value))
+                state.tasks[key] = task
+            }
+            for id in state.agents.keys { state.recomputeAllocated(id) }
+        }
+        logger.info("recovered state", metadata: ["keel.tasks": "\(storedTasks.count)", "keel.agents": "\(storedAgents.count)"])
+    }
+
+    /// Applies a change to the state; store writes and task hops it produced are passed on.
+    ///
+    /// - Throws: whatever `body` throws; `body` must validate before it changes anything.
+    func mutate<T>(_ body: (inout BrokerState) throws -> T) rethrows -> T {
+        let (result, hops) = try state.withLock { state in
+            let result = try body(&state)
+            for write in state.pendingWrites { writes.yield(write) }
+            state.pendingWrites.removeAll()
+            let hops = state.pendingHops
+            state.pendingHops.removeAll()
+            return (result, hops)
+        }
+        for hop in hops {
+            TaskHopRecorder.record(
+                hop.name, taskID: hop.taskID, frameworkID: hop.frameworkID, agentID: hop.agentID,
+                start: hop.start, end: hop.end, attributes: hop.attributes
+            )
+        }
+        return result
+    }
+
+    /// Reads the state without changing it.
+    @discardableResult
+    func read<T>(_ body: (BrokerState) throws -> T) rethrows -> T {
+        try state.withLock { try body($0) }
+    }
+
+    /// Asks the allocator to run soon (coalesced).
+    package func requestAllocation() {
+        allocationRequests.yield()
+    }
+
+    /// Runs allocation, heartbeats and persistence until graceful shutdown.
+    package func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { await self.persist() }
+                group.addTask { await self.allocationLoop() }
+                group.addTask { try await self.tick(every: self.configuration.offerInterval) { self.requestAllocation() } }
+                group.addTask {
+                    try await self.tick(every: self.configuration.frameworkHeartbeatInterval) { self.sendHeartbeats() }
+                }
+            }
+        } onGracefulShutdown: {
+            self.writes.finish()
+            self.allocationRequests.finish()
+            self.closeStreams()
+        }
+    }
+
+    private func tick(every interval: Duration, _ body: () -> Void) async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try await Task.sleep(for: interval)
+            body()
+        }
+    }
+
+    private func allocationLoop() async {
+        for await _ in allocationStream {
+            mutate { $0.allocate(now: Date()) }
+        }
+    }
+
+    private func persist() async {
+        for await write in writeStream {
+            do {
+                switch write {
+                case .putTask(let task):
+                    let key = Self.taskPrefix + task.frameworkID.value + "/" + task.taskID.value
+                    _ = try await store.put(key, value: try task.serializedBytes())
+                case .putAgent(let info):
+                    _ = try await store.put(Self.agentPrefix + info.id.value, value: try info.serializedBytes())
+                }
+            } catch {
+                logger.error("could not persist a change", metadata: ["keel.error": "\(error)"])
+            }
+        }
+    }
+
+    private func sendHeartbeats() {
+        read { state in
+            for framework in state.frameworks.values {
+                framework.outbound?.yield(.with { $0.type = .heartbeat })
+            }
+        }
+    }
+
+    /// Ends every framework and agent stream so that in-flight RPCs can finish on shutdown.
+    private func closeStreams() {
+        state.withLock { state in
+            for framework in state.frameworks.values { framework.outbound?.finish() }
+            for agent in state.agents.values { agent.outbound?.finish() }
+            for watcher in state.taskWatchers.values { watcher.finish() }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+package import KeelRPC
+
+/// What keel-broker needs to run, filled by its `main` from flags and `KEEL_*` variables.
+package struct BrokerConfiguration: Sendable {
+    /// Where keel-registry serves; the broker follows its framework stream and token keys.
+    package var registry: Endpoint
+    /// How often the allocator makes offers of free resources (it also runs on events).
+    package var offerInterval: Duration
+    /// How often HEARTBEAT events go to frameworks.
+    package var frameworkHeartbeatInterval: Duration
+    /// How often launchers must heartbeat on their stream.
+    package var agentHeartbeatInterval: Duration
+    /// How long declined resources are not re-offered to the same framework by default.
+    package var defaultRefuseSeconds: Double
+    /// How many statuses each task keeps in its history.
+    package var statusHistoryLimit: Int
+
+    /// The defaults for a registry at `registry`.
+    package static func defaults(registry: Endpoint) -> BrokerConfiguration {
+        BrokerConfiguration(
+            registry: registry,
+            offerInterval: .seconds(1),
+            frameworkHeartbeatInterval: .seconds(15),
+            agentHeartbeatInterval: .seconds(5),
+            defaultRefuseSeconds: 5,
+            statusHistoryLimit: 16
+        )
+    }
+
+    /// Creates a configuration.
+    package init(
+        registry: Endpoint,
+        offerInterval: Duration,
+        frameworkHeartbeatInterval: Duration,
+        agentHeartbeatInterval: Duration,
+        defaultRefuseSeconds: Double,
+        statusHistoryLimit: Int
+    ) {
+        self.registry = registry
+        self.offerInterval = offerInterval
+        self.frameworkHeartbeatInterval = frameworkHeartbeatInterval
+        self.agentHeartbeatInterval = agentHeartbeatInterval
+        self.defaultRefuseSeconds = defaultRefuseSeconds
+        self.statusHistoryLimit = statusHistoryLimit
+    }
+}

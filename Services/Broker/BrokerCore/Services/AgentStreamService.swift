@@ -1,0 +1,92 @@
+import Foundation
+package import GRPCCore
+package import KeelAPI
+import Logging
+import KeelCore
+import KeelRPC
+import SwiftProtobuf
+
+/// The `keel.v1.AgentService` gRPC service: the launchers' long-lived `Attach` streams.
+package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
+    private let broker: Broker
+
+    /// Creates the service over `broker`.
+    package init(broker: Broker) {
+        self.broker = broker
+    }
+
+    package func attach(
+        request: RPCAsyncSequence<Keel_V1_AgentMessage, any Error>,
+        response: RPCWriter<Keel_V1_BrokerMessage>,
+        context: ServerContext
+    ) async throws {
+        try await mappingErrors {
+            var inbound = request.makeAsyncIterator()
+            guard let first = try await inbound.next() else { return }
+            guard case .register(let register) = first.message else {
+                throw KeelError.invalidArgument("the first message on an agent stream must be 'register'")
+            }
+            let (outboundStream, outbound) = AsyncStream.makeStream(of: Keel_V1_BrokerMessage.self)
+            let (agentID, connection) = try broker.mutate { state in
+                try state.attachAgent(register, outbound: outbound, now: Date())
+            }
+            broker.logger.info("agent attached", metadata: [
+                "keel.agent_id": "\(agentID)", "keel.hostname": "\(register.agentInfo.hostname)",
+            ])
+            defer {
+                broker.mutate { $0.detachAgent(agentID, connection: connection) }
+                broker.logger.info("agent detached", metadata: ["keel.agent_id": "\(agentID)"])
+            }
+            outbound.yield(.with {
+                $0.registered.agentID = .with { $0.value = agentID.value }
+                $0.registered.heartbeatInterval = Google_Protobuf_Duration(
+                    seconds: broker.configuration.agentHeartbeatInterval.components.seconds
+                )
+            })
+            broker.requestAllocation()
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    for await message in outboundStream {
+                        try await response.write(message)
+                    }
+                }
+                while let message = try await inbound.next() {
+                    handle(message, agentID: agentID, connection: connection)
+                }
+                outbound.finish()
+            }
+        }
+    }
+
+    private func handle(_ message: Keel_V1_AgentMessage, agentID: AgentID, connection: UInt64) {
+        switch message.message {
+        case .heartbeat:
+            broker.mutate { $0.agentHeartbeat(agentID, connection: connection, now: Date()) }
+        case .statusUpdate(let update):
+            let frameworkID = FrameworkID(update.frameworkID.value)
+            let applied = broker.mutate { state in
+                state.agentHeartbeat(agentID, connection: connection, now: Date())
+                return state.applyStatus(update.status, frameworkID: frameworkID, agentID: agentID, now: Date())
+            }
+            if !applied, !update.status.uuid.isEmpty {
+                // Unknown task or an illegal transition: acknowledge it here so the launcher
+                // stops resending an update no framework will ever see.
+                broker.logger.warning("dropped a status update", metadata: [
+                    "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
+                ])
+                broker.read { state in
+                    state.send(.with {
+                        $0.acknowledge.frameworkID = update.frameworkID
+                        $0.acknowledge.taskID = update.status.taskID
+                        $0.acknowledge.uuid = update.status.uuid
+                    }, to: agentID)
+                }
+            }
+            if update.status.state.isTerminal { broker.requestAllocation() }
+        case .register:
+            broker.logger.warning("ignored a second register on an agent stream", metadata: ["keel.agent_id": "\(agentID)"])
+        case nil:
+            break
+        }
+    }
+}

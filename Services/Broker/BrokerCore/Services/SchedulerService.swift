@@ -1,0 +1,154 @@
+import Foundation
+package import GRPCCore
+package import KeelAPI
+import Logging
+import KeelCore
+import KeelRPC
+import SwiftProtobuf
+
+/// The `keel.v1.Scheduler` gRPC service: the framework-facing API of the broker.
+///
+/// Every call is authenticated by ``FrameworkAuthInterceptor``; each handler checks that the
+/// token speaks for the framework named in the request.
+package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
+    private let broker: Broker
+
+    /// Creates the service over `broker`.
+    package init(broker: Broker) {
+        self.broker = broker
+    }
+
+    package func subscribe(
+        request: Keel_V1_SubscribeRequest,
+        response: RPCWriter<Keel_V1_Event>,
+        context: ServerContext
+    ) async throws {
+        try await mappingErrors {
+            let frameworkID = request.frameworkInfo.id.value
+            guard !frameworkID.isEmpty else {
+                throw KeelError.invalidArgument("framework_info.id is empty; register with keel-registry first and subscribe with its id")
+            }
+            try requireFramework(frameworkID)
+            try await broker.ensureFramework(frameworkID)
+            let id = FrameworkID(frameworkID)
+            let (events, outbound) = AsyncStream.makeStream(of: Keel_V1_Event.self)
+            let connection = try broker.mutate { state in
+                try state.subscribe(id, outbound: outbound, now: Date())
+            }
+            broker.logger.info("framework subscribed", metadata: ["keel.framework_id": "\(frameworkID)"])
+            defer {
+                broker.mutate { $0.unsubscribe(id, connection: connection) }
+                broker.logger.info("framework disconnected", metadata: ["keel.framework_id": "\(frameworkID)"])
+            }
+            outbound.yield(.with {
+                $0.type = .subscribed
+                $0.subscribed.frameworkID = request.frameworkInfo.id
+                $0.subscribed.heartbeatInterval = Google_Protobuf_Duration(
+                    seconds: broker.configuration.frameworkHeartbeatInterval.components.seconds
+                )
+                $0.subscribed.brokerInfo.version = "0.1.0"
+            })
+            broker.requestAllocation()
+            for await event in events {
+                try await response.write(event)
+            }
+        }
+    }
+
+    package func accept(request: Keel_V1_AcceptRequest, context: ServerContext) async throws -> Keel_V1_AcceptResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            let launched = try broker.mutate { try $0.accept(request, now: Date()) }
+            broker.requestAllocation()
+            return .with { $0.launched = launched.map { id in .with { $0.value = id.value } } }
+        }
+    }
+
+    package func decline(request: Keel_V1_DeclineRequest, context: ServerContext) async throws -> Keel_V1_DeclineResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            guard !request.offerIds.isEmpty else {
+                throw KeelError.invalidArgument("offer_ids is empty; name the offers to decline")
+            }
+            let refuse = request.filters.hasRefuseSeconds ? request.filters.refuseSeconds : nil
+            try broker.mutate { state in
+                try state.decline(
+                    FrameworkID(request.frameworkID.value), offerIDs: request.offerIds.map { OfferID($0.value) },
+                    refuseSeconds: refuse, now: Date()
+                )
+            }
+            broker.requestAllocation()
+            return Keel_V1_DeclineResponse()
+        }
+    }
+
+    package func revive(request: Keel_V1_ReviveRequest, context: ServerContext) async throws -> Keel_V1_ReviveResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), false) }
+            broker.requestAllocation()
+            return Keel_V1_ReviveResponse()
+        }
+    }
+
+    package func suppress(request: Keel_V1_SuppressRequest, context: ServerContext) async throws -> Keel_V1_SuppressResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), true) }
+            return Keel_V1_SuppressResponse()
+        }
+    }
+
+    package func kill(request: Keel_V1_KillRequest, context: ServerContext) async throws -> Keel_V1_KillResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            try broker.mutate { try $0.kill(request, now: Date()) }
+            return Keel_V1_KillResponse()
+        }
+    }
+
+    package func acknowledge(
+        request: Keel_V1_AcknowledgeRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_AcknowledgeResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            try broker.mutate { try $0.acknowledge(request) }
+            return Keel_V1_AcknowledgeResponse()
+        }
+    }
+
+    package func reconcile(request: Keel_V1_ReconcileRequest, context: ServerContext) async throws -> Keel_V1_ReconcileResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            try broker.read { try $0.reconcile(request, now: Date()) }
+            return Keel_V1_ReconcileResponse()
+        }
+    }
+
+    package func message(request: Keel_V1_MessageRequest, context: ServerContext) async throws -> Keel_V1_MessageResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            throw KeelError(code: .failedPrecondition, message: "framework messages need a custom executor, which this broker does not run yet")
+        }
+    }
+
+    package func teardown(request: Keel_V1_TeardownRequest, context: ServerContext) async throws -> Keel_V1_TeardownResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkID.value)
+            _ = try broker.read { try $0.activeFramework(request.frameworkID.value) }
+            try await broker.teardownInRegistry(FrameworkID(request.frameworkID.value))
+            return Keel_V1_TeardownResponse()
+        }
+    }
+
+    package func updateFramework(
+        request: Keel_V1_UpdateFrameworkRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_UpdateFrameworkResponse {
+        try await mappingErrors {
+            try requireFramework(request.frameworkInfo.id.value)
+            throw KeelError(code: .failedPrecondition, message: "update the framework by re-registering it with keel-registry")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import KeelAPI
+import Logging
+import SwiftProtobuf
+import KeelCore
+import KeelRPC
+
+extension BrokerState {
+    /// Registers (or re-registers) an agent on a new stream; returns its id and connection.
+    ///
+    /// An agent that comes back with its old id keeps it; its reported tasks update the task
+    /// table, and tasks the broker thought were on it but that it no longer knows are lost.
+    mutating func attachAgent(
+        _ register: Keel_V1_AgentMessage.Register,
+        outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation,
+        now: Date
+    ) throws -> (AgentID, UInt64) {
+        var info = register.agentInfo
+        guard !info.hostname.isEmpty else {
+            throw KeelError.invalidArgument("agent_info.hostname is empty; the launcher must report its hostname")
+        }
+        let total = try Resources(proto: info.resources)
+        guard !total.isEmpty else {
+            throw KeelError.invalidArgument("agent on \(info.hostname) advertises no resources")
+        }
+        let requested = info.id.value
+        let id: AgentID
+        if !requested.isEmpty, agents[AgentID(requested)] != nil {
+            id = AgentID(requested)
+        } else if !requested.isEmpty {
+            id = try AgentID(validating: requested)
+        } else {
+            id = AgentID.random()
+        }
+        info.id = .with { $0.value = id.value }
+        let connection = makeConnectionID()
+        if let previous = agents[id]?.outbound {
+            previous.finish()
+        }
+        for offer in offers.values where offer.agentID == id {
+            rescindOffer(offer.id)
+        }
+        var entry = agents[id] ?? AgentEntry(
+            info: info, id: id, state: .active, total: total, registeredAt: now, lastSeenAt: now
+        )
+        entry.info = info
+        entry.total = total
+        entry.state = .active
+        entry.lastSeenAt = now
+        entry.connection = connection
+        entry.outbound = outbound
+        entry.offered = []
+        agents[id] = entry
+        pendingWrites.append(.putAgent(info))
+
+        let reported = Set(register.runningTasks.map {
+            TaskKey(frameworkID: FrameworkID($0.frameworkID.value), taskID: TaskID($0.task.taskID.value))
+        })
+        for running in register.runningTasks where running.hasLatestStatus {
+            applyStatus(running.latestStatus, frameworkID: FrameworkID(running.frameworkID.value), agentID: id, now: now)
+        }
+        for (key, task) in tasks where task.agentID.value == id.value && !task.state.isTerminal && !reported.contains(key) {
+            // Staging tasks may still be in flight to the new stream; only running ones are lost.
+            guard task.state != .taskStaging else { continue }
+            markLost(key, reason: .agentRestarted, message: "the agent re-attached without this task", now: now)
+        }
+        recomputeAllocated(id)
+        return (id, connection)
+    }
+
+    /// Records that the agent's stream is alive.
+    mutating func agentHeartbeat(_ id: AgentID, connection: UInt64, now: Date) {
+        guard var entry = agents[id], entry.connection == connection else { return }
+        entry.lastSeenAt = now
+        agents[id] = entry
+    }
+
+    /// The agent's stream ended: it can not be offered until it re-attaches. Its tasks keep
+    /// their state until the health checker reports the agent unreachable.
+    mutating func detachAgent(_ id: AgentID, connection: UInt64) {
+        guard var entry = agents[id], entry.connection == connection else { return }
+        entry.outbound = nil
+        entry.connection = nil
+        if entry.state == .active { entry.state = .disconnected }
+        agents[id] = entry
+        for offer in offers.values where offer.agentID == id {
+            rescindOffer(offer.id)
+        }
+    }
+
+    /// Applies the health checker's verdict on an agent.
+    mutating func setReachability(_ id: AgentID, reachable: Bool, message: String, now: Date) throws {
+        guard var entry = agents[id] else {
+            throw KeelError.notFound("agent \(id) is not known to the broker")
+        }
+        if reachable {
+            if entry.state == .unreachable { entry.state = entry.outbound == nil ? .disconnected : .active }
+            agents[id] = entry
+            return
+        }
+        guard entry.state != .unreachable else { return }
+        entry.state = .unreachable
+        agents[id] = entry
+        for offer in offers.values where offer.agentID == id {
+            rescindOffer(offer.id)
+        }
+        for (key, task) in tasks where task.agentID.value == id.value && !task.state.isTerminal {
+            markUnreachable(key, message: message.isEmpty ? "agent \(id) is unreachable" : message, now: now)
+        }
+    }
+
+    /// Recomputes an agent's allocation from its non-terminal tasks.
+    mutating func recomputeAllocated(_ id: AgentID) {
+        guard var entry = agents[id] else { return }
+        var allocated = Resources()
+        for task in tasks.values where task.agentID.value == id.value && !task.state.isTerminal {
+            allocated += (try? Resources(proto: task.resources)) ?? []
+        }
+        entry.allocated = allocated
+        agents[id] = entry
+    }
+
+    /// Sends a message down an agent's stream; false when the agent is not attached.
+    @discardableResult
+    func send(_ message: Keel_V1_BrokerMessage, to id: AgentID) -> Bool {
+        guard let outbound = agents[id]?.outbound else { return false }
+        if case .enqueued = outbound.yield(message) { return true }
+        return false
+    }
+}

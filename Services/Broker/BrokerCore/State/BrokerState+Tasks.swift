@@ -1,0 +1,368 @@
+import Foundation
+import KeelAPI
+import Logging
+import KeelCore
+import KeelRPC
+import SwiftProtobuf
+
+extension BrokerState {
+    // MARK: Accept
+
+    /// Accepts offers with LAUNCH operations: validates everything first, then records each task
+    /// as STAGING, sends it to its agent, and returns what was left of the offers to the pool
+    /// (filtered from this framework for `refuseSeconds`).
+    mutating func accept(_ request: Keel_V1_AcceptRequest, now: Date) throws -> [TaskID] {
+        let frameworkID = FrameworkID(request.frameworkID.value)
+        let framework = try activeFramework(frameworkID.value)
+        guard framework.connected else {
+            throw KeelError.failedPrecondition("framework \(frameworkID) is not subscribed; open Subscribe before accepting offers")
+        }
+        guard !request.offerIds.isEmpty else {
+            throw KeelError.invalidArgument("offer_ids is empty; accept at least one offer")
+        }
+        guard Set(request.offerIds.map(\.value)).count == request.offerIds.count else {
+            throw KeelError.invalidArgument("offer_ids names the same offer twice")
+        }
+        let accepted = try request.offerIds.map { try ownedOffer(OfferID($0.value), frameworkID: frameworkID) }
+        let agentID = accepted[0].agentID
+        guard accepted.allSatisfy({ $0.agentID == agentID }) else {
+            throw KeelError.invalidArgument("the accepted offers are from different agents; accept offers of one agent per call")
+        }
+        guard let agent = agents[agentID], agent.outbound != nil else {
+            throw KeelError.unavailable("agent \(agentID) is not attached any more; wait for new offers")
+        }
+        let offered = accepted.reduce(Resources()) { $0 + $1.resources }
+        let refuseSeconds = request.filters.hasRefuseSeconds ? request.filters.refuseSeconds : configuration.defaultRefuseSeconds
+        guard refuseSeconds.isFinite, refuseSeconds >= 0 else {
+            throw KeelError.invalidArgument("filters.refuse_seconds must be a finite number >= 0")
+        }
+
+        // Validate every operation against what remains of the offers before changing anything.
+        var remaining = offered
+        var launches: [(Keel_V1_TaskInfo, Resources)] = []
+        var seen = Set<String>()
+        for operation in request.operations {
+            switch operation.type {
+            case .launch:
+                for task in operation.launch.taskInfos {
+                    let resources = try validateLaunch(task, frameworkID: frameworkID, seen: &seen)
+                    guard remaining.contains(resources) else {
+                        throw KeelError.invalidArgument(
+                            "task \(task.taskID.value) asks for \(resources) but the offers only have \(remaining) left"
+                        )
+                    }
+                    remaining -= resources
+                    launches.append((task, resources))
+                }
+            case .launchGroup, .reserve, .unreserve:
+                throw KeelError.invalidArgument("operation \(operation.type) is not supported by this broker yet; use LAUNCH")
+            case .unspecified, .UNRECOGNIZED:
+                throw KeelError.invalidArgument("an operation has no type; set type to LAUNCH")
+            }
+        }
+
+        for offer in accepted { removeOffer(offer.id) }
+        var launched: [TaskID] = []
+        for (info, resources) in launches {
+            var info = info
+            info.agentID = .with { $0.value = agentID.value }
+            let key = TaskKey(frameworkID: frameworkID, taskID: TaskID(info.taskID.value))
+            let task = Keel_V1_Task.with {
+                $0.name = info.name
+                $0.taskID = info.taskID
+                $0.frameworkID = request.frameworkID
+                $0.agentID = info.agentID
+                $0.state = .taskStaging
+                $0.resources = resources.proto
+                $0.labels = info.labels
+                $0.healthCheck = info.healthCheck
+                $0.user = info.command.user.isEmpty ? framework.info.user : info.command.user
+                $0.role = framework.role
+                $0.command = info.command
+                $0.createdAt = Google_Protobuf_Timestamp(date: now)
+                $0.statuses = [.with {
+                    $0.taskID = info.taskID
+                    $0.state = .taskStaging
+                    $0.source = .broker
+                    $0.agentID = info.agentID
+                    $0.frameworkID = request.frameworkID
+                    $0.timestamp = Google_Protobuf_Timestamp(date: now)
+                }]
+            }
+            tasks[key] = task
+            agents[agentID]?.allocated += resources
+            send(.with {
+                $0.launch.frameworkInfo = framework.info
+                $0.launch.task = info
+            }, to: agentID)
+            recordTaskChange(key)
+            let offer = accepted.first { $0.resources.contains(resources) } ?? accepted[0]
+            pendingHops.append(TaskHop(
+                name: "offer", taskID: key.taskID.value, frameworkID: frameworkID.value, agentID: agentID.value,
+                start: offer.createdAt, end: now, attributes: ["keel.offer_id": offer.id.value]
+            ))
+            pendingHops.append(TaskHop(
+                name: "launch", taskID: key.taskID.value, frameworkID: frameworkID.value, agentID: agentID.value,
+                start: now, end: Date(), attributes: ["keel.resources": "\(resources)"]
+            ))
+            launched.append(key.taskID)
+        }
+        if refuseSeconds > 0, !remaining.isEmpty {
+            frameworks[frameworkID]?.refusals[agentID] = now.addingTimeInterval(refuseSeconds)
+        }
+        return launched
+    }
+
+    /// Checks one TaskInfo of a LAUNCH and returns its resources.
+    private func validateLaunch(_ task: Keel_V1_TaskInfo, frameworkID: FrameworkID, seen: inout Set<String>) throws -> Resources {
+        let id = try TaskID(validating: task.taskID.value)
+        guard seen.insert(id.value).inserted else {
+            throw KeelError.invalidArgument("task id \(id) appears twice in this Accept")
+        }
+        if let existing = tasks[TaskKey(frameworkID: frameworkID, taskID: id)], !existing.state.isTerminal {
+            throw KeelError.alreadyExists("task \(id) of framework \(frameworkID) is already \(existing.state.name); choose a new task id")
+        }
+        guard !task.name.isEmpty else {
+            throw KeelError.invalidArgument("task \(id) has no name; set TaskInfo.name")
+        }
+        switch task.command.command {
+        case .argv(let argv):
+            guard let first = argv.args.first, !first.isEmpty else {
+                throw KeelError.invalidArgument("task \(id) has an empty command: give argv with at least the executable")
+            }
+        case .shell(let shell):
+            guard !shell.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw KeelError.invalidArgument("task \(id) has an empty shell command")
+            }
+        case nil:
+            throw KeelError.invalidArgument("task \(id) has no command: set command.argv or command.shell")
+        }
+        let resources = try Resources(proto: task.resources)
+        guard resources.cpus > 0 || resources.mem > 0 else {
+            throw KeelError.invalidArgument("task \(id) asks for no cpus and no mem; every task needs some cpus or mem")
+        }
+        return resources
+    }
+
+    // MARK: Status updates
+
+    /// Applies a status update from a launcher; returns false when it was stale or illegal (the
+    /// caller acknowledges those to the launcher itself so it stops resending).
+    @discardableResult
+    mutating func applyStatus(_ status: Keel_V1_TaskStatus, frameworkID: FrameworkID, agentID: AgentID, now: Date) -> Bool {
+        let key = TaskKey(frameworkID: frameworkID, taskID: TaskID(status.taskID.value))
+        guard var task = tasks[key] else { return false }
+        guard task.agentID.value == agentID.value else { return false }
+        let isRetry = !status.uuid.isEmpty && task.statuses.contains { $0.uuid == status.uuid }
+        if !isRetry {
+            guard let current = TaskState(proto: task.state), let next = TaskState(proto: status.state) else { return false }
+            var machine = TaskStateMachine(taskID: key.taskID, state: current)
+            guard (try? machine.transition(to: next)) != nil else { return false }
+            let wasTerminal = task.state.isTerminal
+            task.state = status.state
+            task.statuses.append(status)
+            if task.statuses.count > configuration.statusHistoryLimit {
+                task.statuses.removeFirst(task.statuses.count - configuration.statusHistoryLimit)
+            }
+            if !status.uuid.isEmpty {
+                task.statusUpdateState = status.state
+                task.statusUpdateUuid = status.uuid
+            }
+            tasks[key] = task
+            if status.state.isTerminal && !wasTerminal {
+                recomputeAllocated(agentID)
+            }
+            recordTaskChange(key)
+            pendingHops.append(TaskHop(
+                name: "status \(status.state.name)", taskID: key.taskID.value, frameworkID: frameworkID.value,
+                agentID: agentID.value, start: status.hasTimestamp ? status.timestamp.date : now, end: now,
+                attributes: statusAttributes(status)
+            ))
+        }
+        forward(status, to: frameworkID)
+        return true
+    }
+
+    /// Sends an UPDATE event to the framework if it is subscribed.
+    func forward(_ status: Keel_V1_TaskStatus, to frameworkID: FrameworkID) {
+        frameworks[frameworkID]?.outbound?.yield(.with {
+            $0.type = .update
+            $0.update.status = status
+        })
+    }
+
+    private func statusAttributes(_ status: Keel_V1_TaskStatus) -> [String: String] {
+        var attributes = ["keel.state": status.state.name]
+        if status.hasExitCode { attributes["keel.exit_code"] = "\(status.exitCode)" }
+        if status.reason != .unspecified { attributes["keel.reason"] = "\(status.reason)" }
+        if !status.message.isEmpty { attributes["keel.message"] = status.message }
+        return attributes
+    }
+
+    /// Records a state the broker decided itself (no uuid: needs no acknowledgement).
+    mutating func brokerStatus(
+        _ key: TaskKey,
+        state: Keel_V1_TaskState,
+        reason: Keel_V1_TaskStatus.Reason,
+        message: String,
+        now: Date
+    ) {
+        guard let task = tasks[key] else { return }
+        let status = Keel_V1_TaskStatus.with {
+            $0.taskID = task.taskID
+            $0.state = state
+            $0.reason = reason
+            $0.message = message
+            $0.source = .broker
+            $0.agentID = task.agentID
+            $0.frameworkID = task.frameworkID
+            $0.timestamp = Google_Protobuf_Timestamp(date: now)
+        }
+        applyStatus(status, frameworkID: key.frameworkID, agentID: AgentID(task.agentID.value), now: now)
+    }
+
+    mutating func markLost(_ key: TaskKey, reason: Keel_V1_TaskStatus.Reason, message: String, now: Date) {
+        let partitionAware = frameworks[key.frameworkID]?.isPartitionAware ?? false
+        brokerStatus(key, state: partitionAware ? .taskGone : .taskLost, reason: reason, message: message, now: now)
+    }
+
+    mutating func markUnreachable(_ key: TaskKey, message: String, now: Date) {
+        let partitionAware = frameworks[key.frameworkID]?.isPartitionAware ?? false
+        brokerStatus(
+            key, state: partitionAware ? .taskUnreachable : .taskLost, reason: .agentDisconnected,
+            message: message, now: now
+        )
+    }
+
+    // MARK: Acknowledge, kill, reconcile, health
+
+    /// Passes a framework's acknowledgement to the launcher holding the update.
+    mutating func acknowledge(_ request: Keel_V1_AcknowledgeRequest) throws {
+        let frameworkID = FrameworkID(request.frameworkID.value)
+        _ = try activeFramework(frameworkID.value)
+        guard !request.uuid.isEmpty else {
+            throw KeelError.invalidArgument("uuid is empty; acknowledge the uuid of the update you received")
+        }
+        let key = TaskKey(frameworkID: frameworkID, taskID: TaskID(request.taskID.value))
+        guard var task = tasks[key] else {
+            throw KeelError.notFound("task \(request.taskID.value) of framework \(frameworkID) is not known")
+        }
+        guard task.statuses.contains(where: { $0.uuid == request.uuid }) || task.statusUpdateUuid == request.uuid else {
+            throw KeelError.notFound("task \(key.taskID) has no update with that uuid; acknowledge only uuids you received")
+        }
+        if task.statusUpdateUuid == request.uuid {
+            task.statusUpdateUuid = Data()
+            task.statusUpdateState = .unspecified
+            tasks[key] = task
+        }
+        send(.with {
+            $0.acknowledge.frameworkID = request.frameworkID
+            $0.acknowledge.taskID = request.taskID
+            $0.acknowledge.uuid = request.uuid
+        }, to: AgentID(task.agentID.value))
+    }
+
+    /// Kills a task; returns false when it already ended.
+    mutating func kill(_ request: Keel_V1_KillRequest, now: Date) throws {
+        let frameworkID = FrameworkID(request.frameworkID.value)
+        let framework = try activeFramework(frameworkID.value)
+        guard !request.taskID.value.isEmpty else { throw KeelError.invalidArgument("task_id is empty; say which task to kill") }
+        let key = TaskKey(frameworkID: frameworkID, taskID: TaskID(request.taskID.value))
+        guard let task = tasks[key] else {
+            throw KeelError.notFound("task \(request.taskID.value) of framework \(frameworkID) is not known")
+        }
+        guard !task.state.isTerminal else { return }
+        if framework.wantsKillingState, task.state != .taskKilling {
+            brokerStatus(key, state: .taskKilling, reason: .unspecified, message: "kill requested", now: now)
+        }
+        let grace = request.hasKillPolicy && request.killPolicy.hasGracePeriod ? request.killPolicy : nil
+        sendKill(key, task: task, gracePeriod: grace)
+    }
+
+    func sendKill(_ key: TaskKey, task: Keel_V1_Task, gracePeriod: Keel_V1_KillPolicy?) {
+        send(.with {
+            $0.kill.frameworkID = task.frameworkID
+            $0.kill.taskID = task.taskID
+            if let gracePeriod { $0.kill.killPolicy = gracePeriod }
+        }, to: AgentID(task.agentID.value))
+    }
+
+    /// Sends the latest state of the listed tasks (all when empty) as UPDATE events.
+    func reconcile(_ request: Keel_V1_ReconcileRequest, now: Date) throws {
+        let frameworkID = FrameworkID(request.frameworkID.value)
+        let framework = try activeFramework(frameworkID.value)
+        let keys: [TaskKey] = request.tasks.isEmpty
+            ? tasks.keys.filter { $0.frameworkID == frameworkID }
+            : request.tasks.map { TaskKey(frameworkID: frameworkID, taskID: TaskID($0.taskID.value)) }
+        for key in keys {
+            let status: Keel_V1_TaskStatus
+            if let task = tasks[key], var latest = task.statuses.last {
+                latest.reason = .reconciliation
+                latest.uuid = Data()
+                latest.timestamp = Google_Protobuf_Timestamp(date: now)
+                status = latest
+            } else {
+                status = .with {
+                    $0.taskID = .with { $0.value = key.taskID.value }
+                    $0.state = framework.isPartitionAware ? .taskUnknown : .taskLost
+                    $0.reason = .reconciliation
+                    $0.source = .broker
+                    $0.message = "the broker has no record of this task"
+                    $0.frameworkID = request.frameworkID
+                    $0.timestamp = Google_Protobuf_Timestamp(date: now)
+                }
+            }
+            forward(status, to: frameworkID)
+        }
+    }
+
+    /// Applies a health verdict: when the healthy flag changes, the framework gets an update.
+    mutating func reportHealth(_ request: Keel_V1_ReportTaskHealthRequest, now: Date) throws {
+        let key = TaskKey(frameworkID: FrameworkID(request.frameworkID.value), taskID: TaskID(request.taskID.value))
+        guard var task = tasks[key] else {
+            throw KeelError.notFound("task \(request.taskID.value) of framework \(request.frameworkID.value) is not known")
+        }
+        guard task.state == .taskRunning else { return }
+        guard var latest = task.statuses.last else { return }
+        if latest.hasHealthy && latest.healthy == request.healthy { return }
+        latest.healthy = request.healthy
+        latest.source = .healthChecker
+        latest.reason = .taskHealthCheckStatusUpdated
+        latest.message = request.message
+        latest.uuid = Data()
+        latest.timestamp = Google_Protobuf_Timestamp(date: now)
+        task.statuses.append(latest)
+        if task.statuses.count > configuration.statusHistoryLimit { task.statuses.removeFirst() }
+        tasks[key] = task
+        recordTaskChange(key)
+        pendingHops.append(TaskHop(
+            name: request.healthy ? "healthy" : "unhealthy", taskID: key.taskID.value,
+            frameworkID: key.frameworkID.value, agentID: task.agentID.value, start: now, end: now,
+            attributes: ["keel.message": request.message]
+        ))
+        forward(latest, to: key.frameworkID)
+    }
+
+    // MARK: Task table changes
+
+    /// Queues the task for the store and tells task watchers.
+    mutating func recordTaskChange(_ key: TaskKey) {
+        guard let task = tasks[key] else { return }
+        pendingWrites.append(.putTask(task))
+        guard !taskWatchers.isEmpty else { return }
+        let event = taskEvent(task)
+        for watcher in taskWatchers.values { watcher.yield(event) }
+    }
+
+    /// A task with where it runs, for watchers.
+    func taskEvent(_ task: Keel_V1_Task) -> Keel_V1_TaskEvent {
+        let agent = agents[AgentID(task.agentID.value)]
+        return .with {
+            $0.task = task
+            if let agent {
+                $0.launcherAddress = agent.info.launcherAddress
+                $0.hostname = agent.info.hostname
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import KeelAPI
+import Logging
+import SwiftProtobuf
+import KeelCore
+import KeelRPC
+
+/// The broker's in-memory view of the cluster: agents, frameworks, outstanding offers and the
+/// task table. Its mutating methods are the legal changes; they validate fully before changing
+/// anything, so a rejected request leaves the state as it was.
+///
+/// Messages to agents and frameworks are yielded to their stream continuations (non-blocking).
+/// Changes the store must learn about and hops the tracer must learn about are collected in
+/// ``pendingWrites`` and ``pendingHops`` for ``Broker`` to drain after the lock is released.
+struct BrokerState: Sendable {
+    var agents: [AgentID: AgentEntry] = [:]
+    var frameworks: [FrameworkID: FrameworkEntry] = [:]
+    var offers: [OfferID: OfferEntry] = [:]
+    var tasks: [TaskKey: Keel_V1_Task] = [:]
+    /// Task table watchers (operator API, keel-health).
+    var taskWatchers: [UInt64: AsyncStream<Keel_V1_TaskEvent>.Continuation] = [:]
+    var pendingWrites: [StoreWrite] = []
+    var pendingHops: [TaskHop] = []
+    var nextConnection: UInt64 = 1
+    /// Where round-robin allocation continues.
+    var allocationCursor = 0
+    let configuration: BrokerConfiguration
+
+    init(configuration: BrokerConfiguration) {
+        self.configuration = configuration
+    }
+
+    mutating func makeConnectionID() -> UInt64 {
+        defer { nextConnection += 1 }
+        return nextConnection
+    }
+
+    // MARK: Frameworks
+
+    /// Learns of a framework from the registry.
+    mutating func upsertFramework(_ record: Keel_V1_FrameworkRecord, now: Date) {
+        let id = FrameworkID(record.frameworkInfo.id.value)
+        var entry = frameworks[id] ?? FrameworkEntry(info: record.frameworkInfo, id: id)
+        entry.info = record.frameworkInfo
+        frameworks[id] = entry
+        if record.state == .completed {
+            completeFramework(id, now: now)
+        }
+    }
+
+    /// Tears a framework down: kills its tasks, rescinds its offers, ends its subscription.
+    mutating func completeFramework(_ id: FrameworkID, now: Date) {
+        guard var entry = frameworks[id], !entry.completed else { return }
+        entry.completed = true
+        entry.outbound?.yield(.with {
+            $0.type = .error
+            $0.error.message = "framework \(id) was torn down"
+        })
+        entry.outbound?.finish()
+        entry.outbound = nil
+        entry.subscription = nil
+        frameworks[id] = entry
+        for offer in offers.values where offer.frameworkID == id {
+            removeOffer(offer.id)
+        }
+        for (key, task) in tasks where key.frameworkID == id && !task.state.isTerminal {
+            sendKill(key, task: task, gracePeriod: nil)
+        }
+    }
+
+    /// Checks that `frameworkID` is known, active and that `subscription` (if given) is its
+    /// current one.
+    func activeFramework(_ frameworkID: String) throws -> FrameworkEntry {
+        guard !frameworkID.isEmpty else {
+            throw KeelError.invalidArgument("framework_id is empty; pass the id the registry assigned")
+        }
+        guard let entry = frameworks[FrameworkID(frameworkID)] else {
+            throw KeelError.notFound("framework \(frameworkID) is not known to the broker; register it with keel-registry first")
+        }
+        guard !entry.completed else {
+            throw KeelError.failedPrecondition("framework \(frameworkID) was torn down; register a new framework")
+        }
+        return entry
+    }
+
+    /// Opens a subscription, replacing (and closing) any previous one.
+    mutating func subscribe(
+        _ id: FrameworkID,
+        outbound: AsyncStream<Keel_V1_Event>.Continuation,
+        now: Date
+    ) throws -> UInt64 {
+        var entry = try activeFramework(id.value)
+        if let previous = entry.outbound {
+            previous.yield(.with {
+                $0.type = .error
+                $0.error.message = "a newer subscription of framework \(id) replaced this one"
+            })
+            previous.finish()
+        }
+        for offer in offers.values where offer.frameworkID == id {
+            removeOffer(offer.id)
+        }
+        let connection = makeConnectionID()
+        entry.subscription = connection
+        entry.outbound = outbound
+        entry.subscribedAt = now
+        entry.suppressed = false
+        frameworks[id] = entry
+        return connection
+    }
+
+    /// Ends a subscription when its stream closes; offers made to it return to the pool.
+    mutating func unsubscribe(_ id: FrameworkID, connection: UInt64) {
+        guard var entry = frameworks[id], entry.subscription == connection else { return }
+        entry.outbound = nil
+        entry.subscription = nil
+        frameworks[id] = entry
+        for offer in offers.values where offer.frameworkID == id {
+            removeOffer(offer.id)
+        }
+    }
+
+    mutating func setSuppressed(_ id: FrameworkID, _ suppressed: Bool) throws {
+        var entry = try activeFramework(id.value)
+        entry.suppressed = suppressed
+        if !suppressed { entry.refusals.removeAll() }
+        frameworks[id] = entry
+    }
+
+    // MARK: Offers
+
+    /// Removes an offer and returns its resources to the agent's free pool.
+    mutating func removeOffer(_ id: OfferID) {
+        guard let offer = offers.removeValue(forKey: id) else { return }
+        if var agent = agents[offer.agentID] {
+            agent.offered = agent.offered - offer.resources
+            agents[offer.agentID] = agent
+        }
+    }
+
+    /// Removes an offer and tells its framework (RESCIND).
+    mutating func rescindOffer(_ id: OfferID) {
+        guard let offer = offers[id] else { return }
+        removeOffer(id)
+        frameworks[offer.frameworkID]?.outbound?.yield(.with {
+            $0.type = .rescind
+            $0.rescind.offerID = .with { $0.value = id.value }
+        })
+    }
+
+    /// Declines offers: their resources return to the pool, filtered from the framework for
+    /// `refuseSeconds` on those agents.
+    mutating func decline(_ frameworkID: FrameworkID, offerIDs: [OfferID], refuseSeconds: Double?, now: Date) throws {
+        _ = try activeFramework(frameworkID.value)
+        let seconds = refuseSeconds ?? configuration.defaultRefuseSeconds
+        guard seconds.isFinite, seconds >= 0 else {
+            throw KeelError.invalidArgument("filters.refuse_seconds must be a finite number >= 0, got \(seconds)")
+        }
+        let found = try offerIDs.map { try ownedOffer($0, frameworkID: frameworkID) }
+        for offer in found {
+            removeOffer(offer.id)
+            if seconds > 0 {
+                frameworks[frameworkID]?.refusals[offer.agentID] = now.addingTimeInterval(seconds)
+            }
+        }
+    }
+
+    /// The offer `id` if it is outstanding and was made to `frameworkID`.
+    func ownedOffer(_ id: OfferID, frameworkID: FrameworkID) throws -> OfferEntry {
+        guard !id.value.isEmpty else { throw KeelError.invalidArgument("an offer id is empty") }
+        guard let offer = offers[id] else {
+            throw KeelError.notFound(
+                "offer \(id) is not outstanding (already accepted, declined or rescinded); wait for new offers"
+            )
+        }
+        guard offer.frameworkID == frameworkID else {
+            throw KeelError.permissionDenied("offer \(id) was made to another framework")
+        }
+        return offer
+    }
+}
+
+/// A change the store must record, applied in order by the persister.
+enum StoreWrite: Sendable {
+    case putTask(Keel_V1_Task)
+    case putAgent(Keel_V1_AgentInfo)
+}
+
+/// One step of a task's life, recorded as a span for keel-tracer.
+struct TaskHop: Sendable {
+    var name: String
+    var taskID: String
+    var frameworkID: String
+    var agentID: String
+    var start: Date
+    var end: Date
+    var attributes: [String: String] = [:]
+}

@@ -1,0 +1,85 @@
+import Foundation
+import KeelAPI
+import Logging
+import SwiftProtobuf
+import KeelCore
+import KeelRPC
+
+/// An agent as the broker holds it.
+struct AgentEntry: Sendable {
+    var info: Keel_V1_AgentInfo
+    var id: AgentID
+    var state: Keel_V1_Agent.State
+    var total: Resources
+    /// Resources of the agent's non-terminal tasks.
+    var allocated: Resources = []
+    /// Resources in outstanding offers.
+    var offered: Resources = []
+    var registeredAt: Date
+    var lastSeenAt: Date
+    /// Identifies the current stream; a stale stream's end must not disconnect a newer one.
+    var connection: UInt64?
+    /// Sends messages down the agent's stream while it is attached.
+    var outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation?
+
+    /// What is neither allocated nor offered.
+    var free: Resources { total - allocated - offered }
+
+    /// The operator API's view.
+    var proto: Keel_V1_Agent {
+        .with {
+            $0.agentInfo = info
+            $0.state = state
+            $0.totalResources = total.proto
+            $0.allocatedResources = allocated.proto
+            $0.offeredResources = offered.proto
+            $0.registeredAt = .init(date: registeredAt)
+            $0.lastSeenAt = .init(date: lastSeenAt)
+        }
+    }
+}
+
+/// A framework as the broker holds it.
+struct FrameworkEntry: Sendable {
+    var info: Keel_V1_FrameworkInfo
+    var id: FrameworkID
+    var completed = false
+    var subscribedAt: Date?
+    /// Identifies the current subscription; only it may act for the framework.
+    var subscription: UInt64?
+    /// Sends events to the subscribed framework.
+    var outbound: AsyncStream<Keel_V1_Event>.Continuation?
+    var suppressed = false
+    /// Per agent: no offers of that agent to this framework before the date.
+    var refusals: [AgentID: Date] = [:]
+
+    var connected: Bool { outbound != nil }
+
+    var isPartitionAware: Bool {
+        info.capabilities.contains { $0.type == .partitionAware }
+    }
+
+    var wantsKillingState: Bool {
+        info.capabilities.contains { $0.type == .taskKillingState }
+    }
+
+    /// The role offers are allocated to (the first subscribed role).
+    var role: String {
+        info.roles.first ?? "*"
+    }
+}
+
+/// An outstanding offer.
+struct OfferEntry: Sendable {
+    var id: OfferID
+    var frameworkID: FrameworkID
+    var agentID: AgentID
+    var resources: Resources
+    var createdAt: Date
+}
+
+/// Identifies a task: task ids are unique per framework.
+struct TaskKey: Hashable, Sendable {
+    var frameworkID: FrameworkID
+    var taskID: TaskID
+}

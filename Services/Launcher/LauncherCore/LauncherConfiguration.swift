@@ -1,0 +1,51 @@
+package import KeelCore
+package import KeelRPC
+
+/// What keel-launcher needs to run, filled by its `main` from flags and `KEEL_*` variables.
+package struct LauncherConfiguration: Sendable {
+    /// Where keel-broker serves the agent stream.
+    package var broker: Endpoint
+    /// The address other services use to reach this launcher's API (files, logs, pings).
+    package var advertisedAddress: Endpoint
+    /// Where sandboxes and the launcher's own state live.
+    package var workDir: String
+    /// The node's hostname as reported to the broker.
+    package var hostname: String
+    /// The resources this node offers.
+    package var resources: Resources
+    /// Attributes for placement, e.g. `rack:r1;ssd:true`.
+    package var attributes: [(String, String)]
+    /// How long a task gets between SIGTERM and SIGKILL unless its kill policy says otherwise.
+    package var defaultKillGracePeriod: Duration
+    /// How often the launcher heartbeats on its stream.
+    package var heartbeatInterval: Duration
+    /// The first delay before an unacknowledged status update is sent again; it doubles up to
+    /// ``statusUpdateMaxBackoff``.
+    package var statusUpdateInitialBackoff: Duration
+    package var statusUpdateMaxBackoff: Duration
+
+    /// Creates a configuration with the usual intervals.
+    package init(
+        broker: Endpoint,
+        advertisedAddress: Endpoint,
+        workDir: String,
+        hostname: String,
+        resources: Resources,
+        attributes: [(String, String)] = [],
+        defaultKillGracePeriod: Duration = .seconds(3),
+        heartbeatInterval: Duration = .seconds(5),
+        statusUpdateInitialBackoff: Duration = .seconds(2),
+        statusUpdateMaxBackoff: Duration = .seconds(30)
+    ) {
+        self.broker = broker
+        self.advertisedAddress = advertisedAddress
+        self.workDir = workDir
+        self.hostname = hostname
+        self.resources = resources
+        self.attributes = attributes
+        self.defaultKillGracePeriod = defaultKillGracePeriod
+        self.heartbeatInterval = heartbeatInterval
+        self.statusUpdateInitialBackoff = statusUpdateInitialBackoff
+        self.statusUpdateMaxBackoff = statusUpdateMaxBackoff
+    }
+}

@@ -1,0 +1,109 @@
+@preconcurrency import Glibc
+import CDispatch
+import Logging
+import Synchronization
+
+/// The per-process reaper thread (see ``TaskProcess`` for the design).
+extension TaskProcess {
+    /// Reserved stack of a reaper thread; it only runs `waitid`, `waitpid` and a log call.
+    static let reaperStackSize = 512 * 1024
+
+    /// Starts the detached thread that waits for this process, or, if no thread can be made,
+    /// kills and reaps the just-spawned process and throws ``LauncherError/Code/launchFailed``.
+    func startReaper() throws(LauncherError) {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        pthread_attr_setstacksize(&attributes, Self.reaperStackSize)
+
+        // The thread owns a +1 reference until it has reaped the process.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let status = pthread_create(
+            &thread, &attributes,
+            { context in
+                Unmanaged<TaskProcess>.fromOpaque(context!).takeRetainedValue().reap()
+                return nil
+            },
+            context
+        )
+        guard status == 0 else {
+            Unmanaged<TaskProcess>.fromOpaque(context).release()
+            let exit = collectExit()
+            logger.error(
+                "could not start reaper thread; killed the task process",
+                metadata: ["keel.errno": "\(status)", "keel.termination": "\(exit)"]
+            )
+            throw LauncherError.system(
+                "pthread_create", errno: status,
+                message: "cannot watch the process of '\(command)', so it was killed; the launcher is out of "
+                    + "threads or memory",
+                fallback: .launchFailed
+            )
+        }
+    }
+
+    /// Body of the reaper thread: blocks until the leader exits, then finishes it.
+    private func reap() {
+        var info = siginfo_t()
+        // WNOWAIT leaves the leader a zombie, pinning its pid and group ID for the sweep.
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            // ECHILD: someone else reaped it; the pid may be reused, so do not signal the group.
+            logger.error(
+                "cannot wait for task process; its exit status is lost",
+                metadata: ["keel.errno": "\(code)", "keel.error": "\(SystemCallError(call: "waitid", errno: code))"]
+            )
+            finish(with: .unknown)
+            return
+        }
+        let status = collectExit()
+        logger.info("task process exited", metadata: ["keel.termination": "\(status)"])
+    }
+
+    /// Kills what is left of the group, reaps the leader and resumes every waiter.
+    ///
+    /// The leader must have exited already (or be killed by the sweep), so `waitpid` returns at
+    /// once; both happen under the lock so that ``signalGroup(_:)`` never signals a reaped group.
+    private func collectExit() -> TerminationStatus {
+        let (status, waiters) = state.withLock { state in
+            if let status = state.exitStatus {
+                return (status, [CheckedContinuation<TerminationStatus?, Never>]())
+            }
+            // SIGKILL the leftovers: children that ignore SIGTERM or outlived their parent.
+            kill(-pid, SIGKILL)
+            var raw: Int32 = 0
+            var status = TerminationStatus.unknown
+            while true {
+                if waitpid(pid, &raw, 0) == pid {
+                    status = TerminationStatus(waitStatus: raw)
+                    break
+                }
+                if errno != EINTR { break }
+            }
+            state.exitStatus = status
+            let waiters = Array(state.waiters.values)
+            state.waiters.removeAll()
+            return (status, waiters)
+        }
+        for waiter in waiters {
+            waiter.resume(returning: status)
+        }
+        return status
+    }
+
+    /// Records `status` without touching the pid (it is no longer ours) and resumes waiters.
+    private func finish(with status: TerminationStatus) {
+        let waiters = state.withLock { state in
+            state.exitStatus = status
+            let waiters = Array(state.waiters.values)
+            state.waiters.removeAll()
+            return waiters
+        }
+        for waiter in waiters {
+            waiter.resume(returning: status)
+        }
+    }
+}

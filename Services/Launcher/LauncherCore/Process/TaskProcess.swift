@@ -1,0 +1,185 @@
+@preconcurrency import Glibc
+package import Logging
+import Synchronization
+
+/// A running (or finished) task process: the leader of its own session and process group.
+///
+/// Start one with ``launch(_:logger:)``; then ``wait()`` for its ``TerminationStatus``,
+/// ``signalGroup(_:)`` it, or ``terminate(gracePeriod:)`` it. All members are safe to call from
+/// any task or thread, any number of times.
+///
+/// Reaping: each process gets one small dedicated thread (512 KiB of reserved stack) that blocks
+/// in `waitid` for that pid only, so no cooperative-pool thread ever blocks, and many processes
+/// can run at once (a thousand tasks cost a thousand parked threads). A single `waitpid(-1)`
+/// reaper was rejected because it would also reap children that other code in the launcher
+/// spawned and waits for. The thread is the only code that reaps the pid, so it is never
+/// reaped twice, and it keeps the `TaskProcess` alive until then, so dropping the object never
+/// leaves a zombie.
+///
+/// Group cleanup: when the leader exits, for whatever reason, every remaining member of its
+/// process group gets `SIGKILL` before the leader is reaped. While the leader is an unreaped
+/// zombie its pid (which is the group ID) cannot be reused, so group signals can never hit an
+/// unrelated process. All group signals are sent under the same lock that records the reap.
+/// Killed orphans are reparented to init (or the nearest subreaper), which reaps them.
+package final class TaskProcess: Sendable {
+    /// The leader's pid, which is also its process group ID and session ID.
+    package let pid: Int32
+    /// The command this process runs, as launched.
+    package let command: TaskCommand
+    /// The user it runs as, or `nil` for the launcher's own user.
+    package let user: TaskUser?
+
+    let logger: Logger
+    let state: Mutex<ProcessState>
+
+    private init(pid: Int32, command: TaskCommand, user: TaskUser?, logger: Logger) {
+        self.pid = pid
+        self.command = command
+        self.user = user
+        self.logger = logger
+        self.state = Mutex(ProcessState())
+    }
+
+    /// Starts `spec` with `posix_spawn` and begins watching it for exit.
+    ///
+    /// Synchronous and fast (one `clone`/`execve`); call it from anywhere. The executable is
+    /// looked up first, so a missing or non-executable program is a
+    /// ``LauncherError/Code/launchFailed`` error whose message names the command and the `errno`
+    /// text, with a ``SystemCallError`` cause. Other errors: ``LauncherError/Code/invalidArgument``
+    /// for a bad spec, ``LauncherError/Code/notFound`` for a missing working directory or
+    /// unknown user, ``LauncherError/Code/permissionDenied`` for switching users without root.
+    package static func launch(_ spec: TaskLaunchSpec, logger: Logger) throws(LauncherError) -> TaskProcess {
+        try spec.validate()
+        guard try TaskSandbox.fileType(spec.workingDirectory) == S_IFDIR else {
+            throw LauncherError(
+                code: .invalidArgument,
+                message: "working directory '\(spec.workingDirectory)' is not a directory; pass the sandbox root"
+            )
+        }
+        let user = try spec.user.map { (name) throws(LauncherError) in try TaskUser.lookup(name: name) }
+        let arguments = spec.command.arguments
+        let program = try ExecutableLookup.resolve(
+            arguments[0],
+            searchPath: spec.environment["PATH"] ?? TaskLaunchSpec.defaultSearchPath,
+            workingDirectory: spec.workingDirectory,
+            command: spec.command
+        )
+        var request = ProcessSpawner.Request(
+            command: spec.command,
+            executable: program,
+            arguments: arguments,
+            environment: spec.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
+            workingDirectory: spec.workingDirectory,
+            stdoutPath: spec.stdoutPath,
+            stderrPath: spec.stderrPath
+        )
+        if let user, user.uid != geteuid() || user.gid != getegid() {
+            try switchUser(of: &request, to: user)
+        }
+        let pid = try ProcessSpawner.spawn(request)
+
+        var logger = logger
+        logger[metadataKey: "keel.pid"] = "\(pid)"
+        let process = TaskProcess(pid: pid, command: spec.command, user: user, logger: logger)
+        logger.info(
+            "launched task process",
+            metadata: [
+                "keel.command": "\(spec.command)",
+                "keel.executable": "\(program)",
+                "keel.user": "\(user.map(\.description) ?? "(launcher)")",
+                "keel.working_directory": "\(spec.workingDirectory)",
+            ]
+        )
+        try process.startReaper()
+        return process
+    }
+
+    /// Wraps the request in `setpriv` so the child drops to `user` just before executing the program.
+    private static func switchUser(of request: inout ProcessSpawner.Request, to user: TaskUser) throws(LauncherError) {
+        guard geteuid() == 0 else {
+            throw LauncherError(
+                code: .permissionDenied,
+                message: "cannot run '\(request.command)' as user '\(user.name)': the launcher is not root; "
+                    + "run the launcher as root or drop the task's user"
+            )
+        }
+        let candidates = ["/usr/bin/setpriv", "/bin/setpriv"]
+        guard let setpriv = candidates.first(where: { (path: String) in access(path, X_OK) == 0 }) else {
+            throw LauncherError(
+                code: .launchFailed,
+                message: "cannot run '\(request.command)' as user '\(user.name)': setpriv was not found; "
+                    + "install util-linux on the agent"
+            )
+        }
+        request.arguments =
+            [setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", request.executable]
+            + request.arguments.dropFirst()
+        request.executable = setpriv
+    }
+
+    /// The exit status if the leader has exited and been reaped, else `nil`. Never blocks.
+    package var terminationStatus: TerminationStatus? {
+        state.withLock { $0.exitStatus }
+    }
+
+    /// Suspends until the leader exits and returns how it ended; returns at once if it already has.
+    ///
+    /// Any number of callers may wait concurrently. Throws `CancellationError` if the calling
+    /// task is cancelled first (the process keeps running).
+    package func wait() async throws(CancellationError) -> TerminationStatus {
+        guard let status = await waitForExit(cancellable: true) else {
+            throw CancellationError()
+        }
+        return status
+    }
+
+    /// Sends `signal` to every process in the task's process group (`kill(-pgid, signal)`).
+    ///
+    /// Returns `false`, sending nothing, once the leader has been reaped: the group ID may then
+    /// belong to someone else. Members that escaped the group with `setsid` are not reached.
+    @discardableResult
+    package func signalGroup(_ signal: Int32) -> Bool {
+        state.withLock { state in
+            guard state.exitStatus == nil else { return false }
+            return kill(-pid, signal) == 0
+        }
+    }
+
+    /// Suspends until exit. Returns `nil` only if `cancellable` and the task is cancelled.
+    func waitForExit(cancellable: Bool) async -> TerminationStatus? {
+        let id = state.withLock { $0.makeWaiterID() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<TerminationStatus?, Never>) in
+                // Registration and the cancellation check share the lock with `onCancel`, so a
+                // cancel that races registration is seen by exactly one of them.
+                let immediate: TerminationStatus?? = state.withLock { state in
+                    if let status = state.exitStatus { return .some(status) }
+                    if cancellable, Task.isCancelled { return .some(nil) }
+                    state.waiters[id] = continuation
+                    return .none
+                }
+                if let immediate {
+                    continuation.resume(returning: immediate)
+                }
+            }
+        } onCancel: {
+            guard cancellable else { return }
+            let continuation = state.withLock { $0.waiters.removeValue(forKey: id) }
+            continuation?.resume(returning: nil)
+        }
+    }
+}
+
+/// The mutable part of a ``TaskProcess``, only ever touched under its `Mutex`.
+struct ProcessState: Sendable {
+    /// Set exactly once, by the reaper thread, when it reaps the leader.
+    var exitStatus: TerminationStatus?
+    /// Suspended `wait` callers, resumed (outside the lock) when the leader is reaped.
+    var waiters: [UInt64: CheckedContinuation<TerminationStatus?, Never>] = [:]
+    private var nextWaiterID: UInt64 = 0
+
+    mutating func makeWaiterID() -> UInt64 {
+        nextWaiterID += 1
+        return nextWaiterID
+    }
+}

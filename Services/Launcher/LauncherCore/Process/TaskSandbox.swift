@@ -1,0 +1,153 @@
+@preconcurrency import Glibc
+
+/// The private directory a task runs in: its working directory and the home of its `stdout`
+/// and `stderr` files.
+///
+/// Layout: `<workDir>/sandboxes/<frameworkID>/<taskID>/<runID>/{stdout,stderr}`. The launcher
+/// runs as root, so every path a client names (for browsing or reading task output) must go
+/// through ``resolve(relativePath:)``, which refuses anything outside the sandbox.
+///
+/// Limitation: resolution and the later `open` are two steps, so a task that swaps a directory
+/// inside its own sandbox for a symlink between them could redirect a read. Final components
+/// are opened with `O_NOFOLLOW`; a later step can switch to `openat2(RESOLVE_BENEATH)`.
+package struct TaskSandbox: Sendable, Hashable {
+    /// The canonical (symlink-free, absolute) path of the sandbox directory.
+    package let root: String
+
+    /// The file the task's standard output is appended to.
+    package var stdoutPath: String { root + "/stdout" }
+
+    /// The file the task's standard error is appended to.
+    package var stderrPath: String { root + "/stderr" }
+
+    /// Wraps an existing sandbox directory, canonicalising `root` with `realpath`.
+    ///
+    /// Throws ``LauncherError/Code/notFound`` if it does not exist and
+    /// ``LauncherError/Code/invalidArgument`` if it is not a directory.
+    package init(existingAt root: String) throws(LauncherError) {
+        let canonical = try Self.realPath(root)
+        guard try Self.fileType(canonical) == S_IFDIR else {
+            throw LauncherError(
+                code: .invalidArgument,
+                message: "sandbox '\(root)' is not a directory; pass the directory created by TaskSandbox.create"
+            )
+        }
+        self.root = canonical
+    }
+
+    /// Creates (or reuses) the sandbox for one run of a task and its empty `stdout`/`stderr`.
+    ///
+    /// Missing parent directories are created with mode 0755; existing output files are kept
+    /// (they are opened for append). Each ID must be a single non-empty path component:
+    /// no `/`, no NUL, not `.` or `..`, else ``LauncherError/Code/invalidArgument``.
+    package static func create(
+        workDir: String, frameworkID: String, taskID: String, runID: String
+    ) throws(LauncherError) -> TaskSandbox {
+        for (kind, id) in [("framework ID", frameworkID), ("task ID", taskID), ("run ID", runID)] {
+            try validateComponent(id, kind: kind)
+        }
+        guard !workDir.isEmpty else {
+            throw LauncherError(code: .invalidArgument, message: "work directory is empty; pass the agent's work dir")
+        }
+        var path = workDir
+        for component in ["sandboxes", frameworkID, taskID, runID] {
+            path += (path.hasSuffix("/") ? "" : "/") + component
+        }
+        try makeDirectories(path)
+        let sandbox = try TaskSandbox(existingAt: path)
+        for file in [sandbox.stdoutPath, sandbox.stderrPath] {
+            let fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o644)
+            guard fd >= 0 else {
+                throw LauncherError.system("open", errno: errno, message: "cannot create sandbox file '\(file)'")
+            }
+            close(fd)
+        }
+        return sandbox
+    }
+
+    /// Makes the sandbox directory and its `stdout`/`stderr` owned by `user`, so a task running
+    /// as that user can write in its working directory.
+    ///
+    /// Call this before launching a task with ``TaskLaunchSpec/user`` set. Requires root.
+    package func setOwner(_ user: TaskUser) throws(LauncherError) {
+        for path in [root, stdoutPath, stderrPath] {
+            guard lchown(path, user.uid, user.gid) == 0 else {
+                throw LauncherError.system(
+                    "lchown", errno: errno, message: "cannot give '\(path)' to user '\(user.name)'")
+            }
+        }
+    }
+
+    /// Resolves a client-supplied path relative to the sandbox to a canonical absolute path.
+    ///
+    /// `""` and `"."` name the sandbox itself. Rejected with
+    /// ``LauncherError/Code/permissionDenied``: absolute paths, any `..` component, and paths
+    /// whose canonical form (symlinks followed with `realpath`) lies outside the sandbox.
+    /// A path that does not exist is ``LauncherError/Code/notFound``.
+    package func resolve(relativePath: String) throws(LauncherError) -> String {
+        guard !relativePath.utf8.contains(0) else {
+            throw LauncherError(code: .invalidArgument, message: "path contains a NUL byte; pass a plain relative path")
+        }
+        guard !relativePath.hasPrefix("/") else {
+            throw escape(relativePath, because: "absolute paths are not allowed")
+        }
+        if relativePath.split(separator: "/").contains("..") {
+            throw escape(relativePath, because: "'..' components are not allowed")
+        }
+        let joined = relativePath.isEmpty ? root : root + "/" + relativePath
+        let canonical = try Self.realPath(joined)
+        guard canonical == root || canonical.hasPrefix(root == "/" ? "/" : root + "/") else {
+            throw escape(relativePath, because: "it resolves to '\(canonical)' through a symlink")
+        }
+        return canonical
+    }
+
+    private func escape(_ path: String, because reason: String) -> LauncherError {
+        LauncherError(
+            code: .permissionDenied,
+            message: "path '\(path)' escapes the sandbox \(root): \(reason); name a path inside the sandbox"
+        )
+    }
+
+    private static func validateComponent(_ id: String, kind: String) throws(LauncherError) {
+        guard !id.isEmpty, id != ".", id != "..", !id.contains("/"), !id.utf8.contains(0) else {
+            throw LauncherError(
+                code: .invalidArgument,
+                message: "\(kind) '\(id)' cannot be used as a directory name; it must be non-empty, "
+                    + "not '.' or '..', and contain no '/' or NUL"
+            )
+        }
+    }
+
+    /// `mkdir -p` with mode 0755.
+    private static func makeDirectories(_ path: String) throws(LauncherError) {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 {
+                let code = errno
+                guard code == EEXIST, (try? fileType(prefix)) == S_IFDIR else {
+                    throw LauncherError.system("mkdir", errno: code, message: "cannot create directory '\(prefix)'")
+                }
+            }
+        }
+    }
+
+    /// `realpath(3)` as a Swift string.
+    static func realPath(_ path: String) throws(LauncherError) -> String {
+        guard let resolved = realpath(path, nil) else {
+            throw LauncherError.system("realpath", errno: errno, message: "cannot resolve '\(path)'")
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// The `S_IFMT` bits of `path` (symlinks followed).
+    static func fileType(_ path: String) throws(LauncherError) -> mode_t {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw LauncherError.system("stat", errno: errno, message: "cannot stat '\(path)'")
+        }
+        return info.st_mode & S_IFMT
+    }
+}

@@ -1,0 +1,114 @@
+package import Foundation
+package import KeelAPI
+import Logging
+import SwiftProtobuf
+import Synchronization
+
+/// Delivers status updates reliably, as the Mesos agent's status update manager does: per task,
+/// updates go out in order, one at a time; the head is resent with exponential backoff until the
+/// framework's acknowledgement comes back, then the next one is sent.
+///
+/// Updates survive broker disconnections: when the stream is re-established ``connect(_:)`` sends
+/// every queue head again. (Surviving a launcher restart needs the checkpoint, a later step.)
+package final class StatusUpdateManager: Sendable {
+    /// Sends a message up the current agent stream; returns false when it could not.
+    package typealias Sender = @Sendable (Keel_V1_AgentMessage) -> Bool
+
+    private struct Pending {
+        var frameworkID: String
+        var status: Keel_V1_TaskStatus
+        var nextAttempt: ContinuousClock.Instant
+        var backoff: Duration
+    }
+
+    private struct State {
+        var queues: [LauncherTaskKey: [Pending]] = [:]
+        var sender: Sender?
+    }
+
+    private let state = Mutex(State())
+    private let initialBackoff: Duration
+    private let maxBackoff: Duration
+
+    /// Creates the manager with the given resend backoff.
+    package init(initialBackoff: Duration, maxBackoff: Duration) {
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+    }
+
+    /// Queues an update; it is sent at once if it is the first pending one of its task.
+    package func enqueue(frameworkID: String, status: Keel_V1_TaskStatus) {
+        let key = LauncherTaskKey(frameworkID: frameworkID, taskID: status.taskID.value)
+        state.withLock { state in
+            let pending = Pending(frameworkID: frameworkID, status: status, nextAttempt: .now + initialBackoff, backoff: initialBackoff)
+            state.queues[key, default: []].append(pending)
+            if state.queues[key]?.count == 1 {
+                _ = state.sender?(Self.message(pending))
+            }
+        }
+    }
+
+    /// Handles an acknowledgement: drops the matching head and sends the next update.
+    ///
+    /// Returns false for an acknowledgement of nothing pending (a duplicate); that is harmless.
+    @discardableResult
+    package func acknowledge(frameworkID: String, taskID: String, uuid: Data) -> Bool {
+        let key = LauncherTaskKey(frameworkID: frameworkID, taskID: taskID)
+        return state.withLock { state in
+            guard var queue = state.queues[key], let head = queue.first, head.status.uuid == uuid else { return false }
+            queue.removeFirst()
+            if var next = queue.first {
+                next.nextAttempt = .now + initialBackoff
+                queue[0] = next
+                _ = state.sender?(Self.message(next))
+            }
+            state.queues[key] = queue.isEmpty ? nil : queue
+            return true
+        }
+    }
+
+    /// Installs the sender of a new stream (or nil when it broke) and resends every head.
+    package func connect(_ sender: Sender?) {
+        state.withLock { state in
+            state.sender = sender
+            guard let sender else { return }
+            for (key, queue) in state.queues {
+                guard var head = queue.first else { continue }
+                _ = sender(Self.message(head))
+                head.nextAttempt = .now + head.backoff
+                state.queues[key]?[0] = head
+            }
+        }
+    }
+
+    /// Resends every head whose retry time has come, doubling its backoff.
+    package func resendDue(now: ContinuousClock.Instant = .now) {
+        state.withLock { state in
+            guard let sender = state.sender else { return }
+            for (key, queue) in state.queues {
+                guard var head = queue.first, head.nextAttempt <= now else { continue }
+                _ = sender(Self.message(head))
+                head.backoff = min(head.backoff * 2, maxBackoff)
+                head.nextAttempt = now + head.backoff
+                state.queues[key]?[0] = head
+            }
+        }
+    }
+
+    /// The updates not yet acknowledged for a task, oldest first.
+    package func pending(_ key: LauncherTaskKey) -> [Keel_V1_TaskStatus] {
+        state.withLock { $0.queues[key]?.map(\.status) ?? [] }
+    }
+
+    /// How many updates wait for acknowledgement in all.
+    package var pendingCount: Int {
+        state.withLock { $0.queues.values.reduce(0) { $0 + $1.count } }
+    }
+
+    private static func message(_ pending: Pending) -> Keel_V1_AgentMessage {
+        .with {
+            $0.statusUpdate.frameworkID.value = pending.frameworkID
+            $0.statusUpdate.status = pending.status
+        }
+    }
+}

@@ -1,0 +1,359 @@
+package import Foundation
+package import KeelAPI
+import KeelCore
+import KeelRPC
+package import Logging
+import ServiceLifecycle
+import SwiftProtobuf
+import Synchronization
+
+/// Runs the tasks the broker sends to this node, one supervising child task each, and reports
+/// their states through the ``StatusUpdateManager``.
+///
+/// Launches and kills arrive as work items; ``run()`` owns a task group in which each task is
+/// supervised: sandbox, TASK_STARTING, spawn, TASK_RUNNING, wait, then the terminal state.
+package final class TaskManager: Service {
+    /// A task on this node, running or ended (kept so its sandbox can still be read).
+    package struct Container: Sendable {
+        package var frameworkID: String
+        package var info: Keel_V1_TaskInfo
+        package var sandbox: TaskSandbox?
+        package var process: TaskProcess?
+        package var state: Keel_V1_TaskState
+        package var killRequested = false
+        package var killGracePeriod: Duration?
+        package var startedAt: Date
+        package var endedAt: Date?
+    }
+
+    private enum Work: Sendable {
+        case launch(Keel_V1_FrameworkInfo, Keel_V1_TaskInfo)
+        case kill(LauncherTaskKey, Duration?)
+    }
+
+    private let containers = Mutex<[LauncherTaskKey: Container]>([:])
+    private let work: AsyncStream<Work>.Continuation
+    private let workStream: AsyncStream<Work>
+    private let updates: StatusUpdateManager
+    private let configuration: LauncherConfiguration
+    private let identity: AgentIdentity
+    private let logger: Logger
+
+    /// Creates the manager.
+    package init(configuration: LauncherConfiguration, updates: StatusUpdateManager, identity: AgentIdentity, logger: Logger) {
+        self.configuration = configuration
+        self.updates = updates
+        self.identity = identity
+        self.logger = logger
+        (workStream, work) = AsyncStream.makeStream(of: Work.self)
+    }
+
+    /// Queues a launch from the broker.
+    package func launch(framework: Keel_V1_FrameworkInfo, task: Keel_V1_TaskInfo) {
+        work.yield(.launch(framework, task))
+    }
+
+    /// Queues a kill from the broker.
+    package func kill(frameworkID: String, taskID: String, gracePeriod: Duration?) {
+        work.yield(.kill(LauncherTaskKey(frameworkID: frameworkID, taskID: taskID), gracePeriod))
+    }
+
+    /// A snapshot of every container.
+    package var snapshot: [LauncherTaskKey: Container] {
+        containers.withLock { $0 }
+    }
+
+    /// The container of one task, if known.
+    package func container(taskID: String) -> Container? {
+        containers.withLock { containers in containers.first { $0.key.taskID == taskID }?.value }
+    }
+
+    /// Tasks still running, with their latest status, for re-registration.
+    package var runningTasks: [Keel_V1_RunningTask] {
+        containers.withLock { containers in
+            containers.filter { !$0.value.state.isTerminal }.map { key, container in
+                Keel_V1_RunningTask.with {
+                    $0.frameworkID.value = key.frameworkID
+                    $0.task = container.info
+                    $0.latestStatus = .with {
+                        $0.taskID = container.info.taskID
+                        $0.state = container.state
+                        $0.source = .agent
+                        $0.agentID.value = identity.agentID ?? ""
+                    }
+                }
+            }
+        }
+    }
+
+    package func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await self.retryLoop()
+            }
+            for await item in workStream.cancelOnGracefulShutdown() {
+                switch item {
+                case .launch(let framework, let task):
+                    group.addTask { await self.supervise(framework: framework, task: task) }
+                case .kill(let key, let grace):
+                    group.addTask { await self.killTask(key, gracePeriod: grace) }
+                }
+            }
+            // Graceful shutdown: tasks are stopped with the launcher in this version (the
+            // checkpoint that lets them outlive it is a later step).
+            let running = containers.withLock { $0.filter { !$0.value.state.isTerminal }.map(\.key) }
+            for key in running {
+                group.addTask { await self.killTask(key, gracePeriod: .seconds(2)) }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func retryLoop() async {
+        while !Task.isCancelled {
+            updates.resendDue()
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    // MARK: Supervision
+
+    private func supervise(framework: Keel_V1_FrameworkInfo, task: Keel_V1_TaskInfo) async {
+        let frameworkID = framework.id.value
+        let key = LauncherTaskKey(frameworkID: frameworkID, taskID: task.taskID.value)
+        let received = Date()
+        let isNew = containers.withLock { containers in
+            if let existing = containers[key], !existing.state.isTerminal { return false }
+            containers[key] = Container(frameworkID: frameworkID, info: task, state: .taskStaging, startedAt: received)
+            return true
+        }
+        guard isNew else {
+            logger.warning("ignored a duplicate launch", metadata: ["keel.task_id": "\(key.taskID)"])
+            return
+        }
+        var logger = self.logger
+        logger[metadataKey: "keel.task_id"] = "\(key.taskID)"
+        logger[metadataKey: "keel.framework_id"] = "\(frameworkID)"
+
+        let sandbox: TaskSandbox
+        do {
+            sandbox = try TaskSandbox.create(
+                workDir: configuration.workDir, frameworkID: frameworkID, taskID: key.taskID, runID: UUID().uuidString.lowercased()
+            )
+        } catch {
+            finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: "cannot create the sandbox: \(error)")
+            return
+        }
+        update(key) { $0.sandbox = sandbox }
+        report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
+
+        if killRequestedBeforeStart(key) {
+            finish(key, state: .taskKilled, reason: .taskKilledDuringLaunch, message: "killed before it started")
+            return
+        }
+        let command: TaskCommand
+        switch task.command.command {
+        case .argv(let argv): command = .argv(argv.args)
+        case .shell(let shell): command = .shell(shell)
+        case nil:
+            finish(key, state: .taskError, reason: .taskInvalid, message: "the task has no command")
+            return
+        }
+        let spec = TaskLaunchSpec(
+            command: command,
+            environment: environment(for: task, frameworkID: frameworkID, sandbox: sandbox),
+            sandbox: sandbox,
+            user: task.command.user.isEmpty ? nil : task.command.user
+        )
+        let process: TaskProcess
+        do {
+            process = try TaskProcess.launch(spec, logger: logger)
+        } catch {
+            finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: error.message)
+            return
+        }
+        let killedMeanwhile = containers.withLock { containers -> Bool in
+            containers[key]?.process = process
+            return containers[key]?.killRequested ?? false
+        }
+        TaskHopRecorder.record(
+            "launcher.start", taskID: key.taskID, frameworkID: frameworkID, agentID: identity.agentID ?? "",
+            start: received, end: Date(), attributes: ["keel.pid": "\(process.pid)", "keel.sandbox": sandbox.root]
+        )
+        logger.info("task started", metadata: ["keel.pid": "\(process.pid)", "keel.command": "\(command)"])
+        report(key, state: .taskRunning, message: "pid \(process.pid)")
+        if killedMeanwhile {
+            let grace = containers.withLock { $0[key]?.killGracePeriod } ?? configuration.defaultKillGracePeriod
+            _ = await process.terminate(gracePeriod: grace)
+        }
+
+        let status: TerminationStatus
+        do {
+            status = try await process.wait()
+        } catch {
+            // Cancelled by shutdown: stop the process with it.
+            status = await process.terminate(gracePeriod: .seconds(2))
+        }
+        let killed = containers.withLock { $0[key]?.killRequested ?? false }
+        logger.info("task exited", metadata: ["keel.status": "\(status)", "keel.killed": "\(killed)"])
+        switch status {
+        case .exited(let code) where killed:
+            finish(key, state: .taskKilled, reason: .unspecified, message: "killed; exited with \(code)", exitCode: code)
+        case .exited(let code) where code == 0:
+            finish(key, state: .taskFinished, reason: .unspecified, message: "exited with 0", exitCode: 0)
+        case .exited(let code):
+            finish(key, state: .taskFailed, reason: .commandExecutorFailed, message: "exited with \(code)", exitCode: code)
+        case .signaled(let signal, _):
+            let name = TerminationStatus.signalName(signal)
+            if killed {
+                finish(key, state: .taskKilled, reason: .unspecified, message: "killed by \(name)", signal: signal)
+            } else {
+                finish(key, state: .taskFailed, reason: .commandExecutorFailed, message: "terminated by \(name)", signal: signal)
+            }
+        case .unknown:
+            finish(key, state: killed ? .taskKilled : .taskFailed, reason: .executorTerminated, message: "exit status unknown")
+        }
+    }
+
+    private func killRequestedBeforeStart(_ key: LauncherTaskKey) -> Bool {
+        containers.withLock { $0[key]?.killRequested ?? false }
+    }
+
+    private func killTask(_ key: LauncherTaskKey, gracePeriod: Duration?) async {
+        let process: TaskProcess?? = containers.withLock { containers in
+            guard var container = containers[key] else { return nil }
+            guard !container.state.isTerminal else { return .some(nil) }
+            container.killRequested = true
+            container.killGracePeriod = gracePeriod ?? Self.gracePeriod(container.info) ?? configuration.defaultKillGracePeriod
+            containers[key] = container
+            return .some(container.process)
+        }
+        switch process {
+        case nil:
+            // Unknown here (e.g. launched before this launcher restarted): it is gone.
+            let status = Keel_V1_TaskStatus.with {
+                $0.taskID.value = key.taskID
+                $0.state = .taskLost
+                $0.reason = .taskUnknown
+                $0.message = "the launcher does not know this task"
+                $0.source = .agent
+                $0.agentID.value = identity.agentID ?? ""
+                $0.frameworkID.value = key.frameworkID
+                $0.uuid = Self.newUUID()
+                $0.timestamp = Google_Protobuf_Timestamp(date: Date())
+            }
+            updates.enqueue(frameworkID: key.frameworkID, status: status)
+        case .some(nil):
+            return
+        case .some(.some(let process)):
+            let grace = containers.withLock { $0[key]?.killGracePeriod } ?? configuration.defaultKillGracePeriod
+            logger.info("killing task", metadata: ["keel.task_id": "\(key.taskID)", "keel.grace": "\(grace)"])
+            _ = await process.terminate(gracePeriod: grace)
+        }
+    }
+
+    private static func gracePeriod(_ info: Keel_V1_TaskInfo) -> Duration? {
+        guard info.hasKillPolicy, info.killPolicy.hasGracePeriod else { return nil }
+        let period = info.killPolicy.gracePeriod
+        return .seconds(period.seconds) + .nanoseconds(Int64(period.nanos))
+    }
+
+    // MARK: Reporting
+
+    private func update(_ key: LauncherTaskKey, _ body: (inout Container) -> Void) {
+        containers.withLock { containers in
+            if var container = containers[key] {
+                body(&container)
+                containers[key] = container
+            }
+        }
+    }
+
+    private func report(
+        _ key: LauncherTaskKey,
+        state: Keel_V1_TaskState,
+        reason: Keel_V1_TaskStatus.Reason = .unspecified,
+        message: String,
+        exitCode: Int32? = nil,
+        signal: Int32? = nil
+    ) {
+        update(key) { $0.state = state }
+        let status = Keel_V1_TaskStatus.with {
+            $0.taskID.value = key.taskID
+            $0.state = state
+            $0.reason = reason
+            $0.message = message
+            $0.source = .agent
+            $0.agentID.value = identity.agentID ?? ""
+            $0.frameworkID.value = key.frameworkID
+            $0.uuid = Self.newUUID()
+            $0.timestamp = Google_Protobuf_Timestamp(date: Date())
+            if let exitCode { $0.exitCode = exitCode }
+            if let signal { $0.signal = signal }
+        }
+        updates.enqueue(frameworkID: key.frameworkID, status: status)
+    }
+
+    private func finish(
+        _ key: LauncherTaskKey,
+        state: Keel_V1_TaskState,
+        reason: Keel_V1_TaskStatus.Reason,
+        message: String,
+        exitCode: Int32? = nil,
+        signal: Int32? = nil
+    ) {
+        update(key) {
+            $0.endedAt = Date()
+            $0.process = nil
+        }
+        report(key, state: state, reason: reason, message: message, exitCode: exitCode, signal: signal)
+    }
+
+    private func environment(for task: Keel_V1_TaskInfo, frameworkID: String, sandbox: TaskSandbox) -> [String: String] {
+        var environment: [String: String] = [
+            "PATH": TaskLaunchSpec.defaultSearchPath,
+            "HOME": sandbox.root,
+            "KEEL_TASK_ID": task.taskID.value,
+            "KEEL_FRAMEWORK_ID": frameworkID,
+            "KEEL_AGENT_ID": identity.agentID ?? "",
+            "KEEL_SANDBOX": sandbox.root,
+        ]
+        if let resources = try? Resources(proto: task.resources) {
+            let ports = resources.ports.ranges.flatMap { Array($0) }
+            for (index, port) in ports.prefix(64).enumerated() {
+                environment["PORT\(index)"] = "\(port)"
+            }
+            if let first = ports.first { environment["PORT"] = "\(first)" }
+            environment["KEEL_CPUS"] = "\(resources.cpus)"
+            environment["KEEL_MEM"] = "\(resources.mem)"
+        }
+        for variable in task.command.environment.variables {
+            environment[variable.name] = variable.value
+        }
+        return environment
+    }
+
+    static func newUUID() -> Data {
+        withUnsafeBytes(of: UUID().uuid) { Data($0) }
+    }
+}
+
+/// The agent id this launcher was given by the broker, shared by its parts.
+package final class AgentIdentity: Sendable {
+    private let value = Mutex<String?>(nil)
+
+    /// Creates an identity, optionally with an id remembered from before.
+    package init(agentID: String? = nil) {
+        value.withLock { $0 = agentID }
+    }
+
+    /// The current agent id, nil before the first registration.
+    package var agentID: String? {
+        value.withLock { $0 }
+    }
+
+    /// Records the id the broker assigned.
+    package func set(_ id: String) {
+        value.withLock { $0 = id }
+    }
+}

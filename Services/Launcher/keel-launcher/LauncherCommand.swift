@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import Logging
+import KeelObservability
+import KeelRPC
+import LauncherCore
+
+/// keel-launcher: runs tasks on this node for the broker.
+@main
+struct LauncherCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keel-launcher",
+        abstract: "Keel task launcher: advertises this node's resources to the broker and runs tasks in sandboxes."
+    )
+
+    @Option(help: "gRPC listen address of the launcher API (files, logs, pings). [env: KEEL_LISTEN] (default: 127.0.0.1:5054)")
+    var listen: String?
+
+    @Option(help: "Address other services reach this launcher at; defaults to the listen address, or the hostname when listening on all interfaces. [env: KEEL_ADVERTISE]")
+    var advertise: String?
+
+    @Option(help: "Admin HTTP listen address (/metrics, /healthz, /readyz). [env: KEEL_ADMIN_LISTEN] (default: 127.0.0.1:5055)")
+    var adminListen: String?
+
+    @Option(help: "keel-broker gRPC address. [env: KEEL_BROKER] (default: 127.0.0.1:5050)")
+    var broker: String?
+
+    @Option(help: "Directory for sandboxes and launcher state. [env: KEEL_WORK_DIR] (default: DATA_DIR)")
+    var workDir: String?
+
+    @Option(help: "Resources to offer, overriding detection per name, e.g. 'cpus:4;mem:8192;ports:[31000-32000]'. [env: KEEL_RESOURCES]")
+    var resources: String?
+
+    @Option(help: "Attributes for placement, e.g. 'rack:r1;ssd:true'. [env: KEEL_ATTRIBUTES]")
+    var attributes: String?
+
+    @Option(help: "Hostname reported to the broker. [env: KEEL_HOSTNAME] (default: the system hostname)")
+    var hostname: String?
+
+    @OptionGroup var common: CommonDaemonOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let options = EnvironmentOptions(environment)
+        let daemon = try common.configuration(
+            serviceName: "keel-launcher",
+            adminListen: options.string(adminListen, "KEEL_ADMIN_LISTEN", default: "127.0.0.1:5055"),
+            environment: environment
+        )
+        let listenEndpoint = try Endpoint(parsing: options.string(listen, "KEEL_LISTEN", default: "127.0.0.1:5054"))
+        let brokerEndpoint = try Endpoint(parsing: options.string(broker, "KEEL_BROKER", default: "127.0.0.1:5050"))
+        let dataDir = common.dataDirectory(environment: environment, default: "/var/lib/keel/launcher")
+        let workDirectory = options.string(workDir, "KEEL_WORK_DIR", default: dataDir)
+        let host = options.string(hostname, "KEEL_HOSTNAME", default: ProcessInfo.processInfo.hostName)
+        try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
+        let detected = try NodeResources.detect(workDir: workDirectory, overrides: options.optionalString(resources, "KEEL_RESOURCES"))
+        let parsedAttributes = try NodeResources.parseAttributes(options.optionalString(attributes, "KEEL_ATTRIBUTES"))
+        let advertisedText = options.optionalString(advertise, "KEEL_ADVERTISE")
+
+        try await Daemon.run(configuration: daemon) { context in
+            let updates = StatusUpdateManager(initialBackoff: .seconds(2), maxBackoff: .seconds(30))
+            let identity = AgentIdentity()
+            let ready = ReadyGate()
+            var advertised = try advertisedText.map { try Endpoint(parsing: $0) } ?? listenEndpoint
+            if advertisedText == nil, ["0.0.0.0", "::"].contains(advertised.host) { advertised.host = host }
+            let configuration = LauncherConfiguration(
+                broker: brokerEndpoint,
+                advertisedAddress: advertised,
+                workDir: workDirectory,
+                hostname: host,
+                resources: detected,
+                attributes: parsedAttributes
+            )
+            context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
+            let tasks = TaskManager(configuration: configuration, updates: updates, identity: identity, logger: context.logger)
+            let brokerClient = try ManagedClient(endpoint: brokerEndpoint)
+            let launcherServer = RPCServer(
+                serviceName: "keel-launcher",
+                endpoint: listenEndpoint,
+                services: [LauncherService(tasks: tasks, identity: identity)],
+                logger: context.logger,
+                onListening: { endpoint in
+                    if let port = await ready.grpcBound(endpoint.port) { await context.markReady(port) }
+                }
+            )
+            let connection = AgentConnection(
+                configuration: configuration,
+                client: brokerClient,
+                tasks: tasks,
+                updates: updates,
+                identity: identity,
+                logger: context.logger,
+                advertisedPort: { await ready.boundPort() },
+                onRegistered: { _ in
+                    if let port = await ready.registered() { await context.markReady(port) }
+                }
+            )
+            return [tasks, brokerClient, launcherServer, connection]
+        }
+    }
+}
+
+/// The launcher is ready once its API is bound and it has attached to the broker.
+actor ReadyGate {
+    private var port: Int?
+    private var attached = false
+    private var reported = false
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+
+    /// Records the bound port; returns it if the launcher just became ready.
+    func grpcBound(_ port: Int) -> Int? {
+        self.port = port
+        for waiter in waiters { waiter.resume(returning: port) }
+        waiters.removeAll()
+        return check()
+    }
+
+    /// Waits until the launcher API is bound and returns its port.
+    func boundPort() async -> Int {
+        if let port { return port }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+
+    /// Records the first registration; returns the port if the launcher just became ready.
+    func registered() -> Int? {
+        attached = true
+        return check()
+    }
+
+    private func check() -> Int? {
+        guard let port, attached, !reported else { return nil }
+        reported = true
+        return port
+    }
+}
+

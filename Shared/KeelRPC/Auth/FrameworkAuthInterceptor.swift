@@ -1,0 +1,69 @@
+package import GRPCCore
+import JWTKit
+import KeelCore
+
+/// The verified claims of the framework token of the call being handled, if any.
+package enum RequestAuth {
+    /// Set by ``FrameworkAuthInterceptor`` for the duration of a call (and its response stream).
+    @TaskLocal package static var claims: FrameworkClaims?
+}
+
+/// Verifies the `authorization: Bearer <token>` of every call to the services it is applied to
+/// and makes the claims available as ``RequestAuth/claims``.
+///
+/// A call without a token, or with one that does not verify, fails with `UNAUTHENTICATED` before
+/// the handler runs.
+package struct FrameworkAuthInterceptor: ServerInterceptor {
+    private let verifier: TokenVerifier
+
+    /// Creates the interceptor.
+    package init(verifier: TokenVerifier) {
+        self.verifier = verifier
+    }
+
+    package func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        guard let token = request.metadata.bearerToken else {
+            throw RPCError(
+                code: .unauthenticated,
+                message: "missing framework token: register with keel-registry and send 'authorization: Bearer <token>'"
+            )
+        }
+        let claims: FrameworkClaims
+        do {
+            claims = try await verifier.verify(token)
+        } catch let error as KeelError {
+            throw error.rpcError
+        }
+        return try await RequestAuth.$claims.withValue(claims) {
+            var response = try await next(request, context)
+            if case .success(var contents) = response.accepted {
+                let producer = contents.producer
+                contents.producer = { writer in
+                    try await RequestAuth.$claims.withValue(claims) { try await producer(writer) }
+                }
+                response.accepted = .success(contents)
+            }
+            return response
+        }
+    }
+}
+
+/// Checks that the call's token speaks for `frameworkID`.
+///
+/// - Throws: `KeelError` `.permissionDenied` when the token is for another framework, and
+///   `.unauthenticated` when the call carried no verified token.
+package func requireFramework(_ frameworkID: String) throws {
+    guard let claims = RequestAuth.claims else {
+        throw KeelError(code: .unauthenticated, message: "this call needs a framework token")
+    }
+    guard claims.sub.value == frameworkID else {
+        throw KeelError(
+            code: .permissionDenied,
+            message: "the token is for framework \(claims.sub.value), not \(frameworkID); use the token issued for this framework"
+        )
+    }
+}

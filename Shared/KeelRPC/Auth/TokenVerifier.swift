@@ -1,0 +1,49 @@
+import Foundation
+import GRPCCore
+import JWTKit
+import KeelCore
+
+/// Verifies framework tokens against the registry's public keys (a JSON Web Key Set).
+///
+/// Only ES256 keys are accepted: a token signed with another algorithm, including `none`, is
+/// rejected because no key for that algorithm is ever added.
+package actor TokenVerifier {
+    private var keys = JWTKeyCollection()
+    private var keySetJSON: String?
+
+    /// Creates a verifier with no keys; ``install(jwksJSON:)`` must run before tokens verify.
+    package init() {}
+
+    /// Whether keys are installed.
+    package var hasKeys: Bool { keySetJSON != nil }
+
+    /// Replaces the keys with the given JSON Web Key Set.
+    package func install(jwksJSON: String) async throws {
+        guard jwksJSON != keySetJSON else { return }
+        let collection = JWTKeyCollection()
+        try await collection.add(jwksJSON: jwksJSON)
+        keys = collection
+        keySetJSON = jwksJSON
+    }
+
+    /// Verifies `token` and returns its claims.
+    ///
+    /// - Throws: `KeelError` `.unauthenticated` saying why the token was refused.
+    package func verify(_ token: String) async throws -> FrameworkClaims {
+        guard keySetJSON != nil else {
+            throw KeelError(
+                code: .unavailable,
+                message: "the broker has not loaded the registry's token keys yet; retry in a moment"
+            )
+        }
+        do {
+            return try await keys.verify(token, as: FrameworkClaims.self)
+        } catch {
+            throw KeelError(
+                code: .unauthenticated,
+                message: "the framework token was refused (\(error)); register with keel-registry again to get a fresh token",
+                cause: error
+            )
+        }
+    }
+}

@@ -1,0 +1,37 @@
+package import Foundation
+import Tracing
+
+/// Records the hops of a task's life (offer, launch, process start, each status) as spans
+/// carrying `keel.task_id`, which keel-tracer indexes to answer `TaskTimeline`.
+package enum TaskHopRecorder {
+    /// Records a finished span from `start` to `end`.
+    package static func record(
+        _ name: String,
+        taskID: String,
+        frameworkID: String,
+        agentID: String = "",
+        start: Date,
+        end: Date,
+        attributes: [String: String] = [:]
+    ) {
+        let tracer = InstrumentationSystem.tracer
+        let span = tracer.startSpan(
+            name,
+            context: ServiceContext.current ?? .topLevel,
+            ofKind: .internal,
+            at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: nanoseconds(start)),
+            function: #function,
+            file: #fileID,
+            line: #line
+        )
+        span.attributes["keel.task_id"] = taskID
+        span.attributes["keel.framework_id"] = frameworkID
+        if !agentID.isEmpty { span.attributes["keel.agent_id"] = agentID }
+        for (key, value) in attributes { span.attributes[key] = value }
+        span.end(at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: nanoseconds(max(end, start))))
+    }
+
+    private static func nanoseconds(_ date: Date) -> UInt64 {
+        UInt64(max(0, date.timeIntervalSince1970) * 1_000_000_000)
+    }
+}

@@ -1,0 +1,28 @@
+import Logging
+import NIOCore
+import SQLiteNIO
+
+extension SQLiteConnection {
+    /// Runs one SQL statement and returns its rows, regardless of the calling task's cancellation.
+    ///
+    /// SQLiteNIO's `async` API skips queued work when the calling task is cancelled. Inside a write
+    /// transaction that would leave it half-done, and would even make its `ROLLBACK` fail, wedging the
+    /// connection. The `EventLoopFuture` API always runs the statement, so every store statement goes
+    /// through here; callers observe cancellation between operations, never inside one.
+    func execute(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        let rows: EventLoopFuture<[SQLiteRow]> = self.query(sql, binds)
+        return try await rows.get()
+    }
+
+    /// Opens a connection, regardless of the calling task's cancellation (see ``execute(_:_:)``).
+    static func openIgnoringCancellation(path: String, logger: Logger) async throws -> SQLiteConnection {
+        let connection: EventLoopFuture<SQLiteConnection> = self.open(storage: .file(path: path), logger: logger)
+        return try await connection.get()
+    }
+
+    /// Closes the connection, regardless of the calling task's cancellation (see ``execute(_:_:)``).
+    func closeIgnoringCancellation() async throws {
+        let done: EventLoopFuture<Void> = self.close()
+        try await done.get()
+    }
+}

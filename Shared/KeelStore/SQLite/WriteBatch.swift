@@ -1,0 +1,122 @@
+import SQLiteNIO
+
+/// The changes of one write transaction on the writer connection, all at one new revision.
+///
+/// Created by ``SQLiteStore/write(_:_:)`` inside `BEGIN IMMEDIATE`; each mutation records the
+/// ``WatchEvent`` it causes. If the batch ends with events, the revision counter is bumped and the
+/// events are published after `COMMIT`; a batch without events leaves the revision unchanged (etcd
+/// does not bump the revision for a transaction that changes nothing).
+struct WriteBatch {
+    let connection: SQLiteConnection
+    /// Whether a lease may still have keys attached (exists and is not past its deadline).
+    let leaseIsLive: (LeaseID) -> Bool
+    /// The revision before this batch.
+    let baseRevision: Revision
+    /// The revision this batch's changes carry.
+    var revision: Revision { self.baseRevision.next }
+    /// The events of the changes made so far, in order.
+    private(set) var events: [WatchEvent] = []
+
+    init(connection: SQLiteConnection, baseRevision: Revision, leaseIsLive: @escaping (LeaseID) -> Bool) {
+        self.connection = connection
+        self.baseRevision = baseRevision
+        self.leaseIsLive = leaseIsLive
+    }
+
+    /// The committed-or-pending record of `key` as seen inside this transaction.
+    func fetch(_ key: String) async throws -> KeyValue? {
+        let rows = try await self.connection.execute(
+            "SELECT \(SQLRows.kvColumns) FROM keel_kv WHERE key = ?",
+            [SQLRows.blob(key)]
+        )
+        return try rows.first.map(SQLRows.keyValue(_:))
+    }
+
+    /// Writes `key`, keeping its create revision if it exists and bumping its version.
+    /// - Throws: ``StoreError/Code/notFound`` if `lease` does not exist or is past its deadline.
+    mutating func put(_ key: String, value: [UInt8], lease: LeaseID?) async throws {
+        if let lease, !self.leaseIsLive(lease) {
+            throw StoreError.notFound(
+                "lease \(lease) does not exist (it expired or was revoked); grant a new lease and write '\(key)' again"
+            )
+        }
+        let existing = try await self.fetch(key)
+        let createRevision = existing?.createRevision ?? self.revision
+        let version = (existing?.version ?? 0) + 1
+        _ = try await self.connection.execute(
+            """
+            INSERT OR REPLACE INTO keel_kv (key, value, create_revision, mod_revision, version, lease)
+            VALUES (?, coalesce(?, x''), ?, ?, ?, ?)
+            """,
+            [
+                SQLRows.blob(key),
+                SQLRows.blob(value),
+                SQLRows.integer(createRevision),
+                SQLRows.integer(self.revision),
+                .integer(numericCast(version)),
+                SQLRows.integer(lease),
+            ]
+        )
+        self.events.append(
+            WatchEvent(
+                kind: .put,
+                key: key,
+                value: value,
+                modRevision: self.revision,
+                createRevision: createRevision,
+                lease: lease
+            )
+        )
+    }
+
+    /// Deletes `key`. - Returns: whether it existed.
+    mutating func delete(_ key: String) async throws -> Bool {
+        let rows = try await self.connection.execute(
+            "DELETE FROM keel_kv WHERE key = ? RETURNING key",
+            [SQLRows.blob(key)]
+        )
+        self.recordDeletes(rows)
+        return !rows.isEmpty
+    }
+
+    /// Deletes every key starting with `prefix`. - Returns: how many were deleted.
+    mutating func delete(prefix: String) async throws -> Int {
+        let clause = SQLRows.prefixClause(prefix)
+        let rows = try await self.connection.execute(
+            "DELETE FROM keel_kv WHERE \(clause.sql) RETURNING key",
+            clause.binds
+        )
+        self.recordDeletes(rows)
+        return rows.count
+    }
+
+    /// Deletes every key attached to `lease`. - Returns: how many were deleted.
+    mutating func deleteKeys(of lease: LeaseID) async throws -> Int {
+        let rows = try await self.connection.execute(
+            "DELETE FROM keel_kv WHERE lease = ? RETURNING key",
+            [SQLRows.integer(lease)]
+        )
+        self.recordDeletes(rows)
+        return rows.count
+    }
+
+    /// Whether `condition` holds inside this transaction.
+    func holds(_ condition: StoreCondition) async throws -> Bool {
+        switch condition {
+        case .modRevisionEquals(let key, let revision):
+            return try await self.fetch(key)?.modRevision == revision
+        case .keyAbsent(let key):
+            return try await self.fetch(key) == nil
+        case .keyExists(let key):
+            return try await self.fetch(key) != nil
+        }
+    }
+
+    /// Records delete events for `RETURNING key` rows, sorted by key bytes for a deterministic order.
+    private mutating func recordDeletes(_ rows: [SQLiteRow]) {
+        let keys = rows.compactMap { $0.column("key").flatMap(SQLRows.string(_:)) }
+        for key in keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            self.events.append(WatchEvent(kind: .delete, key: key, value: [], modRevision: self.revision))
+        }
+    }
+}
