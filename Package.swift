@@ -170,7 +170,7 @@ let package = Package(
             name: "TracerCore",
             dependencies: [
                 "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelObservability", grpcCore, logging, metrics,
-                serviceLifecycle, swiftProtobuf,
+                serviceLifecycle, swiftProtobuf, nioCore, .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ],
             path: "Services/Tracer/TracerCore",
             swiftSettings: keelSettings
@@ -185,14 +185,14 @@ let package = Package(
             name: "CLICore",
             dependencies: [
                 "KeelAPI", "KeelCore", "KeelRPC", "KeelSDK", grpcCore, grpcHTTP2, logging, argumentParser,
-                swiftProtobuf,
+                swiftProtobuf, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Services/CLI/CLICore",
             swiftSettings: keelSettings
         ),
         .executableTarget(
             name: "keel",
-            dependencies: ["CLICore"],
+            dependencies: ["CLICore", argumentParser],
             path: "Services/CLI/keel",
             swiftSettings: keelSettings
         ),
@@ -220,6 +220,16 @@ let package = Package(
                 "BrokerCore", "RegistryCore", "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelSDK", grpcCore,
                 grpcInProcess, logging, serviceLifecycle,
             ],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
+            name: "TracerCoreTests",
+            dependencies: ["TracerCore", "KeelAPI", "KeelRPC", grpcCore, grpcInProcess, logging, swiftProtobuf],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
+            name: "HealthCoreTests",
+            dependencies: ["HealthCore", "KeelAPI", "KeelRPC", grpcCore, grpcInProcess, logging, swiftProtobuf],
             swiftSettings: keelSettings
         ),
         .testTarget(

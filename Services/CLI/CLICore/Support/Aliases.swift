@@ -1,0 +1,3 @@
+import KeelAPI
+
+typealias KeelAPIResource = Keel_V1_Resource

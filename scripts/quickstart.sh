@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds Keel, starts a local cluster (keel up), runs a sample task on it, shows the task
+# table and the task's trace, and stops the cluster. Pass --keep to leave the cluster running.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+keep=false
+if [[ "${1:-}" == "--keep" ]]; then keep=true; fi
+
+swift build
+bin="$(swift build --show-bin-path)"
+data="${KEEL_DATA_DIR:-$PWD/.keel}"
+mkdir -p "$data"
+
+"$bin/keel" up --data-dir "$data" > "$data/up.log" 2>&1 &
+up=$!
+stop() { if ! $keep; then kill -TERM "$up" 2>/dev/null; wait "$up" 2>/dev/null || true; fi; }
+trap stop EXIT
+
+for _ in $(seq 1 600); do
+  [[ -f "$data/endpoints.json" ]] && break
+  if ! kill -0 "$up" 2>/dev/null; then cat "$data/up.log"; exit 1; fi
+  sleep 0.2
+done
+[[ -f "$data/endpoints.json" ]] || { echo "the cluster did not start; see $data/up.log" >&2; exit 1; }
+cat "$data/up.log"
+
+echo
+echo "\$ keel run -- sh -c 'echo hello from keel on \$(hostname)'"
+"$bin/keel" run --shell -- 'echo hello from keel on $(hostname), task $KEEL_TASK_ID'
+echo
+echo "\$ keel tasks"
+"$bin/keel" tasks
+if $keep; then
+  echo
+  echo "The cluster keeps running (pid $up); stop it with: kill $up"
+  trap - EXIT
+fi
