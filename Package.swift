@@ -218,7 +218,7 @@ let package = Package(
             name: "BrokerCoreTests",
             dependencies: [
                 "BrokerCore", "RegistryCore", "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelSDK", grpcCore,
-                grpcInProcess, logging, serviceLifecycle,
+                grpcInProcess, logging, serviceLifecycle, swiftProtobuf,
             ],
             swiftSettings: keelSettings
         ),
@@ -234,7 +234,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["KeelAPI", "KeelSDK", "KeelRPC", grpcCore, grpcHTTP2, logging],
+            dependencies: ["KeelAPI", "KeelSDK", "KeelRPC", grpcCore, grpcHTTP2, logging, swiftProtobuf],
             swiftSettings: keelSettings
         ),
         .testTarget(

@@ -14,8 +14,13 @@ final class ChildProcess: Sendable {
         var exitStatus: Int32?
     }
 
+    /// The collected output, shared with the pipe and termination handlers.
+    private final class Collected: Sendable {
+        let state = Mutex(State())
+    }
+
     private let process: Process
-    private let state = Mutex(State())
+    private let collected = Collected()
     let commandLine: String
 
     /// Starts `executable` with `arguments`; the environment is this process's plus `environment`.
@@ -33,14 +38,14 @@ final class ChildProcess: Sendable {
         process.standardInput = FileHandle.nullDevice
         self.process = process
         self.commandLine = ([executable] + arguments).joined(separator: " ")
-        let state = self.state
+        let state = collected
         out.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
-            state.withLock { $0.stdout.append(data) }
+            state.state.withLock { $0.stdout.append(data) }
         }
         err.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
-            state.withLock { $0.stderr.append(data) }
+            state.state.withLock { $0.stderr.append(data) }
         }
         process.terminationHandler = { process in
             // Collect what is left in the pipes before recording the exit.
@@ -48,7 +53,7 @@ final class ChildProcess: Sendable {
             let restErr = (try? err.fileHandleForReading.readToEnd()) ?? nil
             out.fileHandleForReading.readabilityHandler = nil
             err.fileHandleForReading.readabilityHandler = nil
-            state.withLock { state in
+            state.state.withLock { state in
                 if let restOut { state.stdout.append(restOut) }
                 if let restErr { state.stderr.append(restErr) }
                 state.exitStatus = process.terminationStatus
@@ -58,9 +63,9 @@ final class ChildProcess: Sendable {
     }
 
     var pid: Int32 { process.processIdentifier }
-    var stdout: String { state.withLock { String(decoding: $0.stdout, as: UTF8.self) } }
-    var stderr: String { state.withLock { String(decoding: $0.stderr, as: UTF8.self) } }
-    var exitStatus: Int32? { state.withLock { $0.exitStatus } }
+    var stdout: String { collected.state.withLock { String(decoding: $0.stdout, as: UTF8.self) } }
+    var stderr: String { collected.state.withLock { String(decoding: $0.stderr, as: UTF8.self) } }
+    var exitStatus: Int32? { collected.state.withLock { $0.exitStatus } }
 
     /// Sends a signal to the process.
     func signal(_ signal: Int32) {

@@ -1,0 +1,276 @@
+import BrokerCore
+import Foundation
+import GRPCCore
+import GRPCInProcessTransport
+import KeelAPI
+import KeelRPC
+import KeelSDK
+import SwiftProtobuf
+import Testing
+
+/// The broker's scheduler and agent APIs over gRPC (in process): a launch from offer to
+/// acknowledgement, and every kind of bad input refused with the right status and no change.
+@Suite("Scheduler flow")
+struct SchedulerFlowTests {
+    @Test("offer, launch, status update, acknowledgement and kill travel between framework and agent")
+    func launchFlow() async throws {
+        try await InProcessCluster.with { cluster in
+            let (frameworkID, token) = try await cluster.register("flow")
+            let agentInbox = Inbox<Keel_V1_BrokerMessage>()
+            let frameworkInbox = Inbox<Keel_V1_Event>()
+            let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
+            agentWriter.yield(.with { $0.register = Self.register(hostname: "node-1") })
+
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await cluster.agents.attach(requestProducer: { writer in
+                        for await message in agentOutbox { try await writer.write(message) }
+                    }, onResponse: { response in
+                        for try await message in response.messages { agentInbox.append(message) }
+                    })
+                }
+                let registered = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }
+                let agentID = registered.registered.agentID
+
+                group.addTask {
+                    let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
+                    try await cluster.scheduler.subscribe(request, metadata: bearer(token)) { response in
+                        for try await event in response.messages { frameworkInbox.append(event) }
+                    }
+                }
+                _ = try await frameworkInbox.wait(for: "SUBSCRIBED") { $0.type == .subscribed }
+                let offers = try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }
+                let offer = try #require(offers.offers.offers.first)
+                #expect(offer.agentID == agentID)
+
+                let task = Self.task("t1", agentID: agentID, cpus: 0.5, mem: 128)
+                let accept = Keel_V1_AcceptRequest.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.offerIds = [offer.id]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = [task]
+                    }]
+                }
+                let accepted = try await cluster.scheduler.accept(accept, metadata: bearer(token))
+                #expect(accepted.launched.map(\.value) == ["t1"])
+                let launch = try await agentInbox.wait(for: "launch") { $0.launch.task.taskID.value == "t1" }
+                #expect(launch.launch.frameworkInfo.id.value == frameworkID)
+
+                // The accepted offer is gone.
+                let again = try? await cluster.scheduler.accept(accept, metadata: bearer(token))
+                #expect(again == nil)
+
+                let uuid = Data((0..<16).map { UInt8($0) })
+                agentWriter.yield(.with {
+                    $0.statusUpdate.frameworkID.value = frameworkID
+                    $0.statusUpdate.status = .with {
+                        $0.taskID.value = "t1"
+                        $0.state = .taskRunning
+                        $0.agentID = agentID
+                        $0.uuid = uuid
+                        $0.source = .agent
+                    }
+                })
+                let update = try await frameworkInbox.wait(for: "UPDATE RUNNING") { $0.update.status.state == .taskRunning }
+                #expect(update.update.status.uuid == uuid)
+
+                let badAck = Keel_V1_AcknowledgeRequest.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.taskID.value = "t1"
+                    $0.uuid = Data([9, 9, 9])
+                }
+                let badAckError = await Self.rpcError { _ = try await cluster.scheduler.acknowledge(badAck, metadata: bearer(token)) }
+                #expect(badAckError == .notFound)
+
+                let ack = Keel_V1_AcknowledgeRequest.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.agentID = agentID
+                    $0.taskID.value = "t1"
+                    $0.uuid = uuid
+                }
+                _ = try await cluster.scheduler.acknowledge(ack, metadata: bearer(token))
+                let forwarded = try await agentInbox.wait(for: "acknowledge") { $0.acknowledge.uuid == uuid }
+                #expect(forwarded.acknowledge.taskID.value == "t1")
+
+                let tasks = try await cluster.operator_.getTasks(Keel_V1_GetTasksRequest())
+                #expect(tasks.tasks.map(\.state) == [.taskRunning])
+
+                let kill = Keel_V1_KillRequest.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.taskID.value = "t1"
+                }
+                _ = try await cluster.scheduler.kill(kill, metadata: bearer(token))
+                _ = try await agentInbox.wait(for: "kill") { $0.kill.taskID.value == "t1" }
+
+                agentWriter.finish()
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("bad accepts are refused with the right status and leave the offer usable")
+    func badAccepts() async throws {
+        try await InProcessCluster.with { cluster in
+            let (frameworkID, token) = try await cluster.register("bad-input")
+            let agentInbox = Inbox<Keel_V1_BrokerMessage>()
+            let frameworkInbox = Inbox<Keel_V1_Event>()
+            let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
+            agentWriter.yield(.with { $0.register = Self.register(hostname: "node-2") })
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await cluster.agents.attach(requestProducer: { writer in
+                        for await message in agentOutbox { try await writer.write(message) }
+                    }, onResponse: { response in
+                        for try await message in response.messages { agentInbox.append(message) }
+                    })
+                }
+                let agentID = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }.registered.agentID
+                group.addTask {
+                    let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
+                    try await cluster.scheduler.subscribe(request, metadata: bearer(token)) { response in
+                        for try await event in response.messages { frameworkInbox.append(event) }
+                    }
+                }
+                let offer = try #require(try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
+
+                func accept(_ tasks: [Keel_V1_TaskInfo], offers: [Keel_V1_OfferID]? = nil) -> Keel_V1_AcceptRequest {
+                    .with {
+                        $0.frameworkID.value = frameworkID
+                        $0.offerIds = offers ?? [offer.id]
+                        $0.operations = [.with {
+                            $0.type = .launch
+                            $0.launch.taskInfos = tasks
+                        }]
+                    }
+                }
+                let cases: [(String, Keel_V1_AcceptRequest, RPCError.Code)] = [
+                    ("unknown offer", accept([Self.task("a", agentID: agentID)], offers: [.with { $0.value = "no-such-offer" }]), .notFound),
+                    ("beyond the offer", accept([Self.task("b", agentID: agentID, cpus: 1000)]), .invalidArgument),
+                    ("negative resources", accept([Self.task("c", agentID: agentID, cpus: -1)]), .invalidArgument),
+                    ("empty command", accept([Self.task("d", agentID: agentID, argv: [])]), .invalidArgument),
+                    ("bad task id", accept([Self.task("../e", agentID: agentID)]), .invalidArgument),
+                    ("duplicate ids", accept([Self.task("f", agentID: agentID), Self.task("f", agentID: agentID)]), .invalidArgument),
+                    ("second task too big", accept([Self.task("g", agentID: agentID), Self.task("h", agentID: agentID, mem: 1_000_000)]), .invalidArgument),
+                ]
+                for (name, request, expected) in cases {
+                    let code = await Self.rpcError { _ = try await cluster.scheduler.accept(request, metadata: bearer(token)) }
+                    #expect(code == expected, "\(name): got \(String(describing: code))")
+                }
+                // Nothing was half-applied: no task exists and the same offer still launches.
+                let before = try await cluster.operator_.getTasks(Keel_V1_GetTasksRequest())
+                #expect(before.tasks.isEmpty)
+                let good = try await cluster.scheduler.accept(accept([Self.task("ok", agentID: agentID)]), metadata: bearer(token))
+                #expect(good.launched.map(\.value) == ["ok"])
+
+                // Duplicate of a live task id.
+                let next = try #require(try await frameworkInbox.wait(for: "more OFFERS", timeout: .seconds(30)) {
+                    $0.type == .offers && $0.offers.offers.first?.id != offer.id
+                }.offers.offers.first)
+                let duplicate = await Self.rpcError {
+                    _ = try await cluster.scheduler.accept(accept([Self.task("ok", agentID: agentID)], offers: [next.id]), metadata: bearer(token))
+                }
+                #expect(duplicate == .alreadyExists)
+
+                agentWriter.finish()
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("calls without a valid token for the framework are refused")
+    func authentication() async throws {
+        try await InProcessCluster.with { cluster in
+            let (frameworkA, tokenA) = try await cluster.register("a")
+            let (frameworkB, _) = try await cluster.register("b")
+            let revive = { (id: String) in Keel_V1_ReviveRequest.with { $0.frameworkID.value = id } }
+
+            let missing = await Self.rpcError { _ = try await cluster.scheduler.revive(revive(frameworkA)) }
+            #expect(missing == .unauthenticated)
+            let garbage = await Self.rpcError { _ = try await cluster.scheduler.revive(revive(frameworkA), metadata: bearer("not-a-token")) }
+            #expect(garbage == .unauthenticated)
+            let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0."
+            let none = await Self.rpcError { _ = try await cluster.scheduler.revive(revive(frameworkA), metadata: bearer(unsigned)) }
+            #expect(none == .unauthenticated)
+            let tampered = String(tokenA.dropLast(4)) + "AAAA"
+            let badSignature = await Self.rpcError { _ = try await cluster.scheduler.revive(revive(frameworkA), metadata: bearer(tampered)) }
+            #expect(badSignature == .unauthenticated)
+            let wrongFramework = await Self.rpcError { _ = try await cluster.scheduler.revive(revive(frameworkB), metadata: bearer(tokenA)) }
+            #expect(wrongFramework == .permissionDenied)
+            let unknown = await Self.rpcError { _ = try await cluster.scheduler.revive(revive(""), metadata: bearer(tokenA)) }
+            #expect(unknown == .permissionDenied)
+        }
+    }
+
+    @Test("the registry validates registrations and refuses a torn-down framework")
+    func registry() async throws {
+        try await InProcessCluster.with { cluster in
+            let nameless = Keel_V1_RegisterFrameworkRequest.with { $0.frameworkInfo.user = "root" }
+            let noName = await Self.rpcError { _ = try await cluster.registry.registerFramework(nameless) }
+            #expect(noName == .invalidArgument)
+            let badRole = Keel_V1_RegisterFrameworkRequest.with {
+                $0.frameworkInfo.name = "x"
+                $0.frameworkInfo.user = "root"
+                $0.frameworkInfo.roles = ["eng//web"]
+            }
+            let badRoleError = await Self.rpcError { _ = try await cluster.registry.registerFramework(badRole) }
+            #expect(badRoleError == .invalidArgument)
+            let unknownID = Keel_V1_RegisterFrameworkRequest.with {
+                $0.frameworkInfo.name = "x"
+                $0.frameworkInfo.user = "root"
+                $0.frameworkInfo.id.value = "unknown-id"
+            }
+            let unknownError = await Self.rpcError { _ = try await cluster.registry.registerFramework(unknownID) }
+            #expect(unknownError == .notFound)
+
+            let (id, _) = try await cluster.register("torn")
+            _ = try await cluster.registry.teardownFramework(.with { $0.frameworkID.value = id })
+            let again = Keel_V1_RegisterFrameworkRequest.with {
+                $0.frameworkInfo.name = "torn"
+                $0.frameworkInfo.user = "root"
+                $0.frameworkInfo.id.value = id
+            }
+            let reregister = await Self.rpcError { _ = try await cluster.registry.registerFramework(again) }
+            #expect(reregister == .failedPrecondition)
+            let list = try await cluster.registry.listFrameworks(.with { $0.includeCompleted = true })
+            #expect(list.records.contains { $0.frameworkInfo.id.value == id && $0.state == .completed })
+        }
+    }
+
+    // MARK: Helpers
+
+    static func register(hostname: String) -> Keel_V1_AgentMessage.Register {
+        .with {
+            $0.agentInfo.hostname = hostname
+            $0.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
+        }
+    }
+
+    static func task(
+        _ id: String,
+        agentID: Keel_V1_AgentID,
+        cpus: Double = 0.1,
+        mem: Double = 32,
+        argv: [String] = ["true"]
+    ) -> Keel_V1_TaskInfo {
+        .with {
+            $0.name = id
+            $0.taskID.value = id
+            $0.agentID = agentID
+            $0.resources = [.scalar("cpus", cpus), .scalar("mem", mem)]
+            $0.command.argv.args = argv
+        }
+    }
+
+    /// The gRPC status code `body` failed with, or nil if it succeeded.
+    static func rpcError(_ body: () async throws -> Void) async -> RPCError.Code? {
+        do {
+            try await body()
+            return nil
+        } catch let error as RPCError {
+            return error.code
+        } catch {
+            return .unknown
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import BrokerCore
+import Foundation
+import GRPCCore
+import GRPCInProcessTransport
+import KeelAPI
+import KeelRPC
+import KeelStore
+import Logging
+import RegistryCore
+import SwiftProtobuf
+import Synchronization
+
+/// The registry and broker services on one in-process gRPC server, with their real SQLite
+/// stores in a temporary directory, for service tests.
+struct InProcessCluster {
+    let client: GRPCClient<InProcessTransport.Client>
+    let broker: Broker
+    let authority: TokenAuthority
+
+    var registry: Keel_V1_Registry.Client<InProcessTransport.Client> { .init(wrapping: client) }
+    var scheduler: Keel_V1_Scheduler.Client<InProcessTransport.Client> { .init(wrapping: client) }
+    var agents: Keel_V1_AgentService.Client<InProcessTransport.Client> { .init(wrapping: client) }
+    var operator_: Keel_V1_Operator.Client<InProcessTransport.Client> { .init(wrapping: client) }
+
+    /// Runs `body` with a fresh cluster; everything stops and the files are removed afterwards.
+    static func with(_ body: @Sendable (InProcessCluster) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keel-broker-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let registryStore = try await SQLiteStore.open(path: directory.appendingPathComponent("registry.sqlite").path, logger: logger)
+        let brokerStore = try await SQLiteStore.open(path: directory.appendingPathComponent("broker.sqlite").path, logger: logger)
+        let authority = try await TokenAuthority.load(store: registryStore, tokenTTL: .seconds(3600), logger: logger)
+        let inProcess = InProcessTransport()
+        let client = GRPCClient(transport: inProcess.client)
+        var configuration = BrokerConfiguration.defaults(registry: Endpoint(host: "127.0.0.1", port: 1))
+        configuration.offerInterval = .milliseconds(100)
+        let broker = Broker(
+            configuration: configuration,
+            store: brokerStore,
+            directory: RegistryDirectory(client: Keel_V1_Registry.Client(wrapping: client)),
+            logger: logger
+        )
+        try await broker.verifier.install(jwksJSON: authority.jwksJSON)
+        let server = GRPCServer(
+            transport: inProcess.server,
+            services: [
+                RegistryService(store: registryStore, authority: authority, configuration: .defaults, logger: logger),
+                SchedulerService(broker: broker), AgentStreamService(broker: broker), OperatorService(broker: broker),
+            ],
+            interceptorPipeline: [
+                .apply(FrameworkAuthInterceptor(verifier: broker.verifier), to: .services([Keel_V1_Scheduler.descriptor]))
+            ]
+        )
+        let cluster = InProcessCluster(client: client, broker: broker, authority: authority)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.serve() }
+            group.addTask { try await client.runConnections() }
+            group.addTask { try await broker.run() }
+            defer {
+                server.beginGracefulShutdown()
+                client.beginGracefulShutdown()
+                group.cancelAll()
+            }
+            try await body(cluster)
+        }
+        try await registryStore.close()
+        try await brokerStore.close()
+    }
+
+    /// Registers a framework; returns its id and token.
+    func register(_ name: String, capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = []) async throws -> (String, String) {
+        let request = Keel_V1_RegisterFrameworkRequest.with {
+            $0.frameworkInfo.name = name
+            $0.frameworkInfo.user = "root"
+            $0.frameworkInfo.capabilities = capabilities.map { type in .with { $0.type = type } }
+        }
+        let response = try await registry.registerFramework(request)
+        return (response.frameworkID.value, response.token)
+    }
+}
+
+/// Messages received on a stream, collected for assertions.
+final class Inbox<Message: Sendable>: Sendable {
+    private let messages = Mutex<[Message]>([])
+
+    func append(_ message: Message) {
+        messages.withLock { $0.append(message) }
+    }
+
+    var all: [Message] { messages.withLock { $0 } }
+
+    /// Waits until a message matching `predicate` has arrived and returns the first such one.
+    func wait(
+        for what: String,
+        timeout: Duration = .seconds(30),
+        where predicate: @Sendable (Message) -> Bool
+    ) async throws -> Message {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let found = messages.withLock({ $0.first(where: predicate) }) { return found }
+            guard ContinuousClock.now < deadline else { throw InboxTimeout(what: what) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// An expected message did not arrive in time.
+struct InboxTimeout: Error, CustomStringConvertible {
+    var what: String
+    var description: String { "timed out waiting for \(what)" }
+}
+
+/// Bearer-token metadata for a scheduler call.
+func bearer(_ token: String) -> Metadata {
+    ["authorization": "Bearer \(token)"]
+}
