@@ -13,6 +13,9 @@ import Tracing
 /// Only `main` calls ``Daemon/run(configuration:makeServices:)``, once per process: it
 /// bootstraps the global logging, metrics and tracing systems.
 package enum Daemon {
+    /// The version every daemon reports.
+    package static let version = "0.1.0"
+
     /// The settings every daemon takes, filled from flags and `KEEL_*` variables by `main`.
     package struct Configuration: Sendable {
         /// The executable's name, e.g. `keel-broker`; the service name in logs, metrics and spans.
@@ -81,6 +84,9 @@ package enum Daemon {
 
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        Gauge(label: "keel_build_info", dimensions: [("service", configuration.serviceName), ("version", version)]).record(1)
+        Gauge(label: "keel_process_start_time_seconds", dimensions: [("service", configuration.serviceName)])
+            .record(Date().timeIntervalSince1970)
 
         var services: [any Service] = []
         if let endpoint = configuration.tracerEndpoint {

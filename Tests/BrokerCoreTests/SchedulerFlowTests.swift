@@ -237,6 +237,74 @@ struct SchedulerFlowTests {
         }
     }
 
+    @Test("an agent reported unreachable makes its tasks UNREACHABLE (partition aware) or LOST", arguments: [true, false])
+    func unreachableAgent(partitionAware: Bool) async throws {
+        try await InProcessCluster.with { cluster in
+            let (frameworkID, token) = try await cluster.register(
+                "partition", capabilities: partitionAware ? [.partitionAware] : []
+            )
+            let agentInbox = Inbox<Keel_V1_BrokerMessage>()
+            let frameworkInbox = Inbox<Keel_V1_Event>()
+            let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
+            agentWriter.yield(.with { $0.register = Self.register(hostname: "node-3") })
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await cluster.agents.attach(requestProducer: { writer in
+                        for await message in agentOutbox { try await writer.write(message) }
+                    }, onResponse: { response in
+                        for try await message in response.messages { agentInbox.append(message) }
+                    })
+                }
+                let agentID = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }.registered.agentID
+                group.addTask {
+                    let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
+                    try await cluster.scheduler.subscribe(request, metadata: bearer(token)) { response in
+                        for try await event in response.messages { frameworkInbox.append(event) }
+                    }
+                }
+                let offer = try #require(try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
+                let accept = Keel_V1_AcceptRequest.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.offerIds = [offer.id]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = [Self.task("p1", agentID: agentID)]
+                    }]
+                }
+                _ = try await cluster.scheduler.accept(accept, metadata: bearer(token))
+                agentWriter.yield(.with {
+                    $0.statusUpdate.frameworkID.value = frameworkID
+                    $0.statusUpdate.status = .with {
+                        $0.taskID.value = "p1"
+                        $0.state = .taskRunning
+                        $0.agentID = agentID
+                        $0.uuid = Data([1, 2, 3, 4])
+                    }
+                })
+                _ = try await frameworkInbox.wait(for: "RUNNING") { $0.update.status.state == .taskRunning }
+
+                let report = Keel_V1_ReportAgentReachabilityRequest.with {
+                    $0.agentID = agentID
+                    $0.reachable = false
+                    $0.message = "missed 5 pings"
+                }
+                _ = try await cluster.operator_.reportAgentReachability(report)
+                let expected: Keel_V1_TaskState = partitionAware ? .taskUnreachable : .taskLost
+                let update = try await frameworkInbox.wait(for: "\(expected)") { $0.update.status.state == expected }
+                #expect(update.update.status.reason == .agentDisconnected)
+                let agents = try await cluster.operator_.getAgents(Keel_V1_GetAgentsRequest())
+                #expect(agents.agents.first?.state == .unreachable)
+
+                let unknown = await Self.rpcError {
+                    _ = try await cluster.operator_.reportAgentReachability(.with { $0.agentID.value = "nope" })
+                }
+                #expect(unknown == .notFound)
+                agentWriter.finish()
+                group.cancelAll()
+            }
+        }
+    }
+
     // MARK: Helpers
 
     static func register(hostname: String) -> Keel_V1_AgentMessage.Register {
