@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 package import Logging
 import Metrics
 import OTel
@@ -164,7 +167,9 @@ package enum Daemon {
         let temporary = path + ".tmp"
         do {
             try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
-            _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: temporary))
+            guard rename(temporary, path) == 0 else {
+                throw OptionError("rename to \(path) failed with errno \(errno)")
+            }
         } catch {
             logger.error("could not write the ready file", metadata: ["keel.path": "\(path)", "keel.error": "\(error)"])
         }

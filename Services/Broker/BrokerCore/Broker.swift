@@ -110,9 +110,15 @@ package final class Broker: Service {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { await self.persist() }
                 group.addTask { await self.allocationLoop() }
-                group.addTask { try await self.tick(every: self.configuration.offerInterval) { self.requestAllocation() } }
                 group.addTask {
-                    try await self.tick(every: self.configuration.frameworkHeartbeatInterval) { self.sendHeartbeats() }
+                    try? await cancelWhenGracefulShutdown {
+                        try await self.tick(every: self.configuration.offerInterval) { self.requestAllocation() }
+                    }
+                }
+                group.addTask {
+                    try? await cancelWhenGracefulShutdown {
+                        try await self.tick(every: self.configuration.frameworkHeartbeatInterval) { self.sendHeartbeats() }
+                    }
                 }
             }
         } onGracefulShutdown: {
@@ -122,8 +128,8 @@ package final class Broker: Service {
         }
     }
 
-    private func tick(every interval: Duration, _ body: () -> Void) async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+    private func tick(every interval: Duration, _ body: @Sendable () -> Void) async throws {
+        while !Task.isCancelled {
             try await Task.sleep(for: interval)
             body()
         }

@@ -27,17 +27,19 @@ package struct RegistryFollower: Service {
                 let keys = try await registry.getTokenKeys(Keel_V1_GetTokenKeysRequest())
                 try await broker.verifier.install(jwksJSON: keys.jwksJson)
                 backoff = .milliseconds(200)
-                try await registry.watchFrameworks(.with { $0.includeSnapshot = true }) { response in
-                    for try await event in response.messages {
-                        guard event.type != .snapshotEnd else { continue }
-                        broker.mutate { $0.upsertFramework(event.record, now: Date()) }
+                try await cancelWhenGracefulShutdown {
+                    try await registry.watchFrameworks(.with { $0.includeSnapshot = true }) { response in
+                        for try await event in response.messages {
+                            guard event.type != .snapshotEnd else { continue }
+                            broker.mutate { $0.upsertFramework(event.record, now: Date()) }
+                        }
                     }
                 }
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 broker.logger.warning("lost the registry; retrying", metadata: ["keel.error": "\(error)", "keel.retry_in": "\(backoff)"])
             }
-            try? await Task.sleep(for: backoff)
+            try? await cancelWhenGracefulShutdown { [backoff] in try await Task.sleep(for: backoff) }
             backoff = min(backoff * 2, .seconds(5))
         }
     }

@@ -5,6 +5,7 @@ import KeelCore
 import KeelRPC
 package import KeelStore
 package import Logging
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// The `keel.v1.Registry` gRPC service: framework registration, tokens and the watch stream.
@@ -121,13 +122,15 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
                 try await response.write(.with { $0.type = .snapshotEnd })
             }
             let events = try await store.watch(prefix: FrameworkRegistry.prefix, fromRevision: snapshot.revision)
-            for try await event in events {
-                guard event.kind == .put else { continue }
-                let record = try Keel_V1_FrameworkRecord(serializedBytes: event.value)
-                try await response.write(.with {
-                    $0.type = record.state == .completed ? .completed : .updated
-                    $0.record = record
-                })
+            try await cancelWhenGracefulShutdown {
+                for try await event in events {
+                    guard event.kind == .put else { continue }
+                    let record = try Keel_V1_FrameworkRecord(serializedBytes: event.value)
+                    try await response.write(.with {
+                        $0.type = record.state == .completed ? .completed : .updated
+                        $0.record = record
+                    })
+                }
             }
         }
     }

@@ -46,23 +46,53 @@ package struct RPCServer: Service {
         self.onListening = onListening
     }
 
-    /// Serves until graceful shutdown, then drains in-flight calls.
+    /// How long in-flight calls may take to finish after graceful shutdown begins before they
+    /// are cancelled (long-lived streams end on their own; this bounds any that do not).
+    package static let drainTimeout: Duration = .seconds(10)
+
+    private enum Outcome: Sendable {
+        case served
+        case drainTimedOut
+    }
+
+    /// Serves until graceful shutdown, then drains in-flight calls for at most
+    /// ``drainTimeout`` before cancelling what is left.
     package func run() async throws {
-        try await withThrowingDiscardingTaskGroup { group in
+        try await withThrowingTaskGroup(of: Outcome.self) { group in
             group.addTask {
-                try await withGracefulShutdownHandler {
-                    try await server.serve()
-                } onGracefulShutdown: {
-                    health.shutDown()
-                    server.beginGracefulShutdown()
+                do {
+                    try await withGracefulShutdownHandler {
+                        try await server.serve()
+                    } onGracefulShutdown: {
+                        health.shutDown()
+                        server.beginGracefulShutdown()
+                    }
+                } catch is CancellationError {
+                    // Cancelled after the drain timeout: a normal end.
+                }
+                return .served
+            }
+            group.addTask {
+                guard let address = try await server.listeningAddress, let port = address.port else {
+                    throw RPCError(code: .unavailable, message: "the gRPC server on \(endpoint) did not start listening")
+                }
+                let bound = Endpoint(host: endpoint.host, port: port)
+                logger.info("grpc listening", metadata: ["keel.address": "\(bound)"])
+                try await onListening(bound)
+                try await gracefulShutdown()
+                try await Task.sleep(for: Self.drainTimeout)
+                return .drainTimedOut
+            }
+            while let outcome = try await group.next() {
+                switch outcome {
+                case .served:
+                    group.cancelAll()
+                    return
+                case .drainTimedOut:
+                    logger.warning("calls still open after the drain timeout; cancelling them")
+                    group.cancelAll()
                 }
             }
-            guard let address = try await server.listeningAddress, let port = address.port else {
-                throw RPCError(code: .unavailable, message: "the gRPC server on \(endpoint) did not start listening")
-            }
-            let bound = Endpoint(host: endpoint.host, port: port)
-            logger.info("grpc listening", metadata: ["keel.address": "\(bound)"])
-            try await onListening(bound)
         }
     }
 }

@@ -4,7 +4,9 @@ package import KeelAPI
 import Logging
 import KeelCore
 import KeelRPC
+import ServiceLifecycle
 import SwiftProtobuf
+import Synchronization
 
 /// The `keel.v1.AgentService` gRPC service: the launchers' long-lived `Attach` streams.
 package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
@@ -21,41 +23,63 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         try await mappingErrors {
-            var inbound = request.makeAsyncIterator()
-            guard let first = try await inbound.next() else { return }
-            guard case .register(let register) = first.message else {
-                throw KeelError.invalidArgument("the first message on an agent stream must be 'register'")
-            }
             let (outboundStream, outbound) = AsyncStream.makeStream(of: Keel_V1_BrokerMessage.self)
-            let (agentID, connection) = try broker.mutate { state in
-                try state.attachAgent(register, outbound: outbound, now: Date())
-            }
-            broker.logger.info("agent attached", metadata: [
-                "keel.agent_id": "\(agentID)", "keel.hostname": "\(register.agentInfo.hostname)",
-            ])
+            let session = AgentSession()
             defer {
-                broker.mutate { $0.detachAgent(agentID, connection: connection) }
-                broker.logger.info("agent detached", metadata: ["keel.agent_id": "\(agentID)"])
+                if let (agentID, connection) = session.current {
+                    broker.mutate { $0.detachAgent(agentID, connection: connection) }
+                    broker.logger.info("agent detached", metadata: ["keel.agent_id": "\(agentID)"])
+                }
             }
-            outbound.yield(.with {
-                $0.registered.agentID = .with { $0.value = agentID.value }
-                $0.registered.heartbeatInterval = Google_Protobuf_Duration(
-                    seconds: broker.configuration.agentHeartbeatInterval.components.seconds
-                )
-            })
-            broker.requestAllocation()
-            try await withThrowingDiscardingTaskGroup { group in
+            // Three ways the stream ends: the launcher closes it, the broker closes it (a newer
+            // stream of the same agent, or shutdown), or the broker begins to shut down.
+            try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await message in outboundStream {
                         try await response.write(message)
                     }
                 }
-                while let message = try await inbound.next() {
-                    handle(message, agentID: agentID, connection: connection)
+                group.addTask {
+                    for try await message in request {
+                        if let (agentID, connection) = session.current {
+                            handle(message, agentID: agentID, connection: connection)
+                        } else {
+                            try register(message, outbound: outbound, session: session)
+                        }
+                    }
                 }
+                group.addTask {
+                    try await gracefulShutdown()
+                }
+                _ = try await group.next()
                 outbound.finish()
+                group.cancelAll()
             }
         }
+    }
+
+    private func register(
+        _ message: Keel_V1_AgentMessage,
+        outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation,
+        session: AgentSession
+    ) throws {
+        guard case .register(let register) = message.message else {
+            throw KeelError.invalidArgument("the first message on an agent stream must be 'register'")
+        }
+        let (agentID, connection) = try broker.mutate { state in
+            try state.attachAgent(register, outbound: outbound, now: Date())
+        }
+        session.set(agentID, connection)
+        broker.logger.info("agent attached", metadata: [
+            "keel.agent_id": "\(agentID)", "keel.hostname": "\(register.agentInfo.hostname)",
+        ])
+        outbound.yield(.with {
+            $0.registered.agentID = .with { $0.value = agentID.value }
+            $0.registered.heartbeatInterval = Google_Protobuf_Duration(
+                seconds: broker.configuration.agentHeartbeatInterval.components.seconds
+            )
+        })
+        broker.requestAllocation()
     }
 
     private func handle(_ message: Keel_V1_AgentMessage, agentID: AgentID, connection: UInt64) {
@@ -88,5 +112,16 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
         case nil:
             break
         }
+    }
+}
+
+/// The agent a stream registered as, once it has.
+private final class AgentSession: Sendable {
+    private let value = Mutex<(AgentID, UInt64)?>(nil)
+
+    var current: (AgentID, UInt64)? { value.withLock { $0 } }
+
+    func set(_ agentID: AgentID, _ connection: UInt64) {
+        value.withLock { $0 = (agentID, connection) }
     }
 }

@@ -5,6 +5,7 @@ import Logging
 import SwiftProtobuf
 import KeelCore
 import KeelRPC
+import ServiceLifecycle
 
 /// The `keel.v1.Operator` gRPC service: cluster state for people and tools, and the health
 /// checker's reports.
@@ -70,8 +71,10 @@ package struct OperatorService: Keel_V1_Operator.SimpleServiceProtocol {
             return id
         }
         defer { _ = broker.mutate { $0.taskWatchers.removeValue(forKey: id) } }
-        for await event in events {
-            try await response.write(event)
+        try await cancelWhenGracefulShutdown {
+            for await event in events {
+                try await response.write(event)
+            }
         }
     }
 
@@ -83,7 +86,7 @@ package struct OperatorService: Keel_V1_Operator.SimpleServiceProtocol {
         // Agents change rarely; a poll of the table every second keeps this simple.
         var last: [String: Keel_V1_Agent] = [:]
         var first = true
-        while !Task.isCancelled {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let agents = broker.read { state in state.agents.values.map(\.proto) }
             for agent in agents {
                 let id = agent.agentInfo.id.value

@@ -4,6 +4,7 @@ package import KeelAPI
 import Logging
 import KeelCore
 import KeelRPC
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// The `keel.v1.Scheduler` gRPC service: the framework-facing API of the broker.
@@ -49,8 +50,12 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
                 $0.subscribed.brokerInfo.version = "0.1.0"
             })
             broker.requestAllocation()
-            for await event in events {
-                try await response.write(event)
+            // The stream ends when the framework goes, a newer subscription replaces it, or the
+            // broker begins to shut down.
+            try await cancelWhenGracefulShutdown {
+                for await event in events {
+                    try await response.write(event)
+                }
             }
         }
     }

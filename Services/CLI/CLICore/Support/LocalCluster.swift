@@ -157,7 +157,9 @@ final class LocalCluster: Sendable {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         let path = "\(dataDir)/endpoints.json"
         try data.write(to: URL(fileURLWithPath: path + ".tmp"))
-        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: path + ".tmp"))
+        guard rename(path + ".tmp", path) == 0 else {
+            throw ValidationError("could not write \(path): errno \(errno)")
+        }
     }
 
     private static func tail(of path: String) -> String {

@@ -60,7 +60,7 @@ package struct AgentConnection: Service {
                 logger.warning("agent stream failed; re-attaching", metadata: ["keel.error": "\(error)", "keel.retry_in": "\(backoff)"])
             }
             updates.connect(nil)
-            try? await Task.sleep(for: backoff)
+            try? await cancelWhenGracefulShutdown { [backoff] in try await Task.sleep(for: backoff) }
             backoff = min(backoff * 2, .seconds(5))
         }
         updates.connect(nil)

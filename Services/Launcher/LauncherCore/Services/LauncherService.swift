@@ -4,6 +4,7 @@ package import KeelAPI
 import Logging
 import KeelCore
 import KeelRPC
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// The `keel.v1.Launcher` gRPC service of a node: sandbox files and logs, containers, liveness
@@ -89,6 +90,7 @@ package struct LauncherService: Keel_V1_Launcher.SimpleServiceProtocol {
                     return
                 }
                 try await Task.sleep(for: .milliseconds(200))
+                if Task.isShuttingDownGracefully { return }
             }
         }
     }

@@ -1,0 +1,219 @@
+package import Foundation
+import KeelCore
+package import Logging
+import SQLiteNIO
+
+/// The span store: one SQLite file in WAL mode holding spans, their events, and an index on the task id.
+///
+/// - Exports write through one writer connection, one `BEGIN IMMEDIATE … COMMIT` per export, serialized
+///   first come, first served by a ``StoreGate``; so concurrent exports from many daemons are safe.
+/// - Queries use a second, read-only connection and never wait for writers.
+/// - A span (trace id, span id) is stored once: a retried export that resends it changes nothing.
+/// - ``prune(now:)`` drops spans older than the retention and the first-arrived spans beyond the cap;
+///   ``SpanStoreService`` runs it periodically. Each export also trims the cap by a bounded amount.
+///
+/// Open with ``open(path:configuration:logger:)``; always ``close()`` before releasing it.
+package final class SpanStore: Sendable {
+    /// How many rows one pruning transaction deletes at most, so exports are never blocked for long.
+    static let pruneChunk = 5_000
+
+    let path: String
+    let configuration: TracerConfiguration
+    let logger: Logger
+    let writer: SQLiteConnection
+    let reader: SQLiteConnection
+    let gate: StoreGate
+
+    private init(
+        path: String, configuration: TracerConfiguration, logger: Logger, writer: SQLiteConnection, reader: SQLiteConnection
+    ) {
+        self.path = path
+        self.configuration = configuration
+        self.logger = logger
+        self.writer = writer
+        self.reader = reader
+        self.gate = StoreGate(path: path)
+    }
+
+    /// Opens (creating if needed) the span store at `path` and applies schema migrations.
+    ///
+    /// - Throws: ``KeelError/Code/unavailable`` when the file cannot be opened (missing directory,
+    ///   permissions, full disk); ``KeelError/Code/failedPrecondition`` when it was written by a newer build.
+    package static func open(
+        path: String,
+        configuration: TracerConfiguration = .defaults,
+        logger: Logger
+    ) async throws -> SpanStore {
+        var logger = logger
+        logger[metadataKey: "keel.store.path"] = "\(path)"
+        let writer: SQLiteConnection
+        do {
+            writer = try await SQLiteConnection.openRunningToCompletion(path: path, logger: logger)
+        } catch {
+            throw KeelError.unavailable(
+                "cannot open the span store at \(path); check that its directory exists and is writable (--data-dir)",
+                cause: error
+            )
+        }
+        var reader: SQLiteConnection?
+        do {
+            try await SpanSchema.configure(writer)
+            try await SpanSchema.migrate(writer, path: path, logger: logger)
+            let opened = try await SQLiteConnection.openRunningToCompletion(path: path, logger: logger)
+            reader = opened
+            try await SpanSchema.configure(opened)
+            _ = try await opened.runStatement("PRAGMA query_only = ON")
+            let store = SpanStore(path: path, configuration: configuration, logger: logger, writer: writer, reader: opened)
+            let spans = try await store.count()
+            logger.info("opened span store", metadata: ["keel.store.spans": "\(spans)"])
+            return store
+        } catch {
+            try? await reader?.closeRunningToCompletion()
+            try? await writer.closeRunningToCompletion()
+            throw storeError(error, path: path, while: "opening the span store")
+        }
+    }
+
+    /// Closes the file once in-flight exports and queries are done; later calls fail with
+    /// ``KeelError/Code/unavailable``. Calling it twice is harmless.
+    package func close() async throws {
+        let closed = try await gate.close {
+            do {
+                try await reader.closeRunningToCompletion()
+                try await writer.closeRunningToCompletion()
+            } catch {
+                throw Self.storeError(error, path: path, while: "closing the span store")
+            }
+        }
+        if closed { logger.info("closed span store") }
+    }
+
+    /// Stores `spans` (and their events) in one transaction, skipping spans already stored.
+    ///
+    /// - Parameter receivedAt: the arrival time, which retention is measured from.
+    /// - Returns: how many spans were new.
+    @discardableResult
+    package func insert(_ spans: [SpanRecord], receivedAt: Date = Date()) async throws -> Int {
+        guard !spans.isEmpty else { return 0 }
+        let received = Self.nanoseconds(receivedAt)
+        let encoded = try spans.map { span in
+            try (span, SpanRows.json(span.attributes), span.events.map { try SpanRows.json($0.attributes) })
+        }
+        return try await storeOperation("storing \(spans.count) spans") {
+            try await gate.write {
+                try await writer.inTransaction {
+                    var stored = 0
+                    for (span, attributes, eventAttributes) in encoded {
+                        let inserted = try await insertSpan(span, attributes: attributes, receivedNanos: received)
+                        guard inserted else { continue }
+                        stored += 1
+                        for (index, event) in span.events.enumerated() {
+                            try await insertEvent(event, index: index, of: span, attributes: eventAttributes[index])
+                        }
+                    }
+                    _ = try await trimToCap()
+                    return stored
+                }
+            }
+        }
+    }
+
+    /// Deletes spans that arrived more than the retention before `now`, then the first-arrived spans
+    /// beyond the cap, in small transactions. Stops early (without error) when the task is cancelled.
+    ///
+    /// - Returns: how many spans were deleted (their events go with them).
+    @discardableResult
+    package func prune(now: Date = Date()) async throws -> Int {
+        let (difference, overflow) = Self.nanoseconds(now)
+            .subtractingReportingOverflow(Self.saturatingNanoseconds(configuration.retention))
+        let cutoff = overflow ? Int64.min : difference
+        var removed = 0
+        while !Task.isCancelled {
+            let deleted = try await storeOperation("pruning spans past the retention") {
+                try await gate.write {
+                    try await writer.inTransaction {
+                        _ = try await writer.runStatement(
+                            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE received_ns < ? LIMIT ?)",
+                            [SpanRows.integer(cutoff), SpanRows.integer(Self.pruneChunk)]
+                        )
+                        return try await changes()
+                    }
+                }
+            }
+            removed += deleted
+            if deleted < Self.pruneChunk { break }
+        }
+        while !Task.isCancelled {
+            let deleted = try await storeOperation("trimming spans beyond the cap") {
+                try await gate.write { try await writer.inTransaction { try await trimToCap() } }
+            }
+            removed += deleted
+            if deleted < Self.pruneChunk { break }
+        }
+        return removed
+    }
+
+    /// How many spans are stored.
+    package func count() async throws -> Int {
+        try await storeOperation("counting spans") {
+            try await gate.read {
+                let rows = try await reader.runStatement("SELECT count(*) AS n FROM spans")
+                return rows.first?.column("n")?.integer.map { Int($0) } ?? 0
+            }
+        }
+    }
+
+    /// Inserts one span unless (trace id, span id) is already stored. - Returns: whether it was new.
+    private func insertSpan(_ span: SpanRecord, attributes: String, receivedNanos: Int64) async throws -> Bool {
+        let rows = try await writer.runStatement(
+            """
+            INSERT INTO spans (trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns,
+                               error, task_id, attributes, received_ns)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (trace_id, span_id) DO NOTHING
+            RETURNING id
+            """,
+            [
+                .text(span.traceID), .text(span.spanID), .text(span.parentSpanID), .text(span.name),
+                .text(span.service), SpanRows.integer(span.kind), SpanRows.integer(span.startNanos),
+                SpanRows.integer(span.endNanos), .text(span.error), SpanRows.text(span.taskID), .text(attributes),
+                SpanRows.integer(receivedNanos),
+            ]
+        )
+        return !rows.isEmpty
+    }
+
+    private func insertEvent(_ event: SpanEventRecord, index: Int, of span: SpanRecord, attributes: String) async throws {
+        _ = try await writer.runStatement(
+            """
+            INSERT INTO span_events (trace_id, span_id, idx, name, time_ns, task_id, attributes)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT DO NOTHING
+            """,
+            [
+                .text(span.traceID), .text(span.spanID), SpanRows.integer(index), .text(event.name),
+                SpanRows.integer(event.timeNanos), SpanRows.text(event.taskID), .text(attributes),
+            ]
+        )
+    }
+
+    /// Deletes up to ``pruneChunk`` of the first-arrived spans beyond the cap; call inside a write
+    /// transaction. Ids grow with arrival, so the newest `maxSpans` spans all have ids above `max(id) - maxSpans`.
+    private func trimToCap() async throws -> Int {
+        let rows = try await writer.runStatement("SELECT max(id) AS top FROM spans")
+        guard let top = rows.first?.column("top")?.integer else { return 0 }
+        let limit = Int64(top) - Int64(configuration.maxSpans)
+        guard limit > 0 else { return 0 }
+        _ = try await writer.runStatement(
+            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE id <= ? ORDER BY id LIMIT ?)",
+            [SpanRows.integer(limit), SpanRows.integer(Self.pruneChunk)]
+        )
+        return try await changes()
+    }
+
+    /// Rows changed by the writer's last statement.
+    private func changes() async throws -> Int {
+        let rows = try await writer.runStatement("SELECT changes() AS n")
+        return rows.first?.column("n")?.integer.map { Int($0) } ?? 0
+    }
+}
