@@ -25,9 +25,11 @@ enum Deploy {
     static let daemonVariables: [String: Set<String>] = [
         "broker": ["KEEL_REGISTRY", "KEEL_STORE", "KEEL_OFFER_INTERVAL"],
         "registry": ["KEEL_TOKEN_TTL"],
-        "launcher": ["KEEL_BROKER", "KEEL_WORK_DIR", "KEEL_RESOURCES", "KEEL_ATTRIBUTES", "KEEL_HOSTNAME"],
-        "health": ["KEEL_BROKER"],
-        "tracer": ["KEEL_RETENTION"],
+        "launcher": [
+            "KEEL_BROKER", "KEEL_WORK_DIR", "KEEL_RESOURCES", "KEEL_ATTRIBUTES", "KEEL_HOSTNAME", "KEEL_ADVERTISE",
+        ],
+        "health": ["KEEL_BROKER", "KEEL_PING_INTERVAL", "KEEL_PING_BUDGET"],
+        "tracer": ["KEEL_RETENTION", "KEEL_MAX_SPANS"],
     ]
     /// (gRPC, admin HTTP) port of each daemon.
     static let ports: [String: (listen: Int, admin: Int)] = [
