@@ -15,30 +15,9 @@ struct SchedulerFlowTests {
     @Test("offer, launch, status update, acknowledgement and kill travel between framework and agent")
     func launchFlow() async throws {
         try await InProcessCluster.with { cluster in
-            let (frameworkID, token) = try await cluster.register("flow")
-            let agentInbox = Inbox<Keel_V1_BrokerMessage>()
-            let frameworkInbox = Inbox<Keel_V1_Event>()
-            let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
-            agentWriter.yield(.with { $0.register = Self.register(hostname: "node-1") })
-
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await cluster.agents.attach(requestProducer: { writer in
-                        for await message in agentOutbox { try await writer.write(message) }
-                    }, onResponse: { response in
-                        for try await message in response.messages { agentInbox.append(message) }
-                    })
-                }
-                let registered = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }
-                let agentID = registered.registered.agentID
-
-                group.addTask {
-                    let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
-                    try await cluster.scheduler.subscribe(request, metadata: bearer(token)) { response in
-                        for try await event in response.messages { frameworkInbox.append(event) }
-                    }
-                }
-                _ = try await frameworkInbox.wait(for: "SUBSCRIBED") { $0.type == .subscribed }
+            try await cluster.withConnectedPair(framework: "flow", hostname: "node-1") { pair in
+                let (frameworkID, token, agentID) = (pair.frameworkID, pair.token, pair.agentID)
+                let (agentInbox, frameworkInbox, agentWriter) = (pair.agentInbox, pair.frameworkInbox, pair.agentWriter)
                 let offers = try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }
                 let offer = try #require(offers.offers.offers.first)
                 #expect(offer.agentID == agentID)
@@ -103,8 +82,6 @@ struct SchedulerFlowTests {
                 _ = try await cluster.scheduler.kill(kill, metadata: bearer(token))
                 _ = try await agentInbox.wait(for: "kill") { $0.kill.taskID.value == "t1" }
 
-                agentWriter.finish()
-                group.cancelAll()
             }
         }
     }
@@ -112,26 +89,8 @@ struct SchedulerFlowTests {
     @Test("bad accepts are refused with the right status and leave the offer usable")
     func badAccepts() async throws {
         try await InProcessCluster.with { cluster in
-            let (frameworkID, token) = try await cluster.register("bad-input")
-            let agentInbox = Inbox<Keel_V1_BrokerMessage>()
-            let frameworkInbox = Inbox<Keel_V1_Event>()
-            let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
-            agentWriter.yield(.with { $0.register = Self.register(hostname: "node-2") })
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await cluster.agents.attach(requestProducer: { writer in
-                        for await message in agentOutbox { try await writer.write(message) }
-                    }, onResponse: { response in
-                        for try await message in response.messages { agentInbox.append(message) }
-                    })
-                }
-                let agentID = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }.registered.agentID
-                group.addTask {
-                    let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
-                    try await cluster.scheduler.subscribe(request, metadata: bearer(token)) { response in
-                        for try await event in response.messages { frameworkInbox.append(event) }
-                    }
-                }
+            try await cluster.withConnectedPair(framework: "bad-input", hostname: "node-2") { pair in
+                let (frameworkID, token, agentID, frameworkInbox) = (pair.frameworkID, pair.token, pair.agentID, pair.frameworkInbox)
                 let offer = try #require(try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
 
                 func accept(_ tasks: [Keel_V1_TaskInfo], offers: [Keel_V1_OfferID]? = nil) -> Keel_V1_AcceptRequest {
@@ -172,8 +131,6 @@ struct SchedulerFlowTests {
                 }
                 #expect(duplicate == .alreadyExists)
 
-                agentWriter.finish()
-                group.cancelAll()
             }
         }
     }
@@ -240,28 +197,11 @@ struct SchedulerFlowTests {
     @Test("an agent reported unreachable makes its tasks UNREACHABLE (partition aware) or LOST", arguments: [true, false])
     func unreachableAgent(partitionAware: Bool) async throws {
         try await InProcessCluster.with { cluster in
-            let (frameworkID, token) = try await cluster.register(
-                "partition", capabilities: partitionAware ? [.partitionAware] : []
-            )
-            let agentInbox = Inbox<Keel_V1_BrokerMessage>()
-            let frameworkInbox = Inbox<Keel_V1_Event>()
-            let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
-            agentWriter.yield(.with { $0.register = Self.register(hostname: "node-3") })
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await cluster.agents.attach(requestProducer: { writer in
-                        for await message in agentOutbox { try await writer.write(message) }
-                    }, onResponse: { response in
-                        for try await message in response.messages { agentInbox.append(message) }
-                    })
-                }
-                let agentID = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }.registered.agentID
-                group.addTask {
-                    let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
-                    try await cluster.scheduler.subscribe(request, metadata: bearer(token)) { response in
-                        for try await event in response.messages { frameworkInbox.append(event) }
-                    }
-                }
+            try await cluster.withConnectedPair(
+                framework: "partition", hostname: "node-3", capabilities: partitionAware ? [.partitionAware] : []
+            ) { pair in
+                let (frameworkID, token, agentID) = (pair.frameworkID, pair.token, pair.agentID)
+                let (frameworkInbox, agentWriter) = (pair.frameworkInbox, pair.agentWriter)
                 let offer = try #require(try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
                 let accept = Keel_V1_AcceptRequest.with {
                     $0.frameworkID.value = frameworkID
@@ -299,20 +239,11 @@ struct SchedulerFlowTests {
                     _ = try await cluster.operator_.reportAgentReachability(.with { $0.agentID.value = "nope" })
                 }
                 #expect(unknown == .notFound)
-                agentWriter.finish()
-                group.cancelAll()
             }
         }
     }
 
     // MARK: Helpers
-
-    static func register(hostname: String) -> Keel_V1_AgentMessage.Register {
-        .with {
-            $0.agentInfo.hostname = hostname
-            $0.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
-        }
-    }
 
     static func task(
         _ id: String,

@@ -2,6 +2,7 @@ import BrokerCore
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport
+import KeelSDK
 import KeelAPI
 import KeelRPC
 import KeelStore
@@ -115,4 +116,63 @@ struct InboxTimeout: Error, CustomStringConvertible {
 /// Bearer-token metadata for a scheduler call.
 func bearer(_ token: String) -> Metadata {
     ["authorization": "Bearer \(token)"]
+}
+
+/// A registered framework subscribed to the broker and one agent attached to it, both over
+/// real gRPC streams, with what each has received so far.
+struct ConnectedPair: Sendable {
+    let frameworkID: String
+    let token: String
+    let agentID: Keel_V1_AgentID
+    let agentInbox: Inbox<Keel_V1_BrokerMessage>
+    let frameworkInbox: Inbox<Keel_V1_Event>
+    /// Sends messages up the agent's stream.
+    let agentWriter: AsyncStream<Keel_V1_AgentMessage>.Continuation
+}
+
+extension InProcessCluster {
+    /// Registers a framework, attaches an agent with 4 cpus and 4096 MiB, subscribes the
+    /// framework, and runs `body` once the agent is registered and the subscription is open.
+    func withConnectedPair(
+        framework name: String,
+        hostname: String,
+        capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = [],
+        _ body: @Sendable (ConnectedPair) async throws -> Void
+    ) async throws {
+        let (frameworkID, token) = try await register(name, capabilities: capabilities)
+        let agentInbox = Inbox<Keel_V1_BrokerMessage>()
+        let frameworkInbox = Inbox<Keel_V1_Event>()
+        let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
+        agentWriter.yield(.with {
+            $0.register.agentInfo.hostname = hostname
+            $0.register.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
+        })
+        let agents = self.agents
+        let scheduler = self.scheduler
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await agents.attach(requestProducer: { writer in
+                    for await message in agentOutbox { try await writer.write(message) }
+                }, onResponse: { response in
+                    for try await message in response.messages { agentInbox.append(message) }
+                })
+            }
+            let agentID = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }.registered.agentID
+            group.addTask {
+                let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
+                try await scheduler.subscribe(request, metadata: bearer(token)) { response in
+                    for try await event in response.messages { frameworkInbox.append(event) }
+                }
+            }
+            _ = try await frameworkInbox.wait(for: "SUBSCRIBED") { $0.type == .subscribed }
+            defer {
+                agentWriter.finish()
+                group.cancelAll()
+            }
+            try await body(ConnectedPair(
+                frameworkID: frameworkID, token: token, agentID: agentID, agentInbox: agentInbox,
+                frameworkInbox: frameworkInbox, agentWriter: agentWriter
+            ))
+        }
+    }
 }

@@ -31,10 +31,16 @@ struct LogsCommand: AsyncParsableCommand {
             $0.follow = follow
             $0.lastBytes = tail
         }
+        let json = cluster.json
         try await withKeelClient(launcher) { client in
             try await Keel_V1_Launcher.Client(wrapping: client).tailLog(request) { response in
-                for try await chunk in response.messages where !chunk.data.isEmpty {
-                    FileHandle.standardOutput.write(chunk.data)
+                for try await chunk in response.messages {
+                    if json {
+                        // One LogChunk per line (data base64-encoded, as proto3 JSON does).
+                        FileHandle.standardOutput.write(Data((try chunk.jsonString() + "\n").utf8))
+                    } else if !chunk.data.isEmpty {
+                        FileHandle.standardOutput.write(chunk.data)
+                    }
                 }
             }
         }

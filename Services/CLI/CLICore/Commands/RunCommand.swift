@@ -95,12 +95,13 @@ struct RunCommand: AsyncParsableCommand {
             frameworkInfo: frameworkInfo
         ))
         let brokerEndpoint = try cluster.brokerEndpoint()
+        let json = cluster.json
         let request = TaskRequest(
             taskID: taskID, name: name, args: args, shell: shell, cpus: cpus, mem: mem, ports: ports,
             gracePeriod: gracePeriod, environment: env, healthCheck: healthCheck()
         )
         let exitCode = try await driver.run { session in
-            try await RunSession(session: session, request: request, broker: brokerEndpoint).run()
+            try await RunSession(session: session, request: request, broker: brokerEndpoint, json: json).run()
         }
         throw ExitCode(exitCode)
     }

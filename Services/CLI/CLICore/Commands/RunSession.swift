@@ -12,6 +12,8 @@ struct RunSession: Sendable {
     let session: SchedulerSession
     let request: TaskRequest
     let broker: KeelRPC.Endpoint
+    /// Report each status as a JSON line on stderr instead of a sentence.
+    var json = false
 
     /// Runs to the task's end; Ctrl-C (SIGINT) or SIGTERM kill the task first.
     func run() async throws -> Int32 {
@@ -71,7 +73,11 @@ struct RunSession: Sendable {
                     var line = "keel: task \(request.taskID) is \(status.state.name)"
                     if status.hasHealthy { line += status.healthy ? " (healthy)" : " (unhealthy)" }
                     if !status.message.isEmpty { line += ": \(status.message)" }
-                    Output.note(line)
+                    if json {
+                        Output.note((try? status.jsonString()) ?? line)
+                    } else {
+                        Output.note(line)
+                    }
                     try await session.acknowledge(status)
                     if status.state == .taskRunning, !printedLog {
                         printedLog = true

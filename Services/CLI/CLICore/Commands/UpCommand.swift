@@ -27,6 +27,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Log level of the daemons.")
     var logLevel: String = "info"
 
+    @Flag(help: "Print the endpoints as JSON (the content of DATA_DIR/endpoints.json) instead of a table.")
+    var json = false
+
     @Option(help: "Seconds to wait for every daemon to become ready.")
     var startTimeout: Int = 120
 
@@ -52,8 +55,12 @@ struct UpCommand: AsyncParsableCommand {
             await cluster.stop()
             throw ExitCode.failure
         }
-        print(cluster.summary())
-        print("Press Ctrl-C to stop.")
+        if json {
+            print(cluster.endpointsJSON())
+        } else {
+            print(cluster.summary())
+            print("Press Ctrl-C to stop.")
+        }
         let reason = await withTaskGroup(of: String.self) { group in
             group.addTask {
                 for await signal in signals { return "received \(signal)" }

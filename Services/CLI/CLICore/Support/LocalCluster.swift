@@ -149,6 +149,12 @@ final class LocalCluster: Sendable {
         return lines.joined(separator: "\n")
     }
 
+    /// The endpoints as JSON, as written to DATA_DIR/endpoints.json.
+    func endpointsJSON() -> String {
+        let data = FileManager.default.contents(atPath: "\(dataDir)/endpoints.json") ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
     private func writeEndpoints() throws {
         var object: [String: [String: String]] = [:]
         for daemon in daemons {
