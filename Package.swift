@@ -205,6 +205,14 @@ let package = Package(
             swiftSettings: keelSettings
         ),
         .testTarget(
+            name: "KeelRPCTests",
+            dependencies: [
+                "KeelRPC", "KeelAPI", "KeelCore", grpcCore, grpcInProcess, tracing, logging, swiftProtobuf,
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
             name: "KeelStoreTests",
             dependencies: ["KeelStore", logging, serviceLifecycle],
             swiftSettings: keelSettings

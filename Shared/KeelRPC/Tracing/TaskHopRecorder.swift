@@ -31,7 +31,12 @@ package enum TaskHopRecorder {
         span.end(at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: nanoseconds(max(end, start))))
     }
 
-    private static func nanoseconds(_ date: Date) -> UInt64 {
-        UInt64(max(0, date.timeIntervalSince1970) * 1_000_000_000)
+    /// Nanoseconds since the epoch; whole seconds and the fraction are converted apart so the
+    /// fraction keeps its precision (a Date holds about a microsecond at today's epoch offsets).
+    static func nanoseconds(_ date: Date) -> UInt64 {
+        let interval = max(0, date.timeIntervalSince1970)
+        let seconds = interval.rounded(.down)
+        let fraction = ((interval - seconds) * 1_000_000).rounded() * 1000
+        return UInt64(seconds) * 1_000_000_000 + UInt64(fraction)
     }
 }
