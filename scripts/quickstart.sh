@@ -26,11 +26,20 @@ done
 cat "$data/up.log"
 
 echo
-echo "\$ keel run -- sh -c 'echo hello from keel on \$(hostname)'"
-"$bin/keel" run --shell -- 'echo hello from keel on $(hostname), task $KEEL_TASK_ID'
+echo "\$ keel run --shell -- 'echo hello from keel, task \$KEEL_TASK_ID'"
+"$bin/keel" run --shell -- 'echo hello from keel, task $KEEL_TASK_ID' 2> >(tee "$data/run.err" >&2)
+sleep 0.2
+task="$(sed -n 's/^keel: launching task \([^ ]*\).*/\1/p' "$data/run.err")"
 echo
 echo "\$ keel tasks"
 "$bin/keel" tasks
+echo
+echo "\$ keel trace $task"
+for _ in $(seq 1 50); do
+  if "$bin/keel" trace "$task" 2>/dev/null | grep -q 'status TASK_FINISHED'; then break; fi
+  sleep 0.2
+done
+"$bin/keel" trace "$task"
 if $keep; then
   echo
   echo "The cluster keeps running (pid $up); stop it with: kill $up"
