@@ -33,6 +33,7 @@ let package = Package(
         .executable(name: "keel-launcher", targets: ["keel-launcher"]),
         .executable(name: "keel-health", targets: ["keel-health"]),
         .executable(name: "keel-tracer", targets: ["keel-tracer"]),
+        .executable(name: "keel-bench", targets: ["keel-bench"]),
         .library(name: "KeelSDK", targets: ["KeelSDK"]),
         .library(name: "KeelAPI", targets: ["KeelAPI"]),
     ],
@@ -106,6 +107,12 @@ let package = Package(
 
         // MARK: Services
 
+        .target(
+            name: "KeelAllocator",
+            dependencies: ["KeelCore"],
+            path: "Services/Broker/Allocator",
+            swiftSettings: keelSettings
+        ),
         .target(
             name: "RegistryCore",
             dependencies: [
@@ -197,8 +204,22 @@ let package = Package(
             swiftSettings: keelSettings
         ),
 
+        // MARK: Benchmarks
+
+        .executableTarget(
+            name: "keel-bench",
+            dependencies: ["KeelAllocator", "KeelCore", argumentParser],
+            path: "Benchmarks/keel-bench",
+            swiftSettings: keelSettings
+        ),
+
         // MARK: Tests
 
+        .testTarget(
+            name: "KeelAllocatorTests",
+            dependencies: ["KeelAllocator", "KeelCore"],
+            swiftSettings: keelSettings
+        ),
         .testTarget(
             name: "KeelCoreTests",
             dependencies: ["KeelCore"],
@@ -219,7 +240,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LauncherCoreTests",
-            dependencies: ["LauncherCore", logging],
+            dependencies: ["LauncherCore", "KeelAPI", "KeelCore", "KeelRPC", logging, swiftProtobuf],
             swiftSettings: keelSettings
         ),
         .testTarget(
