@@ -23,6 +23,9 @@ package struct LauncherConfiguration: Sendable {
     /// ``statusUpdateMaxBackoff``.
     package var statusUpdateInitialBackoff: Duration
     package var statusUpdateMaxBackoff: Duration
+    /// The per-task isolation (cgroups, rlimit fallbacks) detected at start; its
+    /// ``NodeIsolation/capabilities`` are advertised to the broker.
+    package var isolation: NodeIsolation
 
     /// Creates a configuration with the usual intervals.
     package init(
@@ -35,7 +38,8 @@ package struct LauncherConfiguration: Sendable {
         defaultKillGracePeriod: Duration = .seconds(3),
         heartbeatInterval: Duration = .seconds(5),
         statusUpdateInitialBackoff: Duration = .seconds(2),
-        statusUpdateMaxBackoff: Duration = .seconds(30)
+        statusUpdateMaxBackoff: Duration = .seconds(30),
+        isolation: NodeIsolation = .processGroupOnly
     ) {
         self.broker = broker
         self.advertisedAddress = advertisedAddress
@@ -47,5 +51,6 @@ package struct LauncherConfiguration: Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.statusUpdateInitialBackoff = statusUpdateInitialBackoff
         self.statusUpdateMaxBackoff = statusUpdateMaxBackoff
+        self.isolation = isolation
     }
 }

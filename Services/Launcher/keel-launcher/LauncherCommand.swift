@@ -37,6 +37,15 @@ struct LauncherCommand: AsyncParsableCommand {
     @Option(help: "Hostname reported to the broker. [env: KEEL_HOSTNAME] (default: the system hostname)")
     var hostname: String?
 
+    @Option(help: "Most processes/threads one task may have (cgroup pids.max, or RLIMIT_NPROC without a pids cgroup). [env: KEEL_TASK_MAX_PROCESSES] (default: 1024)")
+    var taskMaxProcesses: Int?
+
+    @Option(help: "Directory under each cgroup hierarchy that holds the task cgroups. [env: KEEL_CGROUP_ROOT] (default: keel)")
+    var cgroupRoot: String?
+
+    @Flag(help: "Do not use cgroups; isolate tasks by process group and rlimits only. [env: KEEL_NO_CGROUPS=1]")
+    var noCgroups = false
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -63,13 +72,15 @@ struct LauncherCommand: AsyncParsableCommand {
             let ready = ReadyGate()
             var advertised = try advertisedText.map { try Endpoint(parsing: $0) } ?? listenEndpoint
             if advertisedText == nil, ["0.0.0.0", "::"].contains(advertised.host) { advertised.host = host }
+            let isolation = NodeIsolation.detect(settings: try isolationSettings(options, environment), logger: context.logger)
             let configuration = LauncherConfiguration(
                 broker: brokerEndpoint,
                 advertisedAddress: advertised,
                 workDir: workDirectory,
                 hostname: host,
                 resources: detected,
-                attributes: parsedAttributes
+                attributes: parsedAttributes,
+                isolation: isolation
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
             let tasks = TaskManager(configuration: configuration, updates: updates, identity: identity, logger: context.logger)
@@ -97,6 +108,22 @@ struct LauncherCommand: AsyncParsableCommand {
             )
             return [tasks, brokerClient, launcherServer, connection]
         }
+    }
+}
+
+extension LauncherCommand {
+    /// The cgroup settings from flags and `KEEL_*` variables.
+    func isolationSettings(_ options: EnvironmentOptions, _ environment: [String: String]) throws -> NodeIsolation.Settings {
+        var settings = NodeIsolation.Settings()
+        settings.root = options.string(cgroupRoot, "KEEL_CGROUP_ROOT", default: settings.root)
+        if let text = options.optionalString(taskMaxProcesses.map { "\($0)" }, "KEEL_TASK_MAX_PROCESSES") {
+            guard let value = Int(text), value > 0 else {
+                throw ValidationError("task max processes '\(text)' is not a positive integer; pass e.g. 1024")
+            }
+            settings.maxProcessesPerTask = value
+        }
+        settings.useCgroups = !(noCgroups || environment["KEEL_NO_CGROUPS"] == "1")
+        return settings
     }
 }
 

@@ -149,7 +149,7 @@ package struct AgentConnection: Service {
             $0.agentInfo.launcherAddress.ip = configuration.advertisedAddress.host
             $0.agentInfo.launcherAddress.port = UInt32(port)
             $0.agentInfo.bootID = NodeResources.bootID()
-            $0.agentInfo.capabilities = ["isolation:process-group"]
+            $0.agentInfo.capabilities = configuration.isolation.capabilities
             $0.agentInfo.version = "0.1.0"
             $0.runningTasks = tasks.runningTasks
         }

@@ -14,10 +14,20 @@ extension TaskProcess {
     /// the group is killed at once; the final wait after `SIGKILL` is not cancellable, since the
     /// kill completes promptly (unless a member is stuck in uninterruptible sleep).
     ///
-    /// Limitation: a descendant that double-forks and calls `setsid` leaves the process group
-    /// and is not reached by group signals; cgroup-based kill (a later step) closes that gap.
+    /// A descendant that double-forks and calls `setsid` leaves the process group and is not
+    /// reached by group signals; when the process has a ``cgroup``, the final sweep kills
+    /// everything left in it (``TaskCgroup/killAll(timeout:)``), which closes that gap.
     @discardableResult
     package func terminate(gracePeriod: Duration) async -> TerminationStatus {
+        let status = await terminateGroup(gracePeriod: gracePeriod)
+        if let cgroup {
+            await cgroup.killAll()
+        }
+        return status
+    }
+
+    /// SIGTERM → grace → SIGKILL on the process group; see ``terminate(gracePeriod:)``.
+    private func terminateGroup(gracePeriod: Duration) async -> TerminationStatus {
         if let status = terminationStatus {
             return status
         }

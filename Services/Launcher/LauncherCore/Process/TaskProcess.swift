@@ -28,14 +28,17 @@ package final class TaskProcess: Sendable {
     package let command: TaskCommand
     /// The user it runs as, or `nil` for the launcher's own user.
     package let user: TaskUser?
+    /// The cgroups the process joined before running its command, if the node uses any.
+    package let cgroup: TaskCgroup?
 
     let logger: Logger
     let state: Mutex<ProcessState>
 
-    private init(pid: Int32, command: TaskCommand, user: TaskUser?, logger: Logger) {
+    private init(pid: Int32, command: TaskCommand, user: TaskUser?, cgroup: TaskCgroup?, logger: Logger) {
         self.pid = pid
         self.command = command
         self.user = user
+        self.cgroup = cgroup
         self.logger = logger
         self.state = Mutex(ProcessState())
     }
@@ -48,7 +51,13 @@ package final class TaskProcess: Sendable {
     /// text, with a ``SystemCallError`` cause. Other errors: ``LauncherError/Code/invalidArgument``
     /// for a bad spec, ``LauncherError/Code/notFound`` for a missing working directory or
     /// unknown user, ``LauncherError/Code/permissionDenied`` for switching users without root.
-    package static func launch(_ spec: TaskLaunchSpec, logger: Logger) throws(LauncherError) -> TaskProcess {
+    ///
+    /// With a `cgroup`, the process joins it before the command runs (see ``TaskCgroup``); if it
+    /// cannot, it exits with 127 and says why on its standard error. The caller owns the cgroup
+    /// and removes it with ``TaskCgroup/destroy(timeout:)`` once the process has ended.
+    package static func launch(
+        _ spec: TaskLaunchSpec, cgroup: TaskCgroup? = nil, logger: Logger
+    ) throws(LauncherError) -> TaskProcess {
         try spec.validate()
         guard try TaskSandbox.fileType(spec.workingDirectory) == S_IFDIR else {
             throw LauncherError(
@@ -76,11 +85,15 @@ package final class TaskProcess: Sendable {
         if let user, user.uid != geteuid() || user.gid != getegid() {
             try switchUser(of: &request, to: user)
         }
+        if let cgroup {
+            (request.executable, request.arguments) = cgroup.wrap(
+                executable: request.executable, arguments: request.arguments)
+        }
         let pid = try ProcessSpawner.spawn(request)
 
         var logger = logger
         logger[metadataKey: "keel.pid"] = "\(pid)"
-        let process = TaskProcess(pid: pid, command: spec.command, user: user, logger: logger)
+        let process = TaskProcess(pid: pid, command: spec.command, user: user, cgroup: cgroup, logger: logger)
         logger.info(
             "launched task process",
             metadata: [
@@ -88,6 +101,7 @@ package final class TaskProcess: Sendable {
                 "keel.executable": "\(program)",
                 "keel.user": "\(user.map(\.description) ?? "(launcher)")",
                 "keel.working_directory": "\(spec.workingDirectory)",
+                "keel.cgroup": "\(cgroup?.path ?? "(none)")",
             ]
         )
         try process.startReaper()

@@ -136,9 +136,10 @@ package final class TaskManager: Service {
         logger[metadataKey: "keel.framework_id"] = "\(frameworkID)"
 
         let sandbox: TaskSandbox
+        let runID = UUID().uuidString.lowercased()
         do {
             sandbox = try TaskSandbox.create(
-                workDir: configuration.workDir, frameworkID: frameworkID, taskID: key.taskID, runID: UUID().uuidString.lowercased()
+                workDir: configuration.workDir, frameworkID: frameworkID, taskID: key.taskID, runID: runID
             )
         } catch {
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: "cannot create the sandbox: \(error)")
@@ -165,10 +166,19 @@ package final class TaskManager: Service {
             sandbox: sandbox,
             user: task.command.user.isEmpty ? nil : task.command.user
         )
+        let cgroup: TaskCgroup?
+        do {
+            cgroup = try configuration.isolation.makeTaskCgroup(
+                name: "\(key.taskID)-\(runID)", limits: Self.limits(of: task), logger: logger)
+        } catch {
+            finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: "cannot isolate the task: \(error.message)")
+            return
+        }
         let process: TaskProcess
         do {
-            process = try TaskProcess.launch(spec, logger: logger)
+            process = try TaskProcess.launch(spec, cgroup: cgroup, logger: logger)
         } catch {
+            await cgroup?.destroy()
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: error.message)
             return
         }
@@ -196,6 +206,18 @@ package final class TaskManager: Service {
         }
         let killed = containers.withLock { $0[key]?.killRequested ?? false }
         logger.info("task exited", metadata: ["keel.status": "\(status)", "keel.killed": "\(killed)"])
+        // Read the OOM record before the cgroups (and their counters) are removed.
+        let limitation = cgroup?.memoryLimitation
+        await cgroup?.destroy()
+        if let limitation, !killed {
+            logger.warning("task killed by its memory limit", metadata: ["keel.limitation": "\(limitation)"])
+            let signal: Int32? = if case .signaled(let signal, _) = status { signal } else { nil }
+            let exitCode: Int32? = if case .exited(let code) = status { code } else { nil }
+            finish(
+                key, state: .taskFailed, reason: .containerLimitationMemory, message: limitation.description,
+                exitCode: exitCode, signal: signal)
+            return
+        }
         switch status {
         case .exited(let code) where killed:
             finish(key, state: .taskKilled, reason: .unspecified, message: "killed; exited with \(code)", exitCode: code)
@@ -250,6 +272,12 @@ package final class TaskManager: Service {
             logger.info("killing task", metadata: ["keel.task_id": "\(key.taskID)", "keel.grace": "\(grace)"])
             _ = await process.terminate(gracePeriod: grace)
         }
+    }
+
+    /// The cgroup limits of `task`: its `mem` and `cpus`; the pids limit is the node default.
+    static func limits(of task: Keel_V1_TaskInfo) -> TaskResourceLimits {
+        let resources = try? Resources(proto: task.resources)
+        return TaskResourceLimits(memoryMiB: resources?.mem, cpus: resources?.cpus, maxProcesses: nil)
     }
 
     private static func gracePeriod(_ info: Keel_V1_TaskInfo) -> Duration? {

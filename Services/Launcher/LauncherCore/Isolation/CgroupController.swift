@@ -1,0 +1,76 @@
+/// A resource controller the launcher uses to isolate tasks.
+package enum CgroupController: String, Sendable, Hashable, CaseIterable, Comparable, CustomStringConvertible {
+    /// Memory limit, OOM accounting and peak usage.
+    case memory
+    /// Relative CPU weight (shares).
+    case cpu
+    /// A limit on the number of processes and threads (stops fork bombs).
+    case pids
+    /// Freezing the whole task, used to kill every process without races.
+    case freezer
+
+    /// The controller's name, as in `/proc/cgroups`.
+    package var description: String { rawValue }
+
+    /// Orders by name, for stable logs and capability lists.
+    package static func < (lhs: CgroupController, rhs: CgroupController) -> Bool {
+        lhs.rawValue < rhs.rawValue
+    }
+}
+
+/// The resource limits applied to one task.
+package struct TaskResourceLimits: Sendable, Hashable {
+    /// The memory limit in bytes, or `nil` for none (the task asked for no `mem`).
+    package var memoryBytes: UInt64?
+    /// The CPU share, in CPUs (e.g. 0.5), or `nil` for the default weight.
+    package var cpus: Double?
+    /// The most processes/threads the task may have at once, or `nil` for no limit.
+    package var maxProcesses: Int?
+
+    /// Creates limits; `memoryMiB` and `cpus` come from the task's resources.
+    package init(memoryMiB: Double?, cpus: Double?, maxProcesses: Int?) {
+        self.memoryBytes = memoryMiB.flatMap { $0 > 0 ? UInt64($0 * 1_048_576) : nil }
+        self.cpus = cpus.flatMap { $0 > 0 ? $0 : nil }
+        self.maxProcesses = maxProcesses
+    }
+
+    /// cgroup v1 `cpu.shares` for ``cpus``: 1024 per CPU, at least 2 (the kernel minimum).
+    package var cpuShares: UInt64? {
+        cpus.map { max(2, UInt64(($0 * 1024).rounded())) }
+    }
+
+    /// cgroup v2 `cpu.weight` for ``cpus``, using the usual shares→weight mapping
+    /// (`1 + (shares - 2) * 9999 / 262142`, as runc and Kubernetes do), within 1...10000.
+    package var cpuWeight: UInt64? {
+        cpuShares.map { shares in min(10_000, 1 + (min(shares, 262_144) - 2) * 9_999 / 262_142) }
+    }
+}
+
+/// What a memory limit did to a task: read from its cgroup when the task ended.
+package struct MemoryLimitation: Sendable, Hashable, CustomStringConvertible {
+    /// The limit in bytes.
+    package var limitBytes: UInt64
+    /// The highest usage recorded, in bytes, if the kernel reports it.
+    package var peakBytes: UInt64?
+    /// How many processes of the task the OOM killer killed.
+    package var oomKills: UInt64
+
+    /// Creates a record of an OOM kill.
+    package init(limitBytes: UInt64, peakBytes: UInt64?, oomKills: UInt64) {
+        self.limitBytes = limitBytes
+        self.peakBytes = peakBytes
+        self.oomKills = oomKills
+    }
+
+    /// A message for TASK_FAILED, e.g. `memory limit of 64 MiB reached (peak 64 MiB); ...`.
+    package var description: String {
+        let peak = peakBytes.map { "peak usage \(Self.mebibytes($0))" } ?? "peak usage unknown"
+        return "the task exceeded its memory limit of \(Self.mebibytes(limitBytes)) (\(peak)); the kernel's OOM "
+            + "killer killed \(oomKills) process(es); ask for more 'mem' or reduce the task's memory use"
+    }
+
+    private static func mebibytes(_ bytes: UInt64) -> String {
+        let value = Double(bytes) / 1_048_576
+        return value == value.rounded() ? "\(Int(value)) MiB" : "\((value * 10).rounded() / 10) MiB"
+    }
+}

@@ -1,0 +1,91 @@
+@preconcurrency import Glibc
+import Logging
+
+/// The cgroups of one task: the same relative path (`<root>/<task>-<run>`) in every hierarchy
+/// the node uses, plus any rlimit fallbacks.
+///
+/// How the task gets inside *before* it runs anything: `posix_spawn` cannot put the child into
+/// a cgroup (and `clone3(CLONE_INTO_CGROUP)` is v2-only and not reachable through glibc's
+/// spawn), so the task is started through a tiny `/bin/sh` shim (see ``wrap(executable:arguments:)``):
+/// the shim writes its own pid (`$$`) into every `cgroup.procs`, exiting with 127 if any write
+/// fails, and then `exec`s the real argv. The pid stays the same across `exec`, so the session
+/// leader the launcher supervises is the task, and since the task's program only starts after
+/// the last write, every process it ever forks is born inside the cgroups: a fork bomb cannot
+/// escape the pids limit. This was preferred over a pipe handshake (needs a helper that blocks
+/// before `exec`, i.e. the same shim plus a protocol) and over a hidden launcher subcommand
+/// (ties the library to the `keel-launcher` binary and costs a Swift process start per task).
+/// `/bin/sh` is always present; its only cost is one extra `execve`.
+package final class TaskCgroup: Sendable {
+    /// One hierarchy the task has a cgroup in.
+    struct Member: Sendable {
+        let isolator: any CgroupIsolator
+        let controllers: Set<CgroupController>
+    }
+
+    /// The cgroup's path relative to each mount point, e.g. `keel/web-1-3f2a…`.
+    package let path: String
+    /// The limits written into the cgroups (with the node default pids limit filled in).
+    package let limits: TaskResourceLimits
+    let members: [Member]
+    /// `prlimit … --`, prepended to the command for rlimit fallbacks; empty if none.
+    let rlimitPrefix: [String]
+    let logger: Logger
+
+    init(path: String, members: [Member], limits: TaskResourceLimits, rlimitPrefix: [String], logger: Logger) {
+        self.path = path
+        self.members = members
+        self.limits = limits
+        self.rlimitPrefix = rlimitPrefix
+        self.logger = logger
+    }
+
+    /// The absolute directory of this task's cgroup in every hierarchy, e.g.
+    /// `/sys/fs/cgroup/memory/keel/web-1-…`.
+    package var directories: [String] {
+        members.map { $0.isolator.directory(path) }
+    }
+
+    /// The directory of this task's cgroup in the hierarchy that enforces `controller`, if any.
+    package func directory(for controller: CgroupController) -> String? {
+        members.first { $0.controllers.contains(controller) }.map { $0.isolator.directory(path) }
+    }
+
+    /// The shell program of the join shim; its arguments are the `cgroup.procs` files, `--`, argv.
+    static let joinScript =
+        #"while [ "$1" != -- ]; do echo $$ > "$1" || { echo "keel: cannot join cgroup '$1'" >&2; exit 127; }; "#
+        + #"shift; done; shift; exec "$@""#
+
+    /// Rewrites a spawn so that the process joins every cgroup (and takes the rlimits) before
+    /// executing `executable` with `arguments` (whose first element, `argv[0]`, is replaced by
+    /// the executable path, since `exec` in `sh` cannot set it).
+    func wrap(executable: String, arguments: [String]) -> (executable: String, arguments: [String]) {
+        let program = rlimitPrefix.isEmpty ? [executable] : rlimitPrefix + [executable]
+        let command = program + arguments.dropFirst()
+        guard !members.isEmpty else { return (command[0], command) }
+        let files = members.map { $0.isolator.procsFile(path) }
+        return ("/bin/sh", ["/bin/sh", "-c", Self.joinScript, "keel-cgroup-join"] + files + ["--"] + command)
+    }
+
+    /// Every process now in any of the task's cgroups.
+    package var pids: Set<Int32> {
+        Set(members.flatMap { $0.isolator.pids(path) })
+    }
+
+    /// What the memory limit did, if memory is enforced by a cgroup and the OOM killer struck.
+    /// Read it before ``destroy()``.
+    package var memoryLimitation: MemoryLimitation? {
+        for member in members where member.controllers.contains(.memory) {
+            if let limitation = member.isolator.memoryLimitation(path), limitation.oomKills > 0 {
+                return limitation
+            }
+        }
+        return nil
+    }
+
+    /// Removes `directories` that are empty, ignoring errors (cleanup after a failed setup).
+    static func removeDirectories(_ directories: [String]) {
+        for directory in directories {
+            _ = CgroupFiles.removeDirectory(directory)
+        }
+    }
+}
