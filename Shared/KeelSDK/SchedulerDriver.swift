@@ -57,6 +57,7 @@ public struct SchedulerDriver: Sendable {
         return try await withKeelClient(brokerEndpoint, token: { token }) { client in
             let scheduler = Keel_V1_Scheduler.Client(wrapping: client)
             let (events, continuation) = AsyncThrowingStream.makeStream(of: Keel_V1_Event.self)
+            let (subscribed, subscribedContinuation) = AsyncThrowingStream.makeStream(of: Void.self)
             let session = SchedulerSession(frameworkInfo: frameworkInfo, scheduler: scheduler, events: events)
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -64,14 +65,21 @@ public struct SchedulerDriver: Sendable {
                         try await scheduler.subscribe(.with { $0.frameworkInfo = frameworkInfo }) { response in
                             for try await event in response.messages {
                                 continuation.yield(event)
+                                if event.type == .subscribed { subscribedContinuation.finish() }
                             }
                         }
-                        continuation.finish(throwing: SchedulerError("the broker closed the subscription"))
+                        let ended = SchedulerError("the broker closed the subscription")
+                        continuation.finish(throwing: ended)
+                        subscribedContinuation.finish(throwing: ended)
                     } catch {
                         continuation.finish(throwing: error)
+                        subscribedContinuation.finish(throwing: error)
                     }
                 }
                 defer { group.cancelAll() }
+                // Calls made before the broker has the subscription could miss their answers
+                // (reconciliation updates go to the subscribed stream), so wait for SUBSCRIBED.
+                for try await _ in subscribed {}
                 return try await body(session)
             }
         }

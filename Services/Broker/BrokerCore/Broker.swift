@@ -120,6 +120,9 @@ package final class Broker: Service {
                         try await self.tick(every: self.configuration.frameworkHeartbeatInterval) { self.sendHeartbeats() }
                     }
                 }
+                group.addTask {
+                    try? await cancelWhenGracefulShutdown { try await self.expireFrameworks() }
+                }
             }
         } onGracefulShutdown: {
             self.writes.finish()
@@ -132,6 +135,27 @@ package final class Broker: Service {
         while !Task.isCancelled {
             try await Task.sleep(for: interval)
             body()
+        }
+    }
+
+    /// Tears down frameworks that stayed disconnected past their failover timeout: their tasks
+    /// are killed and the registry completes them.
+    private func expireFrameworks() async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: .milliseconds(250))
+            let expired = read { $0.expiredFrameworks(now: Date()) }
+            for id in expired {
+                logger.notice("framework failover timeout expired; tearing it down", metadata: ["keel.framework_id": "\(id)"])
+                do {
+                    try await teardownInRegistry(id)
+                } catch {
+                    // Kill its tasks all the same; the registry learns of it on the next try.
+                    logger.error("could not complete the framework in the registry", metadata: [
+                        "keel.framework_id": "\(id)", "keel.error": "\(error)",
+                    ])
+                    mutate { $0.completeFramework(id, now: Date()) }
+                }
+            }
         }
     }
 

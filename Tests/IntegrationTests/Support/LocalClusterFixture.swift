@@ -19,7 +19,8 @@ final class LocalClusterFixture: Sendable {
         basePort = try Self.freeBasePort()
         up = try ChildProcess(
             "\(binDir)/keel",
-            ["up", "--data-dir", dataDir, "--base-port", "\(basePort)", "--resources", "cpus:4;mem:4096;ports:[\(basePort + 10)-\(basePort + 19)]"]
+            ["up", "--data-dir", dataDir, "--base-port", "\(basePort)", "--resources", "cpus:4;mem:4096;ports:[\(basePort + 10)-\(basePort + 19)]"],
+            environment: ["KEEL_EXIT_WITH_PARENT": "1"]
         )
         let endpoints = "\(dataDir)/endpoints.json"
         let up = self.up

@@ -38,7 +38,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             }
             broker.logger.info("framework subscribed", metadata: ["keel.framework_id": "\(frameworkID)"])
             defer {
-                broker.mutate { $0.unsubscribe(id, connection: connection) }
+                broker.mutate { $0.unsubscribe(id, connection: connection, now: Date()) }
                 broker.logger.info("framework disconnected", metadata: ["keel.framework_id": "\(frameworkID)"])
             }
             outbound.yield(.with {

@@ -104,20 +104,30 @@ struct BrokerState: Sendable {
         entry.subscription = connection
         entry.outbound = outbound
         entry.subscribedAt = now
+        entry.disconnectedAt = nil
         entry.suppressed = false
         frameworks[id] = entry
         return connection
     }
 
     /// Ends a subscription when its stream closes; offers made to it return to the pool.
-    mutating func unsubscribe(_ id: FrameworkID, connection: UInt64) {
+    mutating func unsubscribe(_ id: FrameworkID, connection: UInt64, now: Date) {
         guard var entry = frameworks[id], entry.subscription == connection else { return }
         entry.outbound = nil
         entry.subscription = nil
+        entry.disconnectedAt = now
         frameworks[id] = entry
         for offer in offers.values where offer.frameworkID == id {
             removeOffer(offer.id)
         }
+    }
+
+    /// Frameworks that stayed disconnected past their failover timeout.
+    func expiredFrameworks(now: Date) -> [FrameworkID] {
+        frameworks.values.filter { entry in
+            guard !entry.completed, !entry.connected, let since = entry.disconnectedAt else { return false }
+            return now.timeIntervalSince(since) >= entry.failoverTimeout
+        }.map(\.id)
     }
 
     mutating func setSuppressed(_ id: FrameworkID, _ suppressed: Bool) throws {

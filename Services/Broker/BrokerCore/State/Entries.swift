@@ -50,6 +50,8 @@ struct FrameworkEntry: Sendable {
     /// Sends events to the subscribed framework.
     var outbound: AsyncStream<Keel_V1_Event>.Continuation?
     var suppressed = false
+    /// When the framework's subscription ended; its failover timeout runs from then.
+    var disconnectedAt: Date?
     /// Per agent: no offers of that agent to this framework before the date.
     var refusals: [AgentID: Date] = [:]
 
@@ -61,6 +63,13 @@ struct FrameworkEntry: Sendable {
 
     var wantsKillingState: Bool {
         info.capabilities.contains { $0.type == .taskKillingState }
+    }
+
+    /// How long the framework may stay disconnected before it is torn down (0 by default, as
+    /// in Mesos: a framework that wants its tasks to outlive it sets a failover timeout).
+    var failoverTimeout: TimeInterval {
+        guard info.hasFailoverTimeout else { return 0 }
+        return max(0, Double(info.failoverTimeout.seconds) + Double(info.failoverTimeout.nanos) / 1e9)
     }
 
     /// The role offers are allocated to (the first subscribed role).

@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import UnixSignals
 
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
 /// `keel up`: a whole local cluster (tracer, registry, broker, launcher, health checker) as child
 /// processes with their state under one data directory, until Ctrl-C or SIGTERM.
 struct UpCommand: AsyncParsableCommand {
@@ -11,7 +15,8 @@ struct UpCommand: AsyncParsableCommand {
         discussion: """
             Ports, from --base-port B (default 5050): broker B (admin B+1), registry B+2 (B+3), \
             launcher B+4 (B+5), health B+6 (B+7), tracer B+8 (B+9). Daemon logs go to \
-            DATA_DIR/logs/NAME.log; DATA_DIR/endpoints.json lists the endpoints once all are ready.
+            DATA_DIR/logs/NAME.log; DATA_DIR/endpoints.json lists the endpoints once all are ready. \
+            With KEEL_EXIT_WITH_PARENT=1 the cluster stops when the process that started keel up exits.
             """
     )
 
@@ -67,6 +72,16 @@ struct UpCommand: AsyncParsableCommand {
                 return "signal stream ended"
             }
             group.addTask { await cluster.waitForAnyExit() }
+            if ProcessInfo.processInfo.environment["KEEL_EXIT_WITH_PARENT"] == "1" {
+                // Started by a test or a supervisor: never outlive it.
+                group.addTask {
+                    let parent = getppid()
+                    while !Task.isCancelled && getppid() == parent {
+                        try? await Task.sleep(for: .milliseconds(500))
+                    }
+                    return "the parent process exited"
+                }
+            }
             let first = await group.next() ?? "stopping"
             group.cancelAll()
             return first
