@@ -131,8 +131,8 @@ let package = Package(
         .target(
             name: "BrokerCore",
             dependencies: [
-                "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelObservability", grpcCore, logging, metrics,
-                tracing, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
+                "KeelAPI", "KeelAllocator", "KeelCore", "KeelRPC", "KeelStore", "KeelObservability", grpcCore,
+                logging, metrics, tracing, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Services/Broker/BrokerCore",
             swiftSettings: keelSettings

@@ -1,4 +1,5 @@
 import Foundation
+import KeelAllocator
 import KeelAPI
 import SwiftProtobuf
 import KeelCore
@@ -67,7 +68,16 @@ package final class Broker: Service {
                 let key = TaskKey(frameworkID: FrameworkID(task.frameworkID.value), taskID: TaskID(task.taskID.value))
                 state.tasks[key] = task
             }
-            for id in state.agents.keys { state.recomputeAllocated(id) }
+            for id in state.agents.keys {
+                state.recomputeAllocated(id)
+                if let agent = state.agents[id] {
+                    state.ledger { allocator in
+                        try allocator.addAgent(id: id, total: agent.total, now: Instant(date: now))
+                        try allocator.deactivateAgent(id: id)
+                    }
+                }
+            }
+            for task in state.tasks.values { state.recoverTaskAllocation(task, now: now) }
         }
         logger.info("recovered state", metadata: ["keel.tasks": "\(storedTasks.count)", "keel.agents": "\(storedAgents.count)"])
     }
@@ -82,6 +92,8 @@ package final class Broker: Service {
             state.pendingWrites.removeAll()
             let hops = state.pendingHops
             state.pendingHops.removeAll()
+            for warning in state.pendingWarnings { logger.error("\(warning)") }
+            state.pendingWarnings.removeAll()
             return (result, hops)
         }
         for hop in hops {

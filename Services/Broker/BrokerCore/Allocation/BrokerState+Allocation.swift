@@ -1,54 +1,43 @@
 import Foundation
+import KeelAllocator
 import KeelAPI
-import Logging
 import KeelCore
 import KeelRPC
 import SwiftProtobuf
 
 extension BrokerState {
-    /// Offers every active agent's free resources to subscribed frameworks, round-robin.
+    /// Runs one allocation cycle of the DRF allocator and sends the offers it makes.
     ///
-    /// This is the walking skeleton's simple fair allocator: each agent with free resources goes
-    /// whole to the next framework in turn that is subscribed, not suppressed and not filtering
-    /// that agent. The hierarchical DRF allocator replaces it.
+    /// The allocator decides (weighted DRF over the role tree, quota, reservations, decline
+    /// filters, suppression); the broker gives each offer an id, remembers it until it is
+    /// accepted, declined or rescinded, and sends each framework its offers in one OFFERS event.
     mutating func allocate(now: Date) {
-        let candidates = frameworks.values
-            .filter { $0.connected && !$0.completed && !$0.suppressed }
-            .map(\.id)
-            .sorted()
-        guard !candidates.isEmpty else { return }
+        let made = allocator.allocate(now: Instant(date: now))
+        guard !made.isEmpty else { return }
         var batches: [FrameworkID: [Keel_V1_Offer]] = [:]
-        for agentID in agents.keys.sorted() {
-            guard let agent = agents[agentID], agent.state == .active, agent.outbound != nil else { continue }
-            let free = agent.free
-            guard free.cpus >= 0.01 || free.mem >= 32 else { continue }
-            for step in 0..<candidates.count {
-                let frameworkID = candidates[(allocationCursor + step) % candidates.count]
-                guard var framework = frameworks[frameworkID] else { continue }
-                if let until = framework.refusals[agentID] {
-                    if until > now { continue }
-                    framework.refusals[agentID] = nil
-                    frameworks[frameworkID] = framework
-                }
-                let offer = OfferEntry(
-                    id: OfferID.random(), frameworkID: frameworkID, agentID: agentID, resources: free, createdAt: now
-                )
-                offers[offer.id] = offer
-                agents[agentID]?.offered += free
-                batches[frameworkID, default: []].append(.with {
-                    $0.id = .with { $0.value = offer.id.value }
-                    $0.frameworkID = .with { $0.value = frameworkID.value }
-                    $0.agentID = .with { $0.value = agentID.value }
-                    $0.hostname = agent.info.hostname
-                    $0.resources = free.proto
-                    $0.attributes = agent.info.attributes
-                    $0.domain = agent.info.domain
-                    $0.allocationInfo.role = framework.role
-                    $0.createdAt = Google_Protobuf_Timestamp(date: now)
-                })
-                allocationCursor = (allocationCursor + step + 1) % candidates.count
-                break
+        for offer in made {
+            guard let agent = agents[offer.agent], let framework = frameworks[offer.framework], framework.connected else {
+                // The allocator and the broker disagree about who can take offers: give it back.
+                ledger { try $0.recoverResources(framework: offer.framework, agent: offer.agent, resources: offer.resources) }
+                continue
             }
+            let entry = OfferEntry(
+                id: OfferID.random(), frameworkID: offer.framework, agentID: offer.agent, resources: offer.resources,
+                createdAt: now
+            )
+            offers[entry.id] = entry
+            agents[offer.agent]?.offered += offer.resources
+            batches[offer.framework, default: []].append(.with {
+                $0.id = .with { $0.value = entry.id.value }
+                $0.frameworkID = .with { $0.value = offer.framework.value }
+                $0.agentID = .with { $0.value = offer.agent.value }
+                $0.hostname = agent.info.hostname
+                $0.resources = offer.resources.proto
+                $0.attributes = agent.info.attributes
+                $0.domain = agent.info.domain
+                $0.allocationInfo.role = AllocatorRoles.keelRole(offer.role)
+                $0.createdAt = Google_Protobuf_Timestamp(date: now)
+            })
         }
         for (frameworkID, offers) in batches {
             frameworks[frameworkID]?.outbound?.yield(.with {
@@ -56,5 +45,59 @@ extension BrokerState {
                 $0.offers.offers = offers
             })
         }
+    }
+
+    /// Makes sure the allocator knows a framework with the given roles.
+    mutating func ensureAllocatorFramework(_ id: FrameworkID, roles: [String], now: Date) {
+        guard !allocator.frameworkIDs.contains(id) else { return }
+        let connected = frameworks[id]?.connected ?? false
+        ledger { allocator in
+            try allocator.addFramework(id: id, roles: AllocatorRoles.allocatorRoles(roles), now: Instant(date: now))
+            if !connected { try allocator.deactivateFramework(id: id) }
+        }
+    }
+
+    /// Records in the allocator the resources of a task found at startup.
+    mutating func recoverTaskAllocation(_ task: Keel_V1_Task, now: Date) {
+        guard !task.state.isTerminal, let resources = try? Resources(proto: task.resources), !resources.isEmpty else { return }
+        let frameworkID = FrameworkID(task.frameworkID.value)
+        let agentID = AgentID(task.agentID.value)
+        guard allocator.agentIDs.contains(agentID) else { return }
+        ensureAllocatorFramework(frameworkID, roles: task.role.isEmpty ? [] : [task.role], now: now)
+        ledger { try $0.allocate(framework: frameworkID, agent: agentID, resources: resources) }
+    }
+
+    /// Applies a change to the allocator's books; a refusal means the broker and the allocator
+    /// disagree, which is a bug: it is logged (the broker stays up) rather than thrown.
+    mutating func ledger(_ body: (inout Allocator) throws -> Void) {
+        do {
+            try body(&allocator)
+        } catch {
+            pendingWarnings.append("allocator bookkeeping refused: \(error)")
+        }
+    }
+}
+
+/// Role names between Keel's API and the allocator: the API's default role `*` is the
+/// allocator's `default` role (the allocator reserves `*` for "unreserved").
+enum AllocatorRoles {
+    static let defaultRole = "default"
+
+    static func allocatorRoles(_ roles: [String]) -> [String] {
+        let mapped = roles.map { $0 == ResourceRole.unreserved || $0.isEmpty ? defaultRole : $0 }
+        var seen = Set<String>()
+        let unique = mapped.filter { seen.insert($0).inserted }
+        return unique.isEmpty ? [defaultRole] : unique
+    }
+
+    static func keelRole(_ role: String) -> String {
+        role == defaultRole ? ResourceRole.unreserved : role
+    }
+}
+
+extension Instant {
+    /// The instant of a wall-clock date (nanoseconds since 1970).
+    init(date: Date) {
+        self.init(nanoseconds: Int64(date.timeIntervalSince1970 * 1_000_000_000))
     }
 }

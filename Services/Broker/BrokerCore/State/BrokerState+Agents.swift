@@ -1,4 +1,5 @@
 import Foundation
+import KeelAllocator
 import KeelAPI
 import Logging
 import SwiftProtobuf
@@ -52,6 +53,14 @@ extension BrokerState {
         entry.offered = []
         agents[id] = entry
         pendingWrites.append(.putAgent(info))
+        if allocator.agentIDs.contains(id) {
+            ledger {
+                try $0.updateAgent(id: id, total: total)
+                try $0.activateAgent(id: id)
+            }
+        } else {
+            ledger { try $0.addAgent(id: id, total: total, now: Instant(date: now)) }
+        }
 
         let reported = Set(register.runningTasks.map {
             TaskKey(frameworkID: FrameworkID($0.frameworkID.value), taskID: TaskID($0.task.taskID.value))
@@ -86,6 +95,7 @@ extension BrokerState {
         for offer in offers.values where offer.agentID == id {
             rescindOffer(offer.id)
         }
+        ledger { try $0.deactivateAgent(id: id) }
     }
 
     /// Applies the health checker's verdict on an agent.
@@ -96,6 +106,7 @@ extension BrokerState {
         if reachable {
             if entry.state == .unreachable { entry.state = entry.outbound == nil ? .disconnected : .active }
             agents[id] = entry
+            if entry.state == .active { ledger { try $0.activateAgent(id: id) } }
             return
         }
         guard entry.state != .unreachable else { return }
@@ -104,6 +115,7 @@ extension BrokerState {
         for offer in offers.values where offer.agentID == id {
             rescindOffer(offer.id)
         }
+        ledger { try $0.deactivateAgent(id: id) }
         for (key, task) in tasks where task.agentID.value == id.value && !task.state.isTerminal {
             markUnreachable(key, message: message.isEmpty ? "agent \(id) is unreachable" : message, now: now)
         }

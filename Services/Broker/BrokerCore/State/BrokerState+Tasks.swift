@@ -1,4 +1,5 @@
 import Foundation
+import KeelAllocator
 import KeelAPI
 import Logging
 import KeelCore
@@ -61,7 +62,7 @@ extension BrokerState {
             }
         }
 
-        for offer in accepted { removeOffer(offer.id) }
+        for offer in accepted { removeOffer(offer.id, recover: false) }
         var launched: [TaskID] = []
         for (info, resources) in launches {
             var info = info
@@ -107,8 +108,15 @@ extension BrokerState {
             ))
             launched.append(key.taskID)
         }
-        if refuseSeconds > 0, !remaining.isEmpty {
-            frameworks[frameworkID]?.refusals[agentID] = now.addingTimeInterval(refuseSeconds)
+        // What the launches did not use is declined, filtered for refuse_seconds.
+        if !remaining.isEmpty {
+            let until = refuseSeconds > 0 ? now.addingTimeInterval(refuseSeconds) : nil
+            ledger {
+                try $0.recoverResources(
+                    framework: frameworkID, agent: agentID, resources: remaining, filterUntil: until.map(Instant.init(date:))
+                )
+            }
+            if let until { frameworks[frameworkID]?.refusals[agentID] = until }
         }
         return launched
     }
@@ -171,6 +179,9 @@ extension BrokerState {
             tasks[key] = task
             if status.state.isTerminal && !wasTerminal {
                 recomputeAllocated(agentID)
+                if let resources = try? Resources(proto: task.resources), !resources.isEmpty {
+                    ledger { try $0.recoverResources(framework: frameworkID, agent: agentID, resources: resources) }
+                }
             }
             recordTaskChange(key)
             pendingHops.append(TaskHop(

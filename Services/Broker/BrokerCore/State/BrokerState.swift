@@ -1,4 +1,5 @@
 import Foundation
+import KeelAllocator
 import KeelAPI
 import Logging
 import SwiftProtobuf
@@ -19,6 +20,10 @@ struct BrokerState: Sendable {
     var tasks: [TaskKey: Keel_V1_Task] = [:]
     /// Task table watchers (operator API, keel-health).
     var taskWatchers: [UInt64: AsyncStream<Keel_V1_TaskEvent>.Continuation] = [:]
+    /// The DRF allocator: it decides which offers to make and holds what is offered or in use.
+    var allocator = Allocator()
+    /// Bookkeeping the allocator refused (a bug if it happens); logged by ``Broker``.
+    var pendingWarnings: [String] = []
     var pendingWrites: [StoreWrite] = []
     var pendingHops: [TaskHop] = []
     var nextConnection: UInt64 = 1
@@ -43,6 +48,7 @@ struct BrokerState: Sendable {
         var entry = frameworks[id] ?? FrameworkEntry(info: record.frameworkInfo, id: id)
         entry.info = record.frameworkInfo
         frameworks[id] = entry
+        ensureAllocatorFramework(id, roles: record.frameworkInfo.roles, now: now)
         if record.state == .completed {
             completeFramework(id, now: now)
         }
@@ -63,6 +69,8 @@ struct BrokerState: Sendable {
         for offer in offers.values where offer.frameworkID == id {
             removeOffer(offer.id)
         }
+        // It keeps what its dying tasks hold until they end; it gets no more offers.
+        ledger { try $0.deactivateFramework(id: id) }
         for (key, task) in tasks where key.frameworkID == id && !task.state.isTerminal {
             sendKill(key, task: task, gracePeriod: nil)
         }
@@ -107,6 +115,11 @@ struct BrokerState: Sendable {
         entry.disconnectedAt = nil
         entry.suppressed = false
         frameworks[id] = entry
+        ensureAllocatorFramework(id, roles: entry.info.roles, now: now)
+        ledger {
+            try $0.activateFramework(id: id)
+            try $0.revive(framework: id)
+        }
         return connection
     }
 
@@ -120,6 +133,7 @@ struct BrokerState: Sendable {
         for offer in offers.values where offer.frameworkID == id {
             removeOffer(offer.id)
         }
+        ledger { try $0.deactivateFramework(id: id) }
     }
 
     /// Frameworks that stayed disconnected past their failover timeout.
@@ -135,16 +149,29 @@ struct BrokerState: Sendable {
         entry.suppressed = suppressed
         if !suppressed { entry.refusals.removeAll() }
         frameworks[id] = entry
+        ledger { allocator in
+            if suppressed { try allocator.suppress(framework: id) } else { try allocator.revive(framework: id) }
+        }
     }
 
     // MARK: Offers
 
-    /// Removes an offer and returns its resources to the agent's free pool.
-    mutating func removeOffer(_ id: OfferID) {
+    /// Removes an offer and returns its resources to the free pool, filtered from its framework
+    /// on that agent until `filterUntil` when given; with `recover` false the caller accounts
+    /// for them itself (an accept that used part of them).
+    mutating func removeOffer(_ id: OfferID, filterUntil: Date? = nil, recover: Bool = true) {
         guard let offer = offers.removeValue(forKey: id) else { return }
         if var agent = agents[offer.agentID] {
             agent.offered = agent.offered - offer.resources
             agents[offer.agentID] = agent
+        }
+        if recover {
+            ledger {
+                try $0.recoverResources(
+                    framework: offer.frameworkID, agent: offer.agentID, resources: offer.resources,
+                    filterUntil: filterUntil.map(Instant.init(date:))
+                )
+            }
         }
     }
 
@@ -168,7 +195,7 @@ struct BrokerState: Sendable {
         }
         let found = try offerIDs.map { try ownedOffer($0, frameworkID: frameworkID) }
         for offer in found {
-            removeOffer(offer.id)
+            removeOffer(offer.id, filterUntil: seconds > 0 ? now.addingTimeInterval(seconds) : nil)
             if seconds > 0 {
                 frameworks[frameworkID]?.refusals[offer.agentID] = now.addingTimeInterval(seconds)
             }
