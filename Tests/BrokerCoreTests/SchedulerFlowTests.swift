@@ -243,6 +243,32 @@ struct SchedulerFlowTests {
         }
     }
 
+    @Test("an offer left unanswered past the offer timeout is rescinded and made again")
+    func offerTimeout() async throws {
+        try await InProcessCluster.with(offerTimeout: .milliseconds(500)) { cluster in
+            try await cluster.withConnectedPair(framework: "slow", hostname: "node-4") { pair in
+                let first = try await pair.frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }
+                let offerID = try #require(first.offers.offers.first?.id)
+                let rescind = try await pair.frameworkInbox.wait(for: "RESCIND") { $0.type == .rescind }
+                #expect(rescind.rescind.offerID == offerID)
+                let again = try await pair.frameworkInbox.wait(for: "a new offer") {
+                    $0.type == .offers && $0.offers.offers.first?.id != offerID
+                }
+                #expect(again.offers.offers.first?.agentID == pair.agentID)
+                let accept = Keel_V1_AcceptRequest.with {
+                    $0.frameworkID.value = pair.frameworkID
+                    $0.offerIds = [offerID]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = [Self.task("late", agentID: pair.agentID)]
+                    }]
+                }
+                let late = await Self.rpcError { _ = try await cluster.scheduler.accept(accept, metadata: bearer(pair.token)) }
+                #expect(late == .notFound)
+            }
+        }
+    }
+
     // MARK: Helpers
 
     static func task(

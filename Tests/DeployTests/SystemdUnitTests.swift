@@ -23,7 +23,7 @@ enum Deploy {
         "KEEL_LOG_LEVEL", "KEEL_DATA_DIR", "KEEL_TRACER", "KEEL_ADMIN_LISTEN", "KEEL_LISTEN",
     ]
     static let daemonVariables: [String: Set<String>] = [
-        "broker": ["KEEL_REGISTRY", "KEEL_STORE", "KEEL_OFFER_INTERVAL"],
+        "broker": ["KEEL_REGISTRY", "KEEL_STORE", "KEEL_OFFER_INTERVAL", "KEEL_OFFER_TIMEOUT"],
         "registry": ["KEEL_TOKEN_TTL"],
         "launcher": [
             "KEEL_BROKER", "KEEL_WORK_DIR", "KEEL_RESOURCES", "KEEL_ATTRIBUTES", "KEEL_HOSTNAME", "KEEL_ADVERTISE",

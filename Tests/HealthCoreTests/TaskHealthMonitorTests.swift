@@ -74,8 +74,10 @@ struct TaskHealthMonitorTests {
             let key = CheckedTaskKey(frameworkID: "fw-1", taskID: "web")
             let check = Fixtures.httpCheck(port: server.port)
             broker.send(Fixtures.taskEvent("web", check: check))
-            let checked = await eventually { table.task(key)?.healthy == true }
-            try #require(checked)
+            // Wait for the verdict to reach the broker, not only the table: the report is sent
+            // after the table changes.
+            let reported = await eventually { table.task(key)?.healthy == true && broker.taskReports.count == 1 }
+            try #require(reported)
 
             broker.send(Fixtures.taskEvent("web", state: .taskKilled, check: check))
             let stopped = await eventually { table.task(key) == nil }

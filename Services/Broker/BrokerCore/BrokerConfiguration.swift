@@ -14,6 +14,9 @@ package struct BrokerConfiguration: Sendable {
     package var defaultRefuseSeconds: Double
     /// How many statuses each task keeps in its history.
     package var statusHistoryLimit: Int
+    /// An offer left unanswered this long is rescinded and its resources re-offered; nil keeps
+    /// offers until they are answered.
+    package var offerTimeout: Duration?
 
     /// The defaults for a registry at `registry`.
     package static func defaults(registry: Endpoint) -> BrokerConfiguration {
@@ -23,7 +26,8 @@ package struct BrokerConfiguration: Sendable {
             frameworkHeartbeatInterval: .seconds(15),
             agentHeartbeatInterval: .seconds(5),
             defaultRefuseSeconds: 5,
-            statusHistoryLimit: 16
+            statusHistoryLimit: 16,
+            offerTimeout: .seconds(60)
         )
     }
 
@@ -34,8 +38,10 @@ package struct BrokerConfiguration: Sendable {
         frameworkHeartbeatInterval: Duration,
         agentHeartbeatInterval: Duration,
         defaultRefuseSeconds: Double,
-        statusHistoryLimit: Int
+        statusHistoryLimit: Int,
+        offerTimeout: Duration?
     ) {
+        self.offerTimeout = offerTimeout
         self.registry = registry
         self.offerInterval = offerInterval
         self.frameworkHeartbeatInterval = frameworkHeartbeatInterval

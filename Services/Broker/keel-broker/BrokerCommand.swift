@@ -31,6 +31,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "How often free resources are offered, e.g. 1s, 500ms. [env: KEEL_OFFER_INTERVAL] (default: 1s)")
     var offerInterval: String?
 
+    @Option(help: "Rescind offers left unanswered this long, e.g. 30s; 0 keeps them until answered. [env: KEEL_OFFER_TIMEOUT] (default: 60s)")
+    var offerTimeout: String?
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -47,6 +50,8 @@ struct BrokerCommand: AsyncParsableCommand {
         let storePath = options.string(store, "KEEL_STORE", default: "\(dataDir)/broker.sqlite")
         var configuration = BrokerConfiguration.defaults(registry: registryEndpoint)
         configuration.offerInterval = try options.duration(offerInterval, "KEEL_OFFER_INTERVAL", default: configuration.offerInterval)
+        let timeout = try options.duration(offerTimeout, "KEEL_OFFER_TIMEOUT", default: .seconds(60))
+        configuration.offerTimeout = timeout == .zero ? nil : timeout
 
         try await Daemon.run(configuration: daemon) { context in
             try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)

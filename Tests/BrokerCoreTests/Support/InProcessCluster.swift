@@ -24,7 +24,10 @@ struct InProcessCluster {
     var operator_: Keel_V1_Operator.Client<InProcessTransport.Client> { .init(wrapping: client) }
 
     /// Runs `body` with a fresh cluster; everything stops and the files are removed afterwards.
-    static func with(_ body: @Sendable (InProcessCluster) async throws -> Void) async throws {
+    static func with(
+        offerTimeout: Duration? = nil,
+        _ body: @Sendable (InProcessCluster) async throws -> Void
+    ) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keel-broker-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -37,6 +40,7 @@ struct InProcessCluster {
         let client = GRPCClient(transport: inProcess.client)
         var configuration = BrokerConfiguration.defaults(registry: Endpoint(host: "127.0.0.1", port: 1))
         configuration.offerInterval = .milliseconds(100)
+        configuration.offerTimeout = offerTimeout
         let broker = Broker(
             configuration: configuration,
             store: brokerStore,

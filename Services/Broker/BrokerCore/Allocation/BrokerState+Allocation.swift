@@ -12,6 +12,7 @@ extension BrokerState {
     /// filters, suppression); the broker gives each offer an id, remembers it until it is
     /// accepted, declined or rescinded, and sends each framework its offers in one OFFERS event.
     mutating func allocate(now: Date) {
+        rescindExpiredOffers(now: now)
         let made = allocator.allocate(now: Instant(date: now))
         guard !made.isEmpty else { return }
         var batches: [FrameworkID: [Keel_V1_Offer]] = [:]
@@ -44,6 +45,16 @@ extension BrokerState {
                 $0.type = .offers
                 $0.offers.offers = offers
             })
+        }
+    }
+
+    /// Rescinds offers left unanswered longer than the offer timeout, so that their resources
+    /// can go to someone else (a framework that hoards offers cannot starve the others).
+    mutating func rescindExpiredOffers(now: Date) {
+        guard let timeout = configuration.offerTimeout else { return }
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        for offer in offers.values where now.timeIntervalSince(offer.createdAt) >= seconds {
+            rescindOffer(offer.id)
         }
     }
 
