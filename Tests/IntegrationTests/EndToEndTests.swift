@@ -31,6 +31,7 @@ struct EndToEndTests {
             try await tracesATask(cluster)
             try await everyDaemonServesMetricsAndHealth(cluster)
             try await listsState(cluster)
+            try await managesRoles(cluster)
         } catch {
             await cluster.stop()
             stopped = true
@@ -144,6 +145,39 @@ struct EndToEndTests {
         #expect(agents.stdout.contains("\"localhost\""))
         let frameworks = try await cluster.keelResult(["frameworks", "--all"])
         #expect(frameworks.stdout.contains("keel run hello"))
+    }
+
+    private func managesRoles(_ cluster: LocalClusterFixture) async throws {
+        let agents = try await cluster.keelResult(["agents", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(agents.stdout.utf8)) as? [String: Any]
+        let first = (json?["agents"] as? [[String: Any]])?.first
+        let agentID = try #require(((first?["agentInfo"] as? [String: Any])?["id"] as? [String: Any])?["value"] as? String)
+
+        #expect(try await cluster.keelResult(["weights", "set", "eng=2"]).exitStatus == 0)
+        let quota = try await cluster.keelResult(["quota", "set", "eng", "--guarantee", "cpus:0.1", "--limit", "cpus:1;mem:512"])
+        #expect(quota.exitStatus == 0, "keel quota set: \(quota.stderr)")
+        let reserve = try await cluster.keelResult(["reserve", agentID, "cpus:0.1;mem:16", "--role", "eng"])
+        #expect(reserve.exitStatus == 0, "keel reserve: \(reserve.stderr)")
+        #expect(reserve.stdout.contains("cpus(eng):0.1"))
+
+        let roles = try await cluster.keelResult(["roles"])
+        let eng = roles.stdout.split(separator: "\n").first { $0.hasPrefix("eng ") }.map(String.init) ?? ""
+        #expect(eng.contains(" 2 "), "keel roles: \(roles.stdout)")
+        #expect(eng.contains("cpus(eng):0.1"), "keel roles: \(roles.stdout)")
+        let shown = try await cluster.keelResult(["quota", "get", "eng"])
+        #expect(shown.stdout.contains("cpus:1 mem:512"), "keel quota get: \(shown.stdout)")
+
+        // Bad input: a clear message and a failing exit status; nothing changes.
+        let negative = try await cluster.keelResult(["quota", "set", "eng", "--guarantee", "cpus:-1"])
+        #expect(negative.exitStatus != 0)
+        #expect(negative.stderr.contains("cpus:-1"), "keel quota set: \(negative.stderr)")
+        let tooMuch = try await cluster.keelResult(["reserve", agentID, "cpus:100000", "--role", "eng"])
+        #expect(tooMuch.exitStatus != 0)
+        #expect(tooMuch.stderr.contains("free and unreserved"), "keel reserve: \(tooMuch.stderr)")
+
+        let unreserve = try await cluster.keelResult(["unreserve", agentID, "cpus(eng):0.1;mem(eng):16"])
+        #expect(unreserve.exitStatus == 0, "keel unreserve: \(unreserve.stderr)")
+        #expect(!unreserve.stdout.contains("(eng)"))
     }
 
     // MARK: Helpers

@@ -53,13 +53,27 @@ package final class Broker: Service {
     package func recover() async throws {
         let storedTasks = try await store.range(prefix: Self.taskPrefix)
         let storedAgents = try await store.range(prefix: Self.agentPrefix)
+        let policies = try await loadPolicies()
         let now = Date()
         state.withLock { state in
+            state.policies = policies
+            for (role, weight) in policies.weights {
+                state.ledger { try $0.setWeight(role: AllocatorRoles.allocatorRole(role), weight: weight) }
+            }
+            for config in policies.quotas.values {
+                state.ledger {
+                    try $0.setQuota(
+                        role: config.role, guaranteeAmounts: config.guarantees,
+                        limitAmounts: config.limits.isEmpty ? nil : config.limits
+                    )
+                }
+            }
             for entry in storedAgents {
                 guard let info = try? Keel_V1_AgentInfo(serializedBytes: entry.value) else { continue }
                 let id = AgentID(info.id.value)
+                let reported = (try? Resources(proto: info.resources)) ?? []
                 state.agents[id] = AgentEntry(
-                    info: info, id: id, state: .disconnected, total: (try? Resources(proto: info.resources)) ?? [],
+                    info: info, id: id, state: .disconnected, total: state.effectiveTotal(of: id, reported: reported).total,
                     registeredAt: now, lastSeenAt: now
                 )
             }
@@ -79,7 +93,41 @@ package final class Broker: Service {
             }
             for task in state.tasks.values { state.recoverTaskAllocation(task, now: now) }
         }
-        logger.info("recovered state", metadata: ["keel.tasks": "\(storedTasks.count)", "keel.agents": "\(storedAgents.count)"])
+        logger.info("recovered state", metadata: [
+            "keel.tasks": "\(storedTasks.count)", "keel.agents": "\(storedAgents.count)",
+            "keel.quotas": "\(policies.quotas.count)", "keel.weights": "\(policies.weights.count)",
+            "keel.reserved_agents": "\(policies.reservations.count)",
+        ])
+    }
+
+    /// Reads weights, quota and dynamic reservations from the store; a record that does not
+    /// decode is logged and skipped (the rest still applies).
+    private func loadPolicies() async throws -> RolePolicies {
+        var policies = RolePolicies()
+        for entry in try await store.range(prefix: RolePolicies.weightPrefix) {
+            guard let weight = try? Keel_V1_WeightInfo(serializedBytes: entry.value), weight.weight.isFinite, weight.weight > 0 else {
+                logger.error("skipping an unreadable weight record", metadata: ["keel.key": "\(entry.key)"])
+                continue
+            }
+            policies.weights[weight.role] = weight.weight
+        }
+        for entry in try await store.range(prefix: RolePolicies.quotaPrefix) {
+            guard let config = try? Keel_V1_QuotaConfig(serializedBytes: entry.value) else {
+                logger.error("skipping an unreadable quota record", metadata: ["keel.key": "\(entry.key)"])
+                continue
+            }
+            policies.quotas[config.role] = config
+        }
+        for entry in try await store.range(prefix: RolePolicies.reservationPrefix) {
+            guard let record = try? Keel_V1_AgentReservations(serializedBytes: entry.value),
+                let resources = try? Resources(proto: record.resources)
+            else {
+                logger.error("skipping an unreadable reservation record", metadata: ["keel.key": "\(entry.key)"])
+                continue
+            }
+            policies.reservations[AgentID(record.agentID.value)] = resources
+        }
+        return policies
     }
 
     /// Applies a change to the state; store writes and task hops it produced are passed on.
@@ -101,6 +149,16 @@ package final class Broker: Service {
                 hop.name, taskID: hop.taskID, frameworkID: hop.frameworkID, agentID: hop.agentID,
                 start: hop.start, end: hop.end, attributes: hop.attributes
             )
+        }
+        return result
+    }
+
+    /// Like ``mutate(_:)``, and returns only once the store holds the writes of the change (and
+    /// of every change before it), so that what an operator was told is done survives a crash.
+    func mutateDurably<T: Sendable>(_ body: (inout BrokerState) throws -> T) async rethrows -> T {
+        let result = try mutate(body)
+        await withCheckedContinuation { continuation in
+            if case .terminated = writes.yield(.barrier(continuation)) { continuation.resume() }
         }
         return result
     }
@@ -186,6 +244,21 @@ package final class Broker: Service {
                     _ = try await store.put(key, value: try task.serializedBytes())
                 case .putAgent(let info):
                     _ = try await store.put(Self.agentPrefix + info.id.value, value: try info.serializedBytes())
+                case .putWeight(let weight):
+                    _ = try await store.put(RolePolicies.weightPrefix + weight.role, value: try weight.serializedBytes())
+                case .deleteWeight(let role):
+                    _ = try await store.delete(RolePolicies.weightPrefix + role)
+                case .putQuota(let config):
+                    _ = try await store.put(RolePolicies.quotaPrefix + config.role, value: try config.serializedBytes())
+                case .deleteQuota(let role):
+                    _ = try await store.delete(RolePolicies.quotaPrefix + role)
+                case .putReservations(let record):
+                    _ = try await store.put(
+                        RolePolicies.reservationPrefix + record.agentID.value, value: try record.serializedBytes())
+                case .deleteReservations(let id):
+                    _ = try await store.delete(RolePolicies.reservationPrefix + id.value)
+                case .barrier(let continuation):
+                    continuation.resume()
                 }
             } catch {
                 logger.error("could not persist a change", metadata: ["keel.error": "\(error)"])

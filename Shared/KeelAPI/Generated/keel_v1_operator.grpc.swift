@@ -127,6 +127,97 @@ public enum Keel_V1_Operator: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetRoles" metadata.
+        public enum GetRoles: Sendable {
+            /// Request type for "GetRoles".
+            public typealias Input = Keel_V1_GetRolesRequest
+            /// Response type for "GetRoles".
+            public typealias Output = Keel_V1_GetRolesResponse
+            /// Descriptor for "GetRoles".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "GetRoles",
+                type: .unary
+            )
+        }
+        /// Namespace for "UpdateWeights" metadata.
+        public enum UpdateWeights: Sendable {
+            /// Request type for "UpdateWeights".
+            public typealias Input = Keel_V1_UpdateWeightsRequest
+            /// Response type for "UpdateWeights".
+            public typealias Output = Keel_V1_UpdateWeightsResponse
+            /// Descriptor for "UpdateWeights".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "UpdateWeights",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetQuota" metadata.
+        public enum GetQuota: Sendable {
+            /// Request type for "GetQuota".
+            public typealias Input = Keel_V1_GetQuotaRequest
+            /// Response type for "GetQuota".
+            public typealias Output = Keel_V1_GetQuotaResponse
+            /// Descriptor for "GetQuota".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "GetQuota",
+                type: .unary
+            )
+        }
+        /// Namespace for "UpdateQuota" metadata.
+        public enum UpdateQuota: Sendable {
+            /// Request type for "UpdateQuota".
+            public typealias Input = Keel_V1_UpdateQuotaRequest
+            /// Response type for "UpdateQuota".
+            public typealias Output = Keel_V1_UpdateQuotaResponse
+            /// Descriptor for "UpdateQuota".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "UpdateQuota",
+                type: .unary
+            )
+        }
+        /// Namespace for "ReserveResources" metadata.
+        public enum ReserveResources: Sendable {
+            /// Request type for "ReserveResources".
+            public typealias Input = Keel_V1_ReserveResourcesRequest
+            /// Response type for "ReserveResources".
+            public typealias Output = Keel_V1_ReserveResourcesResponse
+            /// Descriptor for "ReserveResources".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "ReserveResources",
+                type: .unary
+            )
+        }
+        /// Namespace for "UnreserveResources" metadata.
+        public enum UnreserveResources: Sendable {
+            /// Request type for "UnreserveResources".
+            public typealias Input = Keel_V1_UnreserveResourcesRequest
+            /// Response type for "UnreserveResources".
+            public typealias Output = Keel_V1_UnreserveResourcesResponse
+            /// Descriptor for "UnreserveResources".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "UnreserveResources",
+                type: .unary
+            )
+        }
+        /// Namespace for "ExplainOffers" metadata.
+        public enum ExplainOffers: Sendable {
+            /// Request type for "ExplainOffers".
+            public typealias Input = Keel_V1_ExplainOffersRequest
+            /// Response type for "ExplainOffers".
+            public typealias Output = Keel_V1_ExplainOffersResponse
+            /// Descriptor for "ExplainOffers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "ExplainOffers",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "keel.v1.Operator" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             GetState.descriptor,
@@ -136,7 +227,14 @@ public enum Keel_V1_Operator: Sendable {
             WatchTasks.descriptor,
             WatchAgents.descriptor,
             ReportTaskHealth.descriptor,
-            ReportAgentReachability.descriptor
+            ReportAgentReachability.descriptor,
+            GetRoles.descriptor,
+            UpdateWeights.descriptor,
+            GetQuota.descriptor,
+            UpdateQuota.descriptor,
+            ReserveResources.descriptor,
+            UnreserveResources.descriptor,
+            ExplainOffers.descriptor
         ]
     }
 }
@@ -288,6 +386,116 @@ extension Keel_V1_Operator {
             request: GRPCCore.StreamingServerRequest<Keel_V1_ReportAgentReachabilityRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ReportAgentReachabilityResponse>
+
+        /// Handle the "GetRoles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Roles with their weights, quota, reservations and allocations.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_GetRolesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_GetRolesResponse` messages.
+        func getRoles(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_GetRolesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_GetRolesResponse>
+
+        /// Handle the "UpdateWeights" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_UpdateWeightsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_UpdateWeightsResponse` messages.
+        func updateWeights(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_UpdateWeightsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UpdateWeightsResponse>
+
+        /// Handle the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_GetQuotaRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_GetQuotaResponse` messages.
+        func getQuota(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_GetQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_GetQuotaResponse>
+
+        /// Handle the "UpdateQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_UpdateQuotaRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_UpdateQuotaResponse` messages.
+        func updateQuota(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_UpdateQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UpdateQuotaResponse>
+
+        /// Handle the "ReserveResources" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dynamic reservations; they are persisted and survive a broker restart.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_ReserveResourcesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_ReserveResourcesResponse` messages.
+        func reserveResources(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_ReserveResourcesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ReserveResourcesResponse>
+
+        /// Handle the "UnreserveResources" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_UnreserveResourcesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_UnreserveResourcesResponse` messages.
+        func unreserveResources(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_UnreserveResourcesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UnreserveResourcesResponse>
+
+        /// Handle the "ExplainOffers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Why a framework is (not) offered each agent's resources.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_ExplainOffersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_ExplainOffersResponse` messages.
+        func explainOffers(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_ExplainOffersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ExplainOffersResponse>
     }
 
     /// Service protocol for the "keel.v1.Operator" service.
@@ -423,6 +631,116 @@ extension Keel_V1_Operator {
             request: GRPCCore.ServerRequest<Keel_V1_ReportAgentReachabilityRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Keel_V1_ReportAgentReachabilityResponse>
+
+        /// Handle the "GetRoles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Roles with their weights, quota, reservations and allocations.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_GetRolesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_GetRolesResponse` message.
+        func getRoles(
+            request: GRPCCore.ServerRequest<Keel_V1_GetRolesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_GetRolesResponse>
+
+        /// Handle the "UpdateWeights" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateWeightsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_UpdateWeightsResponse` message.
+        func updateWeights(
+            request: GRPCCore.ServerRequest<Keel_V1_UpdateWeightsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_UpdateWeightsResponse>
+
+        /// Handle the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_GetQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_GetQuotaResponse` message.
+        func getQuota(
+            request: GRPCCore.ServerRequest<Keel_V1_GetQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_GetQuotaResponse>
+
+        /// Handle the "UpdateQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_UpdateQuotaResponse` message.
+        func updateQuota(
+            request: GRPCCore.ServerRequest<Keel_V1_UpdateQuotaRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_UpdateQuotaResponse>
+
+        /// Handle the "ReserveResources" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dynamic reservations; they are persisted and survive a broker restart.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ReserveResourcesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_ReserveResourcesResponse` message.
+        func reserveResources(
+            request: GRPCCore.ServerRequest<Keel_V1_ReserveResourcesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_ReserveResourcesResponse>
+
+        /// Handle the "UnreserveResources" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UnreserveResourcesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_UnreserveResourcesResponse` message.
+        func unreserveResources(
+            request: GRPCCore.ServerRequest<Keel_V1_UnreserveResourcesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_UnreserveResourcesResponse>
+
+        /// Handle the "ExplainOffers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Why a framework is (not) offered each agent's resources.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ExplainOffersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_ExplainOffersResponse` message.
+        func explainOffers(
+            request: GRPCCore.ServerRequest<Keel_V1_ExplainOffersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_ExplainOffersResponse>
     }
 
     /// Simple service protocol for the "keel.v1.Operator" service.
@@ -558,6 +876,116 @@ extension Keel_V1_Operator {
             request: Keel_V1_ReportAgentReachabilityRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Keel_V1_ReportAgentReachabilityResponse
+
+        /// Handle the "GetRoles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Roles with their weights, quota, reservations and allocations.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_GetRolesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_GetRolesResponse` to respond with.
+        func getRoles(
+            request: Keel_V1_GetRolesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_GetRolesResponse
+
+        /// Handle the "UpdateWeights" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_UpdateWeightsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_UpdateWeightsResponse` to respond with.
+        func updateWeights(
+            request: Keel_V1_UpdateWeightsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_UpdateWeightsResponse
+
+        /// Handle the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_GetQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_GetQuotaResponse` to respond with.
+        func getQuota(
+            request: Keel_V1_GetQuotaRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_GetQuotaResponse
+
+        /// Handle the "UpdateQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_UpdateQuotaRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_UpdateQuotaResponse` to respond with.
+        func updateQuota(
+            request: Keel_V1_UpdateQuotaRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_UpdateQuotaResponse
+
+        /// Handle the "ReserveResources" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dynamic reservations; they are persisted and survive a broker restart.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_ReserveResourcesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_ReserveResourcesResponse` to respond with.
+        func reserveResources(
+            request: Keel_V1_ReserveResourcesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_ReserveResourcesResponse
+
+        /// Handle the "UnreserveResources" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_UnreserveResourcesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_UnreserveResourcesResponse` to respond with.
+        func unreserveResources(
+            request: Keel_V1_UnreserveResourcesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_UnreserveResourcesResponse
+
+        /// Handle the "ExplainOffers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Why a framework is (not) offered each agent's resources.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_ExplainOffersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_ExplainOffersResponse` to respond with.
+        func explainOffers(
+            request: Keel_V1_ExplainOffersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_ExplainOffersResponse
     }
 }
 
@@ -653,6 +1081,83 @@ extension Keel_V1_Operator.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.GetRoles.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_GetRolesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_GetRolesResponse>(),
+            handler: { request, context in
+                try await self.getRoles(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.UpdateWeights.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UpdateWeightsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UpdateWeightsResponse>(),
+            handler: { request, context in
+                try await self.updateWeights(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.GetQuota.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_GetQuotaRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_GetQuotaResponse>(),
+            handler: { request, context in
+                try await self.getQuota(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.UpdateQuota.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UpdateQuotaRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UpdateQuotaResponse>(),
+            handler: { request, context in
+                try await self.updateQuota(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.ReserveResources.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ReserveResourcesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ReserveResourcesResponse>(),
+            handler: { request, context in
+                try await self.reserveResources(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.UnreserveResources.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UnreserveResourcesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UnreserveResourcesResponse>(),
+            handler: { request, context in
+                try await self.unreserveResources(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.ExplainOffers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ExplainOffersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ExplainOffersResponse>(),
+            handler: { request, context in
+                try await self.explainOffers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -741,6 +1246,83 @@ extension Keel_V1_Operator.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ReportAgentReachabilityResponse> {
         let response = try await self.reportAgentReachability(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getRoles(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_GetRolesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_GetRolesResponse> {
+        let response = try await self.getRoles(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateWeights(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_UpdateWeightsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UpdateWeightsResponse> {
+        let response = try await self.updateWeights(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getQuota(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_GetQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_GetQuotaResponse> {
+        let response = try await self.getQuota(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateQuota(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_UpdateQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UpdateQuotaResponse> {
+        let response = try await self.updateQuota(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reserveResources(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_ReserveResourcesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ReserveResourcesResponse> {
+        let response = try await self.reserveResources(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func unreserveResources(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_UnreserveResourcesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UnreserveResourcesResponse> {
+        let response = try await self.unreserveResources(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func explainOffers(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_ExplainOffersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ExplainOffersResponse> {
+        let response = try await self.explainOffers(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -856,6 +1438,97 @@ extension Keel_V1_Operator.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Keel_V1_ReportAgentReachabilityResponse> {
         return GRPCCore.ServerResponse<Keel_V1_ReportAgentReachabilityResponse>(
             message: try await self.reportAgentReachability(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getRoles(
+        request: GRPCCore.ServerRequest<Keel_V1_GetRolesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_GetRolesResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_GetRolesResponse>(
+            message: try await self.getRoles(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateWeights(
+        request: GRPCCore.ServerRequest<Keel_V1_UpdateWeightsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_UpdateWeightsResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_UpdateWeightsResponse>(
+            message: try await self.updateWeights(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getQuota(
+        request: GRPCCore.ServerRequest<Keel_V1_GetQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_GetQuotaResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_GetQuotaResponse>(
+            message: try await self.getQuota(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateQuota(
+        request: GRPCCore.ServerRequest<Keel_V1_UpdateQuotaRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_UpdateQuotaResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_UpdateQuotaResponse>(
+            message: try await self.updateQuota(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reserveResources(
+        request: GRPCCore.ServerRequest<Keel_V1_ReserveResourcesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_ReserveResourcesResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_ReserveResourcesResponse>(
+            message: try await self.reserveResources(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func unreserveResources(
+        request: GRPCCore.ServerRequest<Keel_V1_UnreserveResourcesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_UnreserveResourcesResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_UnreserveResourcesResponse>(
+            message: try await self.unreserveResources(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func explainOffers(
+        request: GRPCCore.ServerRequest<Keel_V1_ExplainOffersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_ExplainOffersResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_ExplainOffersResponse>(
+            message: try await self.explainOffers(
                 request: request.message,
                 context: context
             ),
@@ -1037,6 +1710,151 @@ extension Keel_V1_Operator {
             deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ReportAgentReachabilityResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReportAgentReachabilityResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetRoles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Roles with their weights, quota, reservations and allocations.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_GetRolesRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_GetRolesRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_GetRolesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getRoles<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_GetRolesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_GetRolesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_GetRolesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetRolesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateWeights" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateWeightsRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UpdateWeightsRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UpdateWeightsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateWeights<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UpdateWeightsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UpdateWeightsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UpdateWeightsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateWeightsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_GetQuotaRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_GetQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_GetQuotaResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getQuota<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_GetQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_GetQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_GetQuotaResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetQuotaResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateQuotaRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UpdateQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UpdateQuotaResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateQuota<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UpdateQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UpdateQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UpdateQuotaResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateQuotaResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReserveResources" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dynamic reservations; they are persisted and survive a broker restart.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ReserveResourcesRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_ReserveResourcesRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ReserveResourcesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reserveResources<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_ReserveResourcesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ReserveResourcesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ReserveResourcesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReserveResourcesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UnreserveResources" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UnreserveResourcesRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UnreserveResourcesRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UnreserveResourcesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func unreserveResources<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UnreserveResourcesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UnreserveResourcesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UnreserveResourcesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UnreserveResourcesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ExplainOffers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Why a framework is (not) offered each agent's resources.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ExplainOffersRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_ExplainOffersRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ExplainOffersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func explainOffers<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_ExplainOffersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ExplainOffersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ExplainOffersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ExplainOffersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1305,6 +2123,228 @@ extension Keel_V1_Operator {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetRoles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Roles with their weights, quota, reservations and allocations.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_GetRolesRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_GetRolesRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_GetRolesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getRoles<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_GetRolesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_GetRolesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_GetRolesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetRolesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.GetRoles.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UpdateWeights" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateWeightsRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UpdateWeightsRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UpdateWeightsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateWeights<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UpdateWeightsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UpdateWeightsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UpdateWeightsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateWeightsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.UpdateWeights.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_GetQuotaRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_GetQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_GetQuotaResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getQuota<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_GetQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_GetQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_GetQuotaResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetQuotaResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.GetQuota.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UpdateQuota" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateQuotaRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UpdateQuotaRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UpdateQuotaResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateQuota<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UpdateQuotaRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UpdateQuotaRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UpdateQuotaResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateQuotaResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.UpdateQuota.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ReserveResources" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Dynamic reservations; they are persisted and survive a broker restart.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ReserveResourcesRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_ReserveResourcesRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ReserveResourcesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reserveResources<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_ReserveResourcesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ReserveResourcesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ReserveResourcesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReserveResourcesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.ReserveResources.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UnreserveResources" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UnreserveResourcesRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UnreserveResourcesRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UnreserveResourcesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func unreserveResources<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UnreserveResourcesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UnreserveResourcesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UnreserveResourcesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UnreserveResourcesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.UnreserveResources.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ExplainOffers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Why a framework is (not) offered each agent's resources.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ExplainOffersRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_ExplainOffersRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ExplainOffersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func explainOffers<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_ExplainOffersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ExplainOffersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ExplainOffersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ExplainOffersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.ExplainOffers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1512,6 +2552,193 @@ extension Keel_V1_Operator.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ReportAgentReachabilityRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ReportAgentReachabilityResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRoles" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Roles with their weights, quota, reservations and allocations.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_GetRolesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRoles<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_GetRolesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetRolesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getRoles(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_GetRolesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_GetRolesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateWeights" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_UpdateWeightsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateWeights<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_UpdateWeightsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateWeightsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateWeights(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UpdateWeightsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UpdateWeightsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetQuota" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_GetQuotaRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getQuota<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_GetQuotaRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetQuotaResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getQuota(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_GetQuotaRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_GetQuotaResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateQuota" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_UpdateQuotaRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateQuota<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_UpdateQuotaRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateQuotaResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateQuota(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UpdateQuotaRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UpdateQuotaResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReserveResources" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Dynamic reservations; they are persisted and survive a broker restart.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_ReserveResourcesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reserveResources<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_ReserveResourcesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReserveResourcesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reserveResources(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ReserveResourcesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ReserveResourcesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnreserveResources" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_UnreserveResourcesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unreserveResources<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_UnreserveResourcesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UnreserveResourcesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.unreserveResources(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UnreserveResourcesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UnreserveResourcesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExplainOffers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Why a framework is (not) offered each agent's resources.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_ExplainOffersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func explainOffers<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_ExplainOffersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ExplainOffersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.explainOffers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ExplainOffersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ExplainOffersResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1753,6 +2980,221 @@ extension Keel_V1_Operator.ClientProtocol {
             metadata: metadata
         )
         return try await self.reportAgentReachability(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRoles" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Roles with their weights, quota, reservations and allocations.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRoles<Result>(
+        _ message: Keel_V1_GetRolesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetRolesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_GetRolesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getRoles(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateWeights" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateWeights<Result>(
+        _ message: Keel_V1_UpdateWeightsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateWeightsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_UpdateWeightsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateWeights(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetQuota" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getQuota<Result>(
+        _ message: Keel_V1_GetQuotaRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_GetQuotaResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_GetQuotaRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getQuota(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateQuota" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateQuota<Result>(
+        _ message: Keel_V1_UpdateQuotaRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateQuotaResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_UpdateQuotaRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateQuota(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReserveResources" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Dynamic reservations; they are persisted and survive a broker restart.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reserveResources<Result>(
+        _ message: Keel_V1_ReserveResourcesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReserveResourcesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_ReserveResourcesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reserveResources(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnreserveResources" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unreserveResources<Result>(
+        _ message: Keel_V1_UnreserveResourcesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UnreserveResourcesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_UnreserveResourcesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.unreserveResources(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExplainOffers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Why a framework is (not) offered each agent's resources.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func explainOffers<Result>(
+        _ message: Keel_V1_ExplainOffersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ExplainOffersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_ExplainOffersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.explainOffers(
             request: request,
             options: options,
             onResponse: handleResponse

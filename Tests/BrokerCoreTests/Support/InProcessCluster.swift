@@ -24,13 +24,17 @@ struct InProcessCluster {
     var operator_: Keel_V1_Operator.Client<InProcessTransport.Client> { .init(wrapping: client) }
 
     /// Runs `body` with a fresh cluster; everything stops and the files are removed afterwards.
+    ///
+    /// With `directory`, the stores live there and are kept (the caller removes it), so a second
+    /// cluster on the same directory recovers what the first one stored, like a restart.
     static func with(
         offerTimeout: Duration? = nil,
+        directory kept: URL? = nil,
         _ body: @Sendable (InProcessCluster) async throws -> Void
     ) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keel-broker-tests-\(UUID().uuidString)")
+        let directory = kept ?? FileManager.default.temporaryDirectory.appendingPathComponent("keel-broker-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { if kept == nil { try? FileManager.default.removeItem(at: directory) } }
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let registryStore = try await SQLiteStore.open(path: directory.appendingPathComponent("registry.sqlite").path, logger: logger)
@@ -47,6 +51,7 @@ struct InProcessCluster {
             directory: RegistryDirectory(client: Keel_V1_Registry.Client(wrapping: client)),
             logger: logger
         )
+        try await broker.recover()
         try await broker.verifier.install(jwksJSON: authority.jwksJSON)
         let server = GRPCServer(
             transport: inProcess.server,
@@ -75,10 +80,13 @@ struct InProcessCluster {
     }
 
     /// Registers a framework; returns its id and token.
-    func register(_ name: String, capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = []) async throws -> (String, String) {
+    func register(
+        _ name: String, roles: [String] = [], capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = []
+    ) async throws -> (String, String) {
         let request = Keel_V1_RegisterFrameworkRequest.with {
             $0.frameworkInfo.name = name
             $0.frameworkInfo.user = "root"
+            $0.frameworkInfo.roles = roles
             $0.frameworkInfo.capabilities = capabilities.map { type in .with { $0.type = type } }
         }
         let response = try await registry.registerFramework(request)
@@ -140,10 +148,11 @@ extension InProcessCluster {
     func withConnectedPair(
         framework name: String,
         hostname: String,
+        roles: [String] = [],
         capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = [],
         _ body: @Sendable (ConnectedPair) async throws -> Void
     ) async throws {
-        let (frameworkID, token) = try await register(name, capabilities: capabilities)
+        let (frameworkID, token) = try await register(name, roles: roles, capabilities: capabilities)
         let agentInbox = Inbox<Keel_V1_BrokerMessage>()
         let frameworkInbox = Inbox<Keel_V1_Event>()
         let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)

@@ -89,4 +89,40 @@ final class FakeBroker: Keel_V1_Operator.SimpleServiceProtocol {
         state.withLock { $0.agentReports.append(request) }
         return Keel_V1_ReportAgentReachabilityResponse()
     }
+
+    // The health checker does not use the role calls.
+
+    func getRoles(request: Keel_V1_GetRolesRequest, context: ServerContext) async throws -> Keel_V1_GetRolesResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
+
+    func updateWeights(request: Keel_V1_UpdateWeightsRequest, context: ServerContext) async throws -> Keel_V1_UpdateWeightsResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
+
+    func getQuota(request: Keel_V1_GetQuotaRequest, context: ServerContext) async throws -> Keel_V1_GetQuotaResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
+
+    func updateQuota(request: Keel_V1_UpdateQuotaRequest, context: ServerContext) async throws -> Keel_V1_UpdateQuotaResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
+
+    func reserveResources(
+        request: Keel_V1_ReserveResourcesRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_ReserveResourcesResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
+
+    func unreserveResources(
+        request: Keel_V1_UnreserveResourcesRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_UnreserveResourcesResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
+
+    func explainOffers(request: Keel_V1_ExplainOffersRequest, context: ServerContext) async throws -> Keel_V1_ExplainOffersResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
 }

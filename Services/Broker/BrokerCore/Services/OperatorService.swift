@@ -10,7 +10,7 @@ import ServiceLifecycle
 /// The `keel.v1.Operator` gRPC service: cluster state for people and tools, and the health
 /// checker's reports.
 package struct OperatorService: Keel_V1_Operator.SimpleServiceProtocol {
-    private let broker: Broker
+    let broker: Broker
 
     /// Creates the service over `broker`.
     package init(broker: Broker) {
@@ -21,7 +21,7 @@ package struct OperatorService: Keel_V1_Operator.SimpleServiceProtocol {
         broker.read { state in
             .with {
                 $0.brokerInfo.version = "0.1.0"
-                $0.agents = state.agents.values.sorted { $0.id < $1.id }.map(\.proto)
+                $0.agents = state.agentViews()
                 $0.frameworks = state.frameworks.values.sorted { $0.id < $1.id }.map { state.frameworkProto($0) }
                 $0.tasks = state.sortedTasks()
             }
@@ -30,7 +30,7 @@ package struct OperatorService: Keel_V1_Operator.SimpleServiceProtocol {
 
     package func getAgents(request: Keel_V1_GetAgentsRequest, context: ServerContext) async throws -> Keel_V1_GetAgentsResponse {
         broker.read { state in
-            .with { $0.agents = state.agents.values.sorted { $0.id < $1.id }.map(\.proto) }
+            .with { $0.agents = state.agentViews() }
         }
     }
 
@@ -87,7 +87,7 @@ package struct OperatorService: Keel_V1_Operator.SimpleServiceProtocol {
         var last: [String: Keel_V1_Agent] = [:]
         var first = true
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let agents = broker.read { state in state.agents.values.map(\.proto) }
+            let agents = broker.read { state in state.agentViews() }
             for agent in agents {
                 let id = agent.agentInfo.id.value
                 var comparable = agent
@@ -142,6 +142,15 @@ extension BrokerState {
     /// Every task, by framework then task id.
     func sortedTasks() -> [Keel_V1_Task] {
         tasks.sorted { ($0.key.frameworkID, $0.key.taskID) < ($1.key.frameworkID, $1.key.taskID) }.map(\.value)
+    }
+
+    /// The operator API's view of every agent, by id; dynamic reservations are marked DYNAMIC.
+    func agentViews() -> [Keel_V1_Agent] {
+        agents.values.sorted { $0.id < $1.id }.map { agent in
+            var view = agent.proto
+            view.totalResources = agent.total.proto(markingDynamic: policies.reservations[agent.id])
+            return view
+        }
     }
 
     /// The operator API's view of a framework.

@@ -20,8 +20,8 @@ extension BrokerState {
         guard !info.hostname.isEmpty else {
             throw KeelError.invalidArgument("agent_info.hostname is empty; the launcher must report its hostname")
         }
-        let total = try Resources(proto: info.resources)
-        guard !total.isEmpty else {
+        let advertised = try Resources(proto: info.resources)
+        guard !advertised.isEmpty else {
             throw KeelError.invalidArgument("agent on \(info.hostname) advertises no resources")
         }
         let requested = info.id.value
@@ -34,6 +34,12 @@ extension BrokerState {
             id = AgentID.random()
         }
         info.id = .with { $0.value = id.value }
+        let (total, unapplied) = effectiveTotal(of: id, reported: advertised)
+        if !unapplied.isEmpty {
+            pendingWarnings.append(
+                "agent \(id) re-attached with too little to hold its dynamic reservations '\(unapplied)'; they stay recorded and are not offered"
+            )
+        }
         let connection = makeConnectionID()
         if let previous = agents[id]?.outbound {
             previous.finish()

@@ -9,9 +9,10 @@ import SwiftProtobuf
 extension BrokerState {
     // MARK: Accept
 
-    /// Accepts offers with LAUNCH operations: validates everything first, then records each task
-    /// as STAGING, sends it to its agent, and returns what was left of the offers to the pool
-    /// (filtered from this framework for `refuseSeconds`).
+    /// Accepts offers with LAUNCH, RESERVE and UNRESERVE operations: validates every operation in
+    /// order against what is left of the offers first, then applies the reservations, records
+    /// each task as STAGING and sends it to its agent, and returns what was left of the offers
+    /// to the pool (filtered from this framework for `refuseSeconds`).
     mutating func accept(_ request: Keel_V1_AcceptRequest, now: Date) throws -> [TaskID] {
         let frameworkID = FrameworkID(request.frameworkID.value)
         let framework = try activeFramework(frameworkID.value)
@@ -41,6 +42,9 @@ extension BrokerState {
         // Validate every operation against what remains of the offers before changing anything.
         var remaining = offered
         var launches: [(Keel_V1_TaskInfo, Resources)] = []
+        var reservations: [ReservationChange] = []
+        var dynamic = policies.reservations[agentID] ?? []
+        let offerRoles = Set(accepted.map(\.role))
         var seen = Set<String>()
         for operation in request.operations {
             switch operation.type {
@@ -55,14 +59,31 @@ extension BrokerState {
                     remaining -= resources
                     launches.append((task, resources))
                 }
-            case .launchGroup, .reserve, .unreserve:
-                throw KeelError.invalidArgument("operation \(operation.type) is not supported by this broker yet; use LAUNCH")
+            case .reserve:
+                reservations.append(try checkReserve(operation.reserve.resources, pool: &remaining, offerRoles: offerRoles))
+            case .unreserve:
+                reservations.append(
+                    try checkUnreserve(operation.unreserve.resources, pool: &remaining, dynamic: &dynamic, agent: agentID))
+            case .launchGroup:
+                throw KeelError.invalidArgument("operation LAUNCH_GROUP is not supported by this broker yet; use LAUNCH")
             case .unspecified, .UNRECOGNIZED:
-                throw KeelError.invalidArgument("an operation has no type; set type to LAUNCH")
+                throw KeelError.invalidArgument("an operation has no type; set type to LAUNCH, RESERVE or UNRESERVE")
             }
         }
 
         for offer in accepted { removeOffer(offer.id, recover: false) }
+        // Reservations change the form of what the framework holds, not how much: launches
+        // validated against the changed pool stay valid when applied after them.
+        for change in reservations {
+            for role in change.resources.roles.sorted() {
+                let part = ReservationChange(reserving: change.reserving, resources: change.resources.reserved(role: role))
+                let allocationRole = AllocatorRoles.allocatorRole(role)
+                applyReservation(
+                    part, framework: frameworkID, agent: agentID,
+                    role: offerRoles.contains(allocationRole) ? allocationRole : offerRoles.sorted()[0]
+                )
+            }
+        }
         var launched: [TaskID] = []
         for (info, resources) in launches {
             var info = info
@@ -116,7 +137,6 @@ extension BrokerState {
                     framework: frameworkID, agent: agentID, resources: remaining, filterUntil: until.map(Instant.init(date:))
                 )
             }
-            if let until { frameworks[frameworkID]?.refusals[agentID] = until }
         }
         return launched
     }

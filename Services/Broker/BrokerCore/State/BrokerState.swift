@@ -22,6 +22,8 @@ struct BrokerState: Sendable {
     var taskWatchers: [UInt64: AsyncStream<Keel_V1_TaskEvent>.Continuation] = [:]
     /// The DRF allocator: it decides which offers to make and holds what is offered or in use.
     var allocator = Allocator()
+    /// Weights, quota and dynamic reservations set by operators (persisted).
+    var policies = RolePolicies()
     /// Bookkeeping the allocator refused (a bug if it happens); logged by ``Broker``.
     var pendingWarnings: [String] = []
     var pendingWrites: [StoreWrite] = []
@@ -147,7 +149,6 @@ struct BrokerState: Sendable {
     mutating func setSuppressed(_ id: FrameworkID, _ suppressed: Bool) throws {
         var entry = try activeFramework(id.value)
         entry.suppressed = suppressed
-        if !suppressed { entry.refusals.removeAll() }
         frameworks[id] = entry
         ledger { allocator in
             if suppressed { try allocator.suppress(framework: id) } else { try allocator.revive(framework: id) }
@@ -196,9 +197,6 @@ struct BrokerState: Sendable {
         let found = try offerIDs.map { try ownedOffer($0, frameworkID: frameworkID) }
         for offer in found {
             removeOffer(offer.id, filterUntil: seconds > 0 ? now.addingTimeInterval(seconds) : nil)
-            if seconds > 0 {
-                frameworks[frameworkID]?.refusals[offer.agentID] = now.addingTimeInterval(seconds)
-            }
         }
     }
 
@@ -221,6 +219,14 @@ struct BrokerState: Sendable {
 enum StoreWrite: Sendable {
     case putTask(Keel_V1_Task)
     case putAgent(Keel_V1_AgentInfo)
+    case putWeight(Keel_V1_WeightInfo)
+    case deleteWeight(role: String)
+    case putQuota(Keel_V1_QuotaConfig)
+    case deleteQuota(role: String)
+    case putReservations(Keel_V1_AgentReservations)
+    case deleteReservations(AgentID)
+    /// Resumed once every write before it is in the store.
+    case barrier(CheckedContinuation<Void, Never>)
 }
 
 /// One step of a task's life, recorded as a span for keel-tracer.

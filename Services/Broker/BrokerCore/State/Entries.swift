@@ -52,8 +52,6 @@ struct FrameworkEntry: Sendable {
     var suppressed = false
     /// When the framework's subscription ended; its failover timeout runs from then.
     var disconnectedAt: Date?
-    /// Per agent: no offers of that agent to this framework before the date.
-    var refusals: [AgentID: Date] = [:]
 
     var connected: Bool { outbound != nil }
 
@@ -84,6 +82,8 @@ struct OfferEntry: Sendable {
     var frameworkID: FrameworkID
     var agentID: AgentID
     var resources: Resources
+    /// The allocator role the resources were allocated to.
+    var role: String
     var createdAt: Date
 }
 

@@ -36,21 +36,35 @@ enum Output {
     }
 
     /// A compact description of resources, e.g. `cpus:0.5 mem:128 ports:[31000-31010]`.
+    /// Reserved resources show their role, e.g. `cpus(eng):2`.
     static func resources(_ resources: [KeelAPIResource]) -> String {
         resources.map { resource in
+            let role = resource.reservations.last.map(\.role).flatMap { $0.isEmpty || $0 == "*" ? nil : $0 }
+            let name = role.map { "\(resource.name)(\($0))" } ?? resource.name
             switch resource.type {
             case .scalar:
-                let value = resource.scalar.value
-                let text = value == value.rounded() ? String(Int64(value)) : String(format: "%.3g", value)
-                return "\(resource.name):\(text)"
+                return "\(name):\(number(resource.scalar.value))"
             case .ranges:
                 let ranges = resource.ranges.range.map { $0.begin == $0.end ? "\($0.begin)" : "\($0.begin)-\($0.end)" }
-                return "\(resource.name):[\(ranges.joined(separator: ","))]"
+                return "\(name):[\(ranges.joined(separator: ","))]"
             case .set:
-                return "\(resource.name):{\(resource.set.item.joined(separator: ","))}"
+                return "\(name):{\(resource.set.item.joined(separator: ","))}"
             default:
-                return resource.name
+                return name
             }
         }.joined(separator: " ")
+    }
+
+    /// A number without a needless fraction, e.g. `2` or `0.5`.
+    static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.3g", value)
+    }
+
+    /// Amounts by resource name, e.g. `cpus:4 mem:8192`; `-` when there are none.
+    static func amounts(_ amounts: [String: Double]) -> String {
+        guard !amounts.isEmpty else { return "-" }
+        let order = ["cpus", "gpus", "mem", "disk"]
+        return amounts.sorted { (order.firstIndex(of: $0.key) ?? 9, $0.key) < (order.firstIndex(of: $1.key) ?? 9, $1.key) }
+            .map { "\($0.key):\(number($0.value))" }.joined(separator: " ")
     }
 }

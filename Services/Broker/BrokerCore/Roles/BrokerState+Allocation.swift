@@ -24,7 +24,7 @@ extension BrokerState {
             }
             let entry = OfferEntry(
                 id: OfferID.random(), frameworkID: offer.framework, agentID: offer.agent, resources: offer.resources,
-                createdAt: now
+                role: offer.role, createdAt: now
             )
             offers[entry.id] = entry
             agents[offer.agent]?.offered += offer.resources
@@ -33,7 +33,7 @@ extension BrokerState {
                 $0.frameworkID = .with { $0.value = offer.framework.value }
                 $0.agentID = .with { $0.value = offer.agent.value }
                 $0.hostname = agent.info.hostname
-                $0.resources = offer.resources.proto
+                $0.resources = offer.resources.proto(markingDynamic: policies.reservations[offer.agent])
                 $0.attributes = agent.info.attributes
                 $0.domain = agent.info.domain
                 $0.allocationInfo.role = AllocatorRoles.keelRole(offer.role)
@@ -95,10 +95,14 @@ enum AllocatorRoles {
     static let defaultRole = "default"
 
     static func allocatorRoles(_ roles: [String]) -> [String] {
-        let mapped = roles.map { $0 == ResourceRole.unreserved || $0.isEmpty ? defaultRole : $0 }
+        let mapped = roles.map(allocatorRole)
         var seen = Set<String>()
         let unique = mapped.filter { seen.insert($0).inserted }
         return unique.isEmpty ? [defaultRole] : unique
+    }
+
+    static func allocatorRole(_ role: String) -> String {
+        role == ResourceRole.unreserved || role.isEmpty ? defaultRole : role
     }
 
     static func keelRole(_ role: String) -> String {

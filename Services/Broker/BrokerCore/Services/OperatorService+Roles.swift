@@ -1,0 +1,92 @@
+import Foundation
+package import GRPCCore
+package import KeelAPI
+import KeelCore
+import KeelRPC
+import Logging
+import SwiftProtobuf
+
+/// Roles, weights, quota, reservations and offer explanations on the operator API. Changes
+/// answer only once they are in the store.
+extension OperatorService {
+    package func getRoles(request: Keel_V1_GetRolesRequest, context: ServerContext) async throws -> Keel_V1_GetRolesResponse {
+        broker.read { state in .with { $0.roles = state.roleViews() } }
+    }
+
+    package func updateWeights(
+        request: Keel_V1_UpdateWeightsRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_UpdateWeightsResponse {
+        try await mappingErrors {
+            try await broker.mutateDurably { try $0.updateWeights(request.weights) }
+            broker.logger.notice("role weights updated", metadata: [
+                "keel.weights": "\(request.weights.map { "\($0.role)=\($0.weight)" }.joined(separator: ","))"
+            ])
+            broker.requestAllocation()
+            return Keel_V1_UpdateWeightsResponse()
+        }
+    }
+
+    package func getQuota(request: Keel_V1_GetQuotaRequest, context: ServerContext) async throws -> Keel_V1_GetQuotaResponse {
+        try await mappingErrors {
+            let configs = try broker.read { try $0.quota(roles: request.roles) }
+            return .with { $0.configs = configs }
+        }
+    }
+
+    package func updateQuota(
+        request: Keel_V1_UpdateQuotaRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_UpdateQuotaResponse {
+        try await mappingErrors {
+            try await broker.mutateDurably { try $0.updateQuota(request.configs) }
+            broker.logger.notice("role quota updated", metadata: [
+                "keel.roles": "\(request.configs.map(\.role).joined(separator: ","))"
+            ])
+            broker.requestAllocation()
+            return Keel_V1_UpdateQuotaResponse()
+        }
+    }
+
+    package func reserveResources(
+        request: Keel_V1_ReserveResourcesRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_ReserveResourcesResponse {
+        try await mappingErrors {
+            let agentID = AgentID(request.agentID.value)
+            let total = try await broker.mutateDurably { state in
+                try state.reserve(agent: agentID, resources: request.resources)
+                    .proto(markingDynamic: state.policies.reservations[agentID])
+            }
+            broker.logger.notice("resources reserved", metadata: ["keel.agent_id": "\(agentID)"])
+            broker.requestAllocation()
+            return .with { $0.totalResources = total }
+        }
+    }
+
+    package func unreserveResources(
+        request: Keel_V1_UnreserveResourcesRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_UnreserveResourcesResponse {
+        try await mappingErrors {
+            let agentID = AgentID(request.agentID.value)
+            let total = try await broker.mutateDurably { state in
+                try state.unreserve(agent: agentID, resources: request.resources)
+                    .proto(markingDynamic: state.policies.reservations[agentID])
+            }
+            broker.logger.notice("resources unreserved", metadata: ["keel.agent_id": "\(agentID)"])
+            broker.requestAllocation()
+            return .with { $0.totalResources = total }
+        }
+    }
+
+    package func explainOffers(
+        request: Keel_V1_ExplainOffersRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_ExplainOffersResponse {
+        try await mappingErrors {
+            let explanations = try broker.read { try $0.explainOffers(request, now: Date()) }
+            return .with { $0.explanations = explanations }
+        }
+    }
+}
