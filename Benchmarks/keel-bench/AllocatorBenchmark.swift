@@ -15,10 +15,10 @@ struct AllocatorBenchmark: ParsableCommand {
         abstract: "Time allocation cycles (Mesos HierarchicalAllocator_BENCHMARK_Test patterns)."
     )
 
-    @Option(help: "Number of agents (default: the matrix 1000, 5000, 10000).")
+    @Option(help: "Number of agents (default: the matrix 1000, 5000, 10000, 20000).")
     var agents: Int?
 
-    @Option(help: "Number of frameworks (default: the matrix 1, 50, 100, 500, 1000).")
+    @Option(help: "Number of frameworks (default: the matrix 1, 50, 100, 200, 500, 1000).")
     var frameworks: Int?
 
     @Option(help: "Pattern to run (default: both).")
@@ -37,8 +37,8 @@ struct AllocatorBenchmark: ParsableCommand {
     }
 
     func run() throws {
-        let agentCounts = agents.map { [$0] } ?? [1000, 5000, 10000]
-        let frameworkCounts = frameworks.map { [$0] } ?? [1, 50, 100, 500, 1000]
+        let agentCounts = agents.map { [$0] } ?? [1000, 5000, 10000, 20000]
+        let frameworkCounts = frameworks.map { [$0] } ?? [1, 50, 100, 200, 500, 1000]
         let patterns = pattern.map { [$0] } ?? Pattern.allCases
         let arithmetic = ResourcesArithmeticBenchmark.run()
         if json { print(arithmetic.json) } else { print(arithmetic.text) }

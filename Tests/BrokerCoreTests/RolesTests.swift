@@ -10,8 +10,8 @@ import SwiftProtobuf
 import Testing
 
 /// Roles on the operator API: weights, quota, dynamic reservations (from operators and through
-/// Accept), their persistence across a broker restart, and offer explanations.
-@Suite("Roles, quota and reservations")
+/// Accept), agent drains, their persistence across a broker restart, and offer explanations.
+@Suite("Roles, quota, reservations and maintenance")
 struct RolesTests {
     @Test("weights and quota are validated, applied all or nothing, and survive a broker restart")
     func weightsAndQuota() async throws {
@@ -240,6 +240,63 @@ struct RolesTests {
                 #expect(unknown == .notFound)
                 let nobody = await SchedulerFlowTests.rpcError { _ = try await cluster.operator_.explainOffers(.init()) }
                 #expect(nobody == .invalidArgument)
+            }
+        }
+    }
+
+    @Test("a drained agent's offers are rescinded, its tasks killed on request, and it is offered again once reactivated")
+    func drainAndReactivate() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keel-drain-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let agentID = Keel_V1_AgentID.with { $0.value = "agent-drained" }
+        try await InProcessCluster.with(directory: directory) { cluster in
+            try await cluster.withConnectedPair(framework: "drained", hostname: "node-d", agentID: agentID) { pair in
+                let offer = try #require(try await pair.frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
+                let accept = Keel_V1_AcceptRequest.with {
+                    $0.frameworkID.value = pair.frameworkID
+                    $0.offerIds = [offer.id]
+                    $0.operations = [Self.launch("doomed", agentID, [.scalar("cpus", 1), .scalar("mem", 32)])]
+                    $0.filters.refuseSeconds = 0
+                }
+                _ = try await cluster.scheduler.accept(accept, metadata: bearer(pair.token))
+                let second = try #require(try await pair.frameworkInbox.wait(for: "a second offer") {
+                    $0.type == .offers && $0.offers.offers.first?.id != offer.id
+                }.offers.offers.first)
+
+                let unknown = await SchedulerFlowTests.rpcError {
+                    _ = try await cluster.operator_.drainAgent(.with { $0.agentID.value = "no-such-agent" })
+                }
+                #expect(unknown == .notFound)
+                let notDrained = await SchedulerFlowTests.rpcError {
+                    _ = try await cluster.operator_.reactivateAgent(.with { $0.agentID = agentID })
+                }
+                #expect(notDrained == .failedPrecondition)
+
+                _ = try await cluster.operator_.drainAgent(.with {
+                    $0.agentID = agentID
+                    $0.killTasks = true
+                })
+                let rescind = try await pair.frameworkInbox.wait(for: "RESCIND") { $0.type == .rescind }
+                #expect(rescind.rescind.offerID == second.id)
+                _ = try await pair.agentInbox.wait(for: "kill") { $0.kill.taskID.value == "doomed" }
+                let agents = try await cluster.operator_.getAgents(.init()).agents
+                #expect(agents.map(\.state) == [.draining])
+                let explained = try await cluster.operator_.explainOffers(.with { $0.frameworkID.value = pair.frameworkID })
+                #expect(explained.explanations.first?.reasons.contains { $0.contains("draining") } == true)
+            }
+        }
+        // The drain survives a broker restart and the agent's re-attachment.
+        try await InProcessCluster.with(directory: directory) { cluster in
+            let recovered = try await cluster.operator_.getAgents(.init()).agents
+            #expect(recovered.map(\.state) == [.draining])
+            try await cluster.withConnectedPair(framework: "after", hostname: "node-d", agentID: agentID) { pair in
+                let reattached = try await cluster.operator_.getAgents(.init()).agents
+                #expect(reattached.map(\.state) == [.draining])
+                _ = try await cluster.operator_.reactivateAgent(.with { $0.agentID = agentID })
+                let offer = try await pair.frameworkInbox.wait(for: "OFFERS after reactivation") { $0.type == .offers }
+                #expect(offer.offers.offers.first?.agentID == agentID)
+                let active = try await cluster.operator_.getAgents(.init()).agents
+                #expect(active.map(\.state) == [.active])
             }
         }
     }

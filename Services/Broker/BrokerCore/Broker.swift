@@ -53,14 +53,14 @@ package final class Broker: Service {
     package func recover() async throws {
         let storedTasks = try await store.range(prefix: Self.taskPrefix)
         let storedAgents = try await store.range(prefix: Self.agentPrefix)
-        let policies = try await loadPolicies()
+        let policy = try await loadPolicy()
         let now = Date()
         state.withLock { state in
-            state.policies = policies
-            for (role, weight) in policies.weights {
+            state.policy = policy
+            for (role, weight) in policy.weights {
                 state.ledger { try $0.setWeight(role: AllocatorRoles.allocatorRole(role), weight: weight) }
             }
-            for config in policies.quotas.values {
+            for config in policy.quotas.values {
                 state.ledger {
                     try $0.setQuota(
                         role: config.role, guaranteeAmounts: config.guarantees,
@@ -73,7 +73,7 @@ package final class Broker: Service {
                 let id = AgentID(info.id.value)
                 let reported = (try? Resources(proto: info.resources)) ?? []
                 state.agents[id] = AgentEntry(
-                    info: info, id: id, state: .disconnected, total: state.effectiveTotal(of: id, reported: reported).total,
+                    info: info, id: id, state: policy.draining.contains(id) ? .draining : .disconnected, total: state.effectiveTotal(of: id, reported: reported).total,
                     registeredAt: now, lastSeenAt: now
                 )
             }
@@ -95,39 +95,42 @@ package final class Broker: Service {
         }
         logger.info("recovered state", metadata: [
             "keel.tasks": "\(storedTasks.count)", "keel.agents": "\(storedAgents.count)",
-            "keel.quotas": "\(policies.quotas.count)", "keel.weights": "\(policies.weights.count)",
-            "keel.reserved_agents": "\(policies.reservations.count)",
+            "keel.quotas": "\(policy.quotas.count)", "keel.weights": "\(policy.weights.count)",
+            "keel.reserved_agents": "\(policy.reservations.count)", "keel.draining_agents": "\(policy.draining.count)",
         ])
     }
 
-    /// Reads weights, quota and dynamic reservations from the store; a record that does not
+    /// Reads weights, quota, dynamic reservations and drained agents from the store; a record that does not
     /// decode is logged and skipped (the rest still applies).
-    private func loadPolicies() async throws -> RolePolicies {
-        var policies = RolePolicies()
-        for entry in try await store.range(prefix: RolePolicies.weightPrefix) {
+    private func loadPolicy() async throws -> ClusterPolicy {
+        var policy = ClusterPolicy()
+        for entry in try await store.range(prefix: ClusterPolicy.weightPrefix) {
             guard let weight = try? Keel_V1_WeightInfo(serializedBytes: entry.value), weight.weight.isFinite, weight.weight > 0 else {
                 logger.error("skipping an unreadable weight record", metadata: ["keel.key": "\(entry.key)"])
                 continue
             }
-            policies.weights[weight.role] = weight.weight
+            policy.weights[weight.role] = weight.weight
         }
-        for entry in try await store.range(prefix: RolePolicies.quotaPrefix) {
+        for entry in try await store.range(prefix: ClusterPolicy.quotaPrefix) {
             guard let config = try? Keel_V1_QuotaConfig(serializedBytes: entry.value) else {
                 logger.error("skipping an unreadable quota record", metadata: ["keel.key": "\(entry.key)"])
                 continue
             }
-            policies.quotas[config.role] = config
+            policy.quotas[config.role] = config
         }
-        for entry in try await store.range(prefix: RolePolicies.reservationPrefix) {
+        for entry in try await store.range(prefix: ClusterPolicy.reservationPrefix) {
             guard let record = try? Keel_V1_AgentReservations(serializedBytes: entry.value),
                 let resources = try? Resources(proto: record.resources)
             else {
                 logger.error("skipping an unreadable reservation record", metadata: ["keel.key": "\(entry.key)"])
                 continue
             }
-            policies.reservations[AgentID(record.agentID.value)] = resources
+            policy.reservations[AgentID(record.agentID.value)] = resources
         }
-        return policies
+        for entry in try await store.range(prefix: ClusterPolicy.drainingPrefix) {
+            policy.draining.insert(AgentID(String(entry.key.dropFirst(ClusterPolicy.drainingPrefix.count))))
+        }
+        return policy
     }
 
     /// Applies a change to the state; store writes and task hops it produced are passed on.
@@ -245,18 +248,22 @@ package final class Broker: Service {
                 case .putAgent(let info):
                     _ = try await store.put(Self.agentPrefix + info.id.value, value: try info.serializedBytes())
                 case .putWeight(let weight):
-                    _ = try await store.put(RolePolicies.weightPrefix + weight.role, value: try weight.serializedBytes())
+                    _ = try await store.put(ClusterPolicy.weightPrefix + weight.role, value: try weight.serializedBytes())
                 case .deleteWeight(let role):
-                    _ = try await store.delete(RolePolicies.weightPrefix + role)
+                    _ = try await store.delete(ClusterPolicy.weightPrefix + role)
                 case .putQuota(let config):
-                    _ = try await store.put(RolePolicies.quotaPrefix + config.role, value: try config.serializedBytes())
+                    _ = try await store.put(ClusterPolicy.quotaPrefix + config.role, value: try config.serializedBytes())
                 case .deleteQuota(let role):
-                    _ = try await store.delete(RolePolicies.quotaPrefix + role)
+                    _ = try await store.delete(ClusterPolicy.quotaPrefix + role)
                 case .putReservations(let record):
                     _ = try await store.put(
-                        RolePolicies.reservationPrefix + record.agentID.value, value: try record.serializedBytes())
+                        ClusterPolicy.reservationPrefix + record.agentID.value, value: try record.serializedBytes())
                 case .deleteReservations(let id):
-                    _ = try await store.delete(RolePolicies.reservationPrefix + id.value)
+                    _ = try await store.delete(ClusterPolicy.reservationPrefix + id.value)
+                case .putDraining(let id):
+                    _ = try await store.put(ClusterPolicy.drainingPrefix + id.value, value: Array("draining".utf8))
+                case .deleteDraining(let id):
+                    _ = try await store.delete(ClusterPolicy.drainingPrefix + id.value)
                 case .barrier(let continuation):
                     continuation.resume()
                 }

@@ -12,7 +12,7 @@ package struct KeelCommand: AsyncParsableCommand {
         subcommands: [
             UpCommand.self, RunCommand.self, AgentsCommand.self, TasksCommand.self, FrameworksCommand.self,
             LogsCommand.self, TraceCommand.self, RolesCommand.self, QuotaCommand.self, WeightsCommand.self,
-            ReserveCommand.self, UnreserveCommand.self, ExplainCommand.self,
+            ReserveCommand.self, UnreserveCommand.self, ExplainCommand.self, DrainCommand.self, ReactivateCommand.self,
         ]
     )
 

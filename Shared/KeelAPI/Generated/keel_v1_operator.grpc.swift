@@ -205,6 +205,32 @@ public enum Keel_V1_Operator: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "DrainAgent" metadata.
+        public enum DrainAgent: Sendable {
+            /// Request type for "DrainAgent".
+            public typealias Input = Keel_V1_DrainAgentRequest
+            /// Response type for "DrainAgent".
+            public typealias Output = Keel_V1_DrainAgentResponse
+            /// Descriptor for "DrainAgent".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "DrainAgent",
+                type: .unary
+            )
+        }
+        /// Namespace for "ReactivateAgent" metadata.
+        public enum ReactivateAgent: Sendable {
+            /// Request type for "ReactivateAgent".
+            public typealias Input = Keel_V1_ReactivateAgentRequest
+            /// Response type for "ReactivateAgent".
+            public typealias Output = Keel_V1_ReactivateAgentResponse
+            /// Descriptor for "ReactivateAgent".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Operator"),
+                method: "ReactivateAgent",
+                type: .unary
+            )
+        }
         /// Namespace for "ExplainOffers" metadata.
         public enum ExplainOffers: Sendable {
             /// Request type for "ExplainOffers".
@@ -234,6 +260,8 @@ public enum Keel_V1_Operator: Sendable {
             UpdateQuota.descriptor,
             ReserveResources.descriptor,
             UnreserveResources.descriptor,
+            DrainAgent.descriptor,
+            ReactivateAgent.descriptor,
             ExplainOffers.descriptor
         ]
     }
@@ -478,6 +506,39 @@ extension Keel_V1_Operator {
             request: GRPCCore.StreamingServerRequest<Keel_V1_UnreserveResourcesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UnreserveResourcesResponse>
+
+        /// Handle the "DrainAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Maintenance: a draining agent gets no new offers (its outstanding offers are rescinded)
+        /// > until it is reactivated; persisted.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_DrainAgentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_DrainAgentResponse` messages.
+        func drainAgent(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_DrainAgentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_DrainAgentResponse>
+
+        /// Handle the "ReactivateAgent" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_ReactivateAgentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_ReactivateAgentResponse` messages.
+        func reactivateAgent(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_ReactivateAgentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ReactivateAgentResponse>
 
         /// Handle the "ExplainOffers" method.
         ///
@@ -724,6 +785,39 @@ extension Keel_V1_Operator {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Keel_V1_UnreserveResourcesResponse>
 
+        /// Handle the "DrainAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Maintenance: a draining agent gets no new offers (its outstanding offers are rescinded)
+        /// > until it is reactivated; persisted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_DrainAgentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_DrainAgentResponse` message.
+        func drainAgent(
+            request: GRPCCore.ServerRequest<Keel_V1_DrainAgentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_DrainAgentResponse>
+
+        /// Handle the "ReactivateAgent" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ReactivateAgentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_ReactivateAgentResponse` message.
+        func reactivateAgent(
+            request: GRPCCore.ServerRequest<Keel_V1_ReactivateAgentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_ReactivateAgentResponse>
+
         /// Handle the "ExplainOffers" method.
         ///
         /// > Source IDL Documentation:
@@ -969,6 +1063,39 @@ extension Keel_V1_Operator {
             context: GRPCCore.ServerContext
         ) async throws -> Keel_V1_UnreserveResourcesResponse
 
+        /// Handle the "DrainAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Maintenance: a draining agent gets no new offers (its outstanding offers are rescinded)
+        /// > until it is reactivated; persisted.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_DrainAgentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_DrainAgentResponse` to respond with.
+        func drainAgent(
+            request: Keel_V1_DrainAgentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_DrainAgentResponse
+
+        /// Handle the "ReactivateAgent" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_ReactivateAgentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_ReactivateAgentResponse` to respond with.
+        func reactivateAgent(
+            request: Keel_V1_ReactivateAgentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_ReactivateAgentResponse
+
         /// Handle the "ExplainOffers" method.
         ///
         /// > Source IDL Documentation:
@@ -1148,6 +1275,28 @@ extension Keel_V1_Operator.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.DrainAgent.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_DrainAgentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_DrainAgentResponse>(),
+            handler: { request, context in
+                try await self.drainAgent(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Operator.Method.ReactivateAgent.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ReactivateAgentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ReactivateAgentResponse>(),
+            handler: { request, context in
+                try await self.reactivateAgent(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Keel_V1_Operator.Method.ExplainOffers.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ExplainOffersRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ExplainOffersResponse>(),
@@ -1312,6 +1461,28 @@ extension Keel_V1_Operator.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UnreserveResourcesResponse> {
         let response = try await self.unreserveResources(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func drainAgent(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_DrainAgentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_DrainAgentResponse> {
+        let response = try await self.drainAgent(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reactivateAgent(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_ReactivateAgentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ReactivateAgentResponse> {
+        let response = try await self.reactivateAgent(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1516,6 +1687,32 @@ extension Keel_V1_Operator.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Keel_V1_UnreserveResourcesResponse> {
         return GRPCCore.ServerResponse<Keel_V1_UnreserveResourcesResponse>(
             message: try await self.unreserveResources(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func drainAgent(
+        request: GRPCCore.ServerRequest<Keel_V1_DrainAgentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_DrainAgentResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_DrainAgentResponse>(
+            message: try await self.drainAgent(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reactivateAgent(
+        request: GRPCCore.ServerRequest<Keel_V1_ReactivateAgentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_ReactivateAgentResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_ReactivateAgentResponse>(
+            message: try await self.reactivateAgent(
                 request: request.message,
                 context: context
             ),
@@ -1832,6 +2029,49 @@ extension Keel_V1_Operator {
             deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UnreserveResourcesResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UnreserveResourcesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DrainAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Maintenance: a draining agent gets no new offers (its outstanding offers are rescinded)
+        /// > until it is reactivated; persisted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_DrainAgentRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_DrainAgentRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_DrainAgentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func drainAgent<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_DrainAgentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_DrainAgentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_DrainAgentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_DrainAgentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReactivateAgent" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ReactivateAgentRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_ReactivateAgentRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ReactivateAgentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reactivateAgent<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_ReactivateAgentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ReactivateAgentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ReactivateAgentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReactivateAgentResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ExplainOffers" method.
@@ -2312,6 +2552,71 @@ extension Keel_V1_Operator {
             )
         }
 
+        /// Call the "DrainAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Maintenance: a draining agent gets no new offers (its outstanding offers are rescinded)
+        /// > until it is reactivated; persisted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_DrainAgentRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_DrainAgentRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_DrainAgentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func drainAgent<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_DrainAgentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_DrainAgentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_DrainAgentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_DrainAgentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.DrainAgent.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ReactivateAgent" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_ReactivateAgentRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_ReactivateAgentRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ReactivateAgentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reactivateAgent<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_ReactivateAgentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ReactivateAgentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ReactivateAgentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReactivateAgentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Operator.Method.ReactivateAgent.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ExplainOffers" method.
         ///
         /// > Source IDL Documentation:
@@ -2710,6 +3015,61 @@ extension Keel_V1_Operator.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UnreserveResourcesRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UnreserveResourcesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DrainAgent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Maintenance: a draining agent gets no new offers (its outstanding offers are rescinded)
+    /// > until it is reactivated; persisted.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_DrainAgentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func drainAgent<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_DrainAgentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_DrainAgentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.drainAgent(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_DrainAgentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_DrainAgentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReactivateAgent" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_ReactivateAgentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reactivateAgent<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_ReactivateAgentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReactivateAgentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reactivateAgent(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ReactivateAgentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ReactivateAgentResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3162,6 +3522,69 @@ extension Keel_V1_Operator.ClientProtocol {
             metadata: metadata
         )
         return try await self.unreserveResources(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DrainAgent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Maintenance: a draining agent gets no new offers (its outstanding offers are rescinded)
+    /// > until it is reactivated; persisted.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func drainAgent<Result>(
+        _ message: Keel_V1_DrainAgentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_DrainAgentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_DrainAgentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.drainAgent(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReactivateAgent" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reactivateAgent<Result>(
+        _ message: Keel_V1_ReactivateAgentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_ReactivateAgentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_ReactivateAgentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reactivateAgent(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -150,6 +150,7 @@ extension InProcessCluster {
         hostname: String,
         roles: [String] = [],
         capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = [],
+        agentID requestedAgentID: Keel_V1_AgentID? = nil,
         _ body: @Sendable (ConnectedPair) async throws -> Void
     ) async throws {
         let (frameworkID, token) = try await register(name, roles: roles, capabilities: capabilities)
@@ -158,6 +159,7 @@ extension InProcessCluster {
         let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
         agentWriter.yield(.with {
             $0.register.agentInfo.hostname = hostname
+            if let requestedAgentID { $0.register.agentInfo.id = requestedAgentID }
             $0.register.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
         })
         let agents = self.agents

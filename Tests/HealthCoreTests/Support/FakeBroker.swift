@@ -125,4 +125,15 @@ final class FakeBroker: Keel_V1_Operator.SimpleServiceProtocol {
     func explainOffers(request: Keel_V1_ExplainOffersRequest, context: ServerContext) async throws -> Keel_V1_ExplainOffersResponse {
         throw RPCError(code: .unimplemented, message: "not in the fake")
     }
+
+    func drainAgent(request: Keel_V1_DrainAgentRequest, context: ServerContext) async throws -> Keel_V1_DrainAgentResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
+
+    func reactivateAgent(
+        request: Keel_V1_ReactivateAgentRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_ReactivateAgentResponse {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
 }

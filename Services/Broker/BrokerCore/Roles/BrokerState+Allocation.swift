@@ -33,7 +33,7 @@ extension BrokerState {
                 $0.frameworkID = .with { $0.value = offer.framework.value }
                 $0.agentID = .with { $0.value = offer.agent.value }
                 $0.hostname = agent.info.hostname
-                $0.resources = offer.resources.proto(markingDynamic: policies.reservations[offer.agent])
+                $0.resources = offer.resources.proto(markingDynamic: policy.reservations[offer.agent])
                 $0.attributes = agent.info.attributes
                 $0.domain = agent.info.domain
                 $0.allocationInfo.role = AllocatorRoles.keelRole(offer.role)

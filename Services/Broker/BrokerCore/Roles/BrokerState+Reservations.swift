@@ -34,7 +34,7 @@ extension BrokerState {
             }
             for offer in offered { rescindOffer(offer.id) }
         }
-        policies.reservations[id, default: []] += resources
+        policy.reservations[id, default: []] += resources
         setTotal(of: id, to: agent.total - source + resources)
         recordReservations(of: id)
         return agents[id]!.total
@@ -49,7 +49,7 @@ extension BrokerState {
     mutating func unreserve(agent id: AgentID, resources proto: [Keel_V1_Resource]) throws -> Resources {
         let agent = try reservableAgent(id)
         let resources = try Self.reservation(proto, operation: "unreserve")
-        let dynamic = policies.reservations[id] ?? []
+        let dynamic = policy.reservations[id] ?? []
         guard dynamic.contains(resources) else {
             throw KeelError.failedPrecondition(
                 "'\(resources)' is not dynamically reserved on agent \(id) (its dynamic reservations: '\(dynamic)'); static reservations change only with the launcher's configuration"
@@ -65,7 +65,7 @@ extension BrokerState {
             }
             for offer in offered { rescindOffer(offer.id) }
         }
-        policies.reservations[id] = dynamic - resources
+        policy.reservations[id] = dynamic - resources
         setTotal(of: id, to: agent.total - resources + resources.flattened())
         recordReservations(of: id)
         return agents[id]!.total
@@ -125,9 +125,9 @@ extension BrokerState {
         let before = change.reserving ? change.resources.flattened() : change.resources
         let after = change.reserving ? change.resources : change.resources.flattened()
         if change.reserving {
-            policies.reservations[id, default: []] += change.resources
+            policy.reservations[id, default: []] += change.resources
         } else {
-            policies.reservations[id] = (policies.reservations[id] ?? []) - change.resources
+            policy.reservations[id] = (policy.reservations[id] ?? []) - change.resources
         }
         let total = agent.total - before + after
         agents[id]?.total = total
@@ -142,18 +142,13 @@ extension BrokerState {
     /// Re-applies the stored dynamic reservations to an agent's reported resources; what no
     /// longer fits is kept in the store and reported in a warning.
     func effectiveTotal(of id: AgentID, reported: Resources) -> (total: Resources, unapplied: Resources) {
-        RolePolicies.applying(policies.reservations[id] ?? [], to: reported)
+        ClusterPolicy.applying(policy.reservations[id] ?? [], to: reported)
     }
 
     // MARK: Helpers
 
     private func reservableAgent(_ id: AgentID) throws -> AgentEntry {
-        guard !id.value.isEmpty else {
-            throw KeelError.invalidArgument("agent_id is empty; name the agent (see keel agents)")
-        }
-        guard let agent = agents[id], allocator.agentIDs.contains(id) else {
-            throw KeelError.notFound("agent \(id) is not known to the broker; list them with keel agents")
-        }
+        let agent = try knownAgent(id)
         guard agent.state != .removed else {
             throw KeelError.failedPrecondition("agent \(id) was removed; it has nothing to reserve")
         }
@@ -166,9 +161,9 @@ extension BrokerState {
     }
 
     private mutating func recordReservations(of id: AgentID) {
-        let reserved = policies.reservations[id] ?? []
+        let reserved = policy.reservations[id] ?? []
         if reserved.isEmpty {
-            policies.reservations[id] = nil
+            policy.reservations[id] = nil
             pendingWrites.append(.deleteReservations(id))
         } else {
             pendingWrites.append(.putReservations(.with {

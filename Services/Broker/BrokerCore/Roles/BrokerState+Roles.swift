@@ -26,10 +26,10 @@ extension BrokerState {
             let role = AllocatorRoles.allocatorRole(weight.role)
             ledger { try $0.setWeight(role: role, weight: weight.weight) }
             if weight.weight == 1 {
-                policies.weights[weight.role] = nil
+                policy.weights[weight.role] = nil
                 pendingWrites.append(.deleteWeight(role: weight.role))
             } else {
-                policies.weights[weight.role] = weight.weight
+                policy.weights[weight.role] = weight.weight
                 pendingWrites.append(.putWeight(weight))
             }
         }
@@ -81,10 +81,10 @@ extension BrokerState {
                 }
             }
             if removing {
-                policies.quotas[config.role] = nil
+                policy.quotas[config.role] = nil
                 pendingWrites.append(.deleteQuota(role: config.role))
             } else {
-                policies.quotas[config.role] = config
+                policy.quotas[config.role] = config
                 pendingWrites.append(.putQuota(config))
             }
         }
@@ -94,9 +94,9 @@ extension BrokerState {
     ///
     /// Throws ``KeelError/Code/notFound`` for a named role that has no quota.
     func quota(roles: [String]) throws -> [Keel_V1_QuotaConfig] {
-        guard !roles.isEmpty else { return policies.quotas.keys.sorted().map { policies.quotas[$0]! } }
+        guard !roles.isEmpty else { return policy.quotas.keys.sorted().map { policy.quotas[$0]! } }
         return try roles.map { role in
-            guard let config = policies.quotas[role] else {
+            guard let config = policy.quotas[role] else {
                 throw KeelError.notFound("role '\(role)' has no quota; set one with UpdateQuota (keel quota set)")
             }
             return config
@@ -108,7 +108,7 @@ extension BrokerState {
     /// Every role the broker knows: subscribed by a framework, reserved for on an agent, or
     /// given a weight or quota.
     func roleViews() -> [Keel_V1_Role] {
-        var names = Set(policies.weights.keys).union(policies.quotas.keys)
+        var names = Set(policy.weights.keys).union(policy.quotas.keys)
         var members: [String: [String]] = [:]
         for framework in frameworks.values where !framework.completed {
             for role in framework.info.roles.isEmpty ? [ResourceRole.unreserved] : framework.info.roles {
@@ -127,8 +127,8 @@ extension BrokerState {
             let allocated = allocator.allocatedVector(role: AllocatorRoles.allocatorRole(name))
             return .with {
                 $0.name = name
-                $0.weight = policies.weights[name] ?? 1
-                if let quota = policies.quotas[name] { $0.quota = quota }
+                $0.weight = policy.weights[name] ?? 1
+                if let quota = policy.quotas[name] { $0.quota = quota }
                 for dimension in Dimension.allCases where allocated[dimension] != 0 {
                     $0.allocated[dimension.description] = ScalarVector.value(allocated[dimension])
                 }
@@ -203,7 +203,7 @@ extension BrokerState {
                     $0.hostname = agent.info.hostname
                     $0.offerable = reasons.isEmpty
                     $0.reasons = reasons
-                    $0.freeResources = free.proto(markingDynamic: policies.reservations[agentID])
+                    $0.freeResources = free.proto(markingDynamic: policy.reservations[agentID])
                 })
             }
         }

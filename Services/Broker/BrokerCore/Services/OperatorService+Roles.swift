@@ -6,8 +6,8 @@ import KeelRPC
 import Logging
 import SwiftProtobuf
 
-/// Roles, weights, quota, reservations and offer explanations on the operator API. Changes
-/// answer only once they are in the store.
+/// Roles, weights, quota, reservations, agent maintenance and offer explanations on the
+/// operator API. Changes answer only once they are in the store.
 extension OperatorService {
     package func getRoles(request: Keel_V1_GetRolesRequest, context: ServerContext) async throws -> Keel_V1_GetRolesResponse {
         broker.read { state in .with { $0.roles = state.roleViews() } }
@@ -56,7 +56,7 @@ extension OperatorService {
             let agentID = AgentID(request.agentID.value)
             let total = try await broker.mutateDurably { state in
                 try state.reserve(agent: agentID, resources: request.resources)
-                    .proto(markingDynamic: state.policies.reservations[agentID])
+                    .proto(markingDynamic: state.policy.reservations[agentID])
             }
             broker.logger.notice("resources reserved", metadata: ["keel.agent_id": "\(agentID)"])
             broker.requestAllocation()
@@ -72,11 +72,35 @@ extension OperatorService {
             let agentID = AgentID(request.agentID.value)
             let total = try await broker.mutateDurably { state in
                 try state.unreserve(agent: agentID, resources: request.resources)
-                    .proto(markingDynamic: state.policies.reservations[agentID])
+                    .proto(markingDynamic: state.policy.reservations[agentID])
             }
             broker.logger.notice("resources unreserved", metadata: ["keel.agent_id": "\(agentID)"])
             broker.requestAllocation()
             return .with { $0.totalResources = total }
+        }
+    }
+
+    package func drainAgent(request: Keel_V1_DrainAgentRequest, context: ServerContext) async throws -> Keel_V1_DrainAgentResponse {
+        try await mappingErrors {
+            let agentID = AgentID(request.agentID.value)
+            try await broker.mutateDurably { try $0.drain(agentID, killTasks: request.killTasks) }
+            broker.logger.notice("agent draining", metadata: [
+                "keel.agent_id": "\(agentID)", "keel.kill_tasks": "\(request.killTasks)",
+            ])
+            return Keel_V1_DrainAgentResponse()
+        }
+    }
+
+    package func reactivateAgent(
+        request: Keel_V1_ReactivateAgentRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_ReactivateAgentResponse {
+        try await mappingErrors {
+            let agentID = AgentID(request.agentID.value)
+            try await broker.mutateDurably { try $0.reactivate(agentID) }
+            broker.logger.notice("agent reactivated", metadata: ["keel.agent_id": "\(agentID)"])
+            broker.requestAllocation()
+            return Keel_V1_ReactivateAgentResponse()
         }
     }
 

@@ -148,7 +148,7 @@ extension BrokerState {
     func agentViews() -> [Keel_V1_Agent] {
         agents.values.sorted { $0.id < $1.id }.map { agent in
             var view = agent.proto
-            view.totalResources = agent.total.proto(markingDynamic: policies.reservations[agent.id])
+            view.totalResources = agent.total.proto(markingDynamic: policy.reservations[agent.id])
             return view
         }
     }

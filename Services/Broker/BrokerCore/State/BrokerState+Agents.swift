@@ -52,7 +52,8 @@ extension BrokerState {
         )
         entry.info = info
         entry.total = total
-        entry.state = .active
+        let draining = policy.draining.contains(id)
+        entry.state = draining ? .draining : .active
         entry.lastSeenAt = now
         entry.connection = connection
         entry.outbound = outbound
@@ -62,10 +63,13 @@ extension BrokerState {
         if allocator.agentIDs.contains(id) {
             ledger {
                 try $0.updateAgent(id: id, total: total)
-                try $0.activateAgent(id: id)
+                if !draining { try $0.activateAgent(id: id) }
             }
         } else {
-            ledger { try $0.addAgent(id: id, total: total, now: Instant(date: now)) }
+            ledger {
+                try $0.addAgent(id: id, total: total, now: Instant(date: now))
+                if draining { try $0.deactivateAgent(id: id) }
+            }
         }
 
         let reported = Set(register.runningTasks.map {
@@ -110,7 +114,9 @@ extension BrokerState {
             throw KeelError.notFound("agent \(id) is not known to the broker")
         }
         if reachable {
-            if entry.state == .unreachable { entry.state = entry.outbound == nil ? .disconnected : .active }
+            if entry.state == .unreachable {
+                entry.state = policy.draining.contains(id) ? .draining : entry.outbound == nil ? .disconnected : .active
+            }
             agents[id] = entry
             if entry.state == .active { ledger { try $0.activateAgent(id: id) } }
             return
@@ -125,6 +131,55 @@ extension BrokerState {
         for (key, task) in tasks where task.agentID.value == id.value && !task.state.isTerminal {
             markUnreachable(key, message: message.isEmpty ? "agent \(id) is unreachable" : message, now: now)
         }
+    }
+
+    // MARK: Maintenance
+
+    /// Drains an agent for an operator: no new offers (outstanding ones are rescinded) until
+    /// ``reactivate(_:)``, and with `killTasks` its tasks are killed. Draining a draining agent
+    /// again is allowed (e.g. to kill its tasks after all).
+    ///
+    /// Throws ``KeelError/Code/notFound`` for an unknown agent; nothing changes on error.
+    mutating func drain(_ id: AgentID, killTasks: Bool) throws {
+        var entry = try knownAgent(id)
+        policy.draining.insert(id)
+        pendingWrites.append(.putDraining(id))
+        if entry.state != .unreachable { entry.state = .draining }
+        agents[id] = entry
+        for offer in offers.values where offer.agentID == id {
+            rescindOffer(offer.id)
+        }
+        ledger { try $0.deactivateAgent(id: id) }
+        guard killTasks else { return }
+        for (key, task) in tasks where task.agentID.value == id.value && !task.state.isTerminal {
+            sendKill(key, task: task, gracePeriod: nil)
+        }
+    }
+
+    /// Ends an agent's drain: it is offered again once attached.
+    ///
+    /// Throws ``KeelError/Code/failedPrecondition`` (changing nothing) if it is not draining.
+    mutating func reactivate(_ id: AgentID) throws {
+        var entry = try knownAgent(id)
+        guard policy.draining.contains(id) else {
+            throw KeelError.failedPrecondition("agent \(id) is not draining; only a drained agent can be reactivated")
+        }
+        policy.draining.remove(id)
+        pendingWrites.append(.deleteDraining(id))
+        if entry.state == .draining { entry.state = entry.outbound == nil ? .disconnected : .active }
+        agents[id] = entry
+        if entry.state == .active { ledger { try $0.activateAgent(id: id) } }
+    }
+
+    /// The agent `id`, or an error that says how to find one.
+    func knownAgent(_ id: AgentID) throws -> AgentEntry {
+        guard !id.value.isEmpty else {
+            throw KeelError.invalidArgument("agent_id is empty; name the agent (see keel agents)")
+        }
+        guard let agent = agents[id], allocator.agentIDs.contains(id) else {
+            throw KeelError.notFound("agent \(id) is not known to the broker; list them with keel agents")
+        }
+        return agent
     }
 
     /// Recomputes an agent's allocation from its non-terminal tasks.

@@ -43,7 +43,7 @@ extension BrokerState {
         var remaining = offered
         var launches: [(Keel_V1_TaskInfo, Resources)] = []
         var reservations: [ReservationChange] = []
-        var dynamic = policies.reservations[agentID] ?? []
+        var dynamic = policy.reservations[agentID] ?? []
         let offerRoles = Set(accepted.map(\.role))
         var seen = Set<String>()
         for operation in request.operations {

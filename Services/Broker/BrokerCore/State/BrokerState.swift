@@ -23,7 +23,7 @@ struct BrokerState: Sendable {
     /// The DRF allocator: it decides which offers to make and holds what is offered or in use.
     var allocator = Allocator()
     /// Weights, quota and dynamic reservations set by operators (persisted).
-    var policies = RolePolicies()
+    var policy = ClusterPolicy()
     /// Bookkeeping the allocator refused (a bug if it happens); logged by ``Broker``.
     var pendingWarnings: [String] = []
     var pendingWrites: [StoreWrite] = []
@@ -225,6 +225,8 @@ enum StoreWrite: Sendable {
     case deleteQuota(role: String)
     case putReservations(Keel_V1_AgentReservations)
     case deleteReservations(AgentID)
+    case putDraining(AgentID)
+    case deleteDraining(AgentID)
     /// Resumed once every write before it is in the store.
     case barrier(CheckedContinuation<Void, Never>)
 }

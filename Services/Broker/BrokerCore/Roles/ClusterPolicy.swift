@@ -2,12 +2,13 @@ import KeelAPI
 import KeelCore
 import KeelRPC
 
-/// What operators decided about roles, kept by the broker and persisted in its store so that
-/// it survives a restart: DRF weights, quota and the dynamic reservations made on agents.
+/// What operators decided, kept by the broker and persisted in its store so that it survives a
+/// restart: DRF weights, quota, the dynamic reservations made on agents, and which agents are
+/// drained for maintenance.
 ///
 /// Role names here are the API's (`*` is the default role); ``AllocatorRoles`` maps them to the
 /// allocator's.
-struct RolePolicies: Sendable {
+struct ClusterPolicy: Sendable {
     /// Weights other than the default 1, by role.
     var weights: [String: Double] = [:]
     /// Quota by role, as configured.
@@ -15,10 +16,13 @@ struct RolePolicies: Sendable {
     /// Dynamic reservations by agent (every entry has a role). An agent's total as offered is
     /// its launcher's report with these applied (see ``applying(_:to:)``).
     var reservations: [AgentID: Resources] = [:]
+    /// Agents an operator drained: they get no offers until reactivated.
+    var draining: Set<AgentID> = []
 
     static let weightPrefix = "/keel/broker/weights/"
     static let quotaPrefix = "/keel/broker/quota/"
     static let reservationPrefix = "/keel/broker/reservations/"
+    static let drainingPrefix = "/keel/broker/draining/"
 
     /// `reported` (an agent's resources as its launcher reports them) with the dynamic
     /// `reservations` applied: each reserved entry takes the same amount from the unreserved
