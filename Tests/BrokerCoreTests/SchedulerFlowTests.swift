@@ -269,6 +269,80 @@ struct SchedulerFlowTests {
         }
     }
 
+    @Test("a task group launches all together on one agent, or not at all")
+    func launchGroup() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "grouped", hostname: "node-g") { pair in
+                let offer = try #require(try await pair.frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
+                func group(_ tasks: [Keel_V1_TaskInfo]) -> Keel_V1_AcceptRequest {
+                    .with {
+                        $0.frameworkID.value = pair.frameworkID
+                        $0.offerIds = [offer.id]
+                        $0.operations = [.with {
+                            $0.type = .launchGroup
+                            $0.launchGroup.taskGroup.tasks = tasks
+                        }]
+                    }
+                }
+                let refused: [(String, Keel_V1_AcceptRequest)] = [
+                    ("empty group", group([])),
+                    ("one invalid task", group([Self.task("g1", agentID: pair.agentID), Self.task("g2", agentID: pair.agentID, argv: [])])),
+                    ("too big together", group([
+                        Self.task("g1", agentID: pair.agentID, cpus: 3), Self.task("g2", agentID: pair.agentID, cpus: 3),
+                    ])),
+                ]
+                for (name, request) in refused {
+                    let code = await Self.rpcError { _ = try await cluster.scheduler.accept(request, metadata: bearer(pair.token)) }
+                    #expect(code == .invalidArgument, "\(name): got \(String(describing: code))")
+                }
+                let none = try await cluster.operator_.getTasks(.init())
+                #expect(none.tasks.isEmpty, "a refused group left tasks behind")
+
+                let accepted = try await cluster.scheduler.accept(
+                    group([Self.task("g1", agentID: pair.agentID, cpus: 2), Self.task("g2", agentID: pair.agentID, cpus: 2)]),
+                    metadata: bearer(pair.token))
+                #expect(accepted.launched.map(\.value) == ["g1", "g2"])
+                _ = try await pair.agentInbox.wait(for: "launch g1") { $0.launch.task.taskID.value == "g1" }
+                _ = try await pair.agentInbox.wait(for: "launch g2") { $0.launch.task.taskID.value == "g2" }
+                let tasks = try await cluster.operator_.getTasks(.init()).tasks
+                #expect(Set(tasks.map(\.agentID)) == [pair.agentID])
+            }
+        }
+    }
+
+    @Test("suppress and revive name only roles the framework holds")
+    func suppressRoles() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "roles", hostname: "node-s", roles: ["eng", "ops"]) { pair in
+                let foreign = await Self.rpcError {
+                    _ = try await cluster.scheduler.suppress(.with {
+                        $0.frameworkID.value = pair.frameworkID
+                        $0.roles = ["finance"]
+                    }, metadata: bearer(pair.token))
+                }
+                #expect(foreign == .invalidArgument)
+                _ = try await cluster.scheduler.suppress(.with {
+                    $0.frameworkID.value = pair.frameworkID
+                    $0.roles = ["eng"]
+                }, metadata: bearer(pair.token))
+                let partly = try await cluster.operator_.getFrameworks(.init()).frameworks
+                #expect(partly.first?.active == true, "suppressing one of two roles keeps the framework active")
+                _ = try await cluster.scheduler.suppress(.with {
+                    $0.frameworkID.value = pair.frameworkID
+                    $0.roles = ["ops"]
+                }, metadata: bearer(pair.token))
+                let fully = try await cluster.operator_.getFrameworks(.init()).frameworks
+                #expect(fully.first?.active == false)
+                let explained = try await cluster.operator_.explainOffers(.with { $0.frameworkID.value = pair.frameworkID })
+                let reasons = explained.explanations.first?.reasons ?? []
+                #expect(reasons.contains { $0.contains("'eng'") } && reasons.contains { $0.contains("'ops'") })
+                _ = try await cluster.scheduler.revive(.with { $0.frameworkID.value = pair.frameworkID }, metadata: bearer(pair.token))
+                let revived = try await cluster.operator_.getFrameworks(.init()).frameworks
+                #expect(revived.first?.active == true)
+            }
+        }
+    }
+
     // MARK: Helpers
 
     static func task(

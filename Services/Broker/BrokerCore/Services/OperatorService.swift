@@ -163,7 +163,7 @@ extension BrokerState {
         return .with {
             $0.frameworkInfo = entry.info
             $0.connected = entry.connected
-            $0.active = entry.connected && !entry.suppressed
+            $0.active = entry.connected && !entry.suppressedAll
             $0.completed = entry.completed
             $0.allocatedResources = allocated.proto
             $0.offeredResources = offered.proto

@@ -90,7 +90,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
     package func revive(request: Keel_V1_ReviveRequest, context: ServerContext) async throws -> Keel_V1_ReviveResponse {
         try await mappingErrors {
             try requireFramework(request.frameworkID.value)
-            try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), false) }
+            try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), false, roles: request.roles) }
             broker.requestAllocation()
             return Keel_V1_ReviveResponse()
         }
@@ -99,7 +99,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
     package func suppress(request: Keel_V1_SuppressRequest, context: ServerContext) async throws -> Keel_V1_SuppressResponse {
         try await mappingErrors {
             try requireFramework(request.frameworkID.value)
-            try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), true) }
+            try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), true, roles: request.roles) }
             return Keel_V1_SuppressResponse()
         }
     }

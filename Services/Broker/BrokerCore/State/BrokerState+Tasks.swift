@@ -9,7 +9,7 @@ import SwiftProtobuf
 extension BrokerState {
     // MARK: Accept
 
-    /// Accepts offers with LAUNCH, RESERVE and UNRESERVE operations: validates every operation in
+    /// Accepts offers with LAUNCH, LAUNCH_GROUP, RESERVE and UNRESERVE operations: validates every operation in
     /// order against what is left of the offers first, then applies the reservations, records
     /// each task as STAGING and sends it to its agent, and returns what was left of the offers
     /// to the pool (filtered from this framework for `refuseSeconds`).
@@ -65,7 +65,24 @@ extension BrokerState {
                 reservations.append(
                     try checkUnreserve(operation.unreserve.resources, pool: &remaining, dynamic: &dynamic, agent: agentID))
             case .launchGroup:
-                throw KeelError.invalidArgument("operation LAUNCH_GROUP is not supported by this broker yet; use LAUNCH")
+                // A task group lands on one agent all together or not at all: the whole Accept
+                // is refused if any of its tasks is invalid or they do not fit together.
+                let group = operation.launchGroup.taskGroup.tasks
+                guard !group.isEmpty else {
+                    throw KeelError.invalidArgument("a LAUNCH_GROUP has no tasks; put the group's tasks in task_group.tasks")
+                }
+                var needed = Resources()
+                for task in group {
+                    let resources = try validateLaunch(task, frameworkID: frameworkID, seen: &seen)
+                    needed += resources
+                    launches.append((task, resources))
+                }
+                guard remaining.contains(needed) else {
+                    throw KeelError.invalidArgument(
+                        "the task group \(group.map(\.taskID.value)) asks for \(needed) together but the offers only have \(remaining) left"
+                    )
+                }
+                remaining -= needed
             case .unspecified, .UNRECOGNIZED:
                 throw KeelError.invalidArgument("an operation has no type; set type to LAUNCH, RESERVE or UNRESERVE")
             }
@@ -113,11 +130,18 @@ extension BrokerState {
             }
             tasks[key] = task
             agents[agentID]?.allocated += resources
-            send(.with {
+            let delivered = send(.with {
                 $0.launch.frameworkInfo = framework.info
                 $0.launch.task = info
             }, to: agentID)
             recordTaskChange(key)
+            if !delivered {
+                // The agent's stream closed after validation: the task never reaches it.
+                brokerStatus(
+                    key, state: .taskDropped, reason: .agentDisconnected,
+                    message: "agent \(agentID) went away before the launch reached it; launch the task again", now: now
+                )
+            }
             let offer = accepted.first { $0.resources.contains(resources) } ?? accepted[0]
             pendingHops.append(TaskHop(
                 name: "offer", taskID: key.taskID.value, frameworkID: frameworkID.value, agentID: agentID.value,

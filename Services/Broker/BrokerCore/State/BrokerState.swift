@@ -115,7 +115,7 @@ struct BrokerState: Sendable {
         entry.outbound = outbound
         entry.subscribedAt = now
         entry.disconnectedAt = nil
-        entry.suppressed = false
+        entry.suppressedRoles = []
         frameworks[id] = entry
         ensureAllocatorFramework(id, roles: entry.info.roles, now: now)
         ledger {
@@ -146,12 +146,28 @@ struct BrokerState: Sendable {
         }.map(\.id)
     }
 
-    mutating func setSuppressed(_ id: FrameworkID, _ suppressed: Bool) throws {
+    /// Suppresses or revives offers to a framework for `roles` (all its roles when empty).
+    /// Reviving also drops the framework's decline filters, as in Mesos.
+    ///
+    /// Throws ``KeelError/Code/invalidArgument`` (changing nothing) for a role the framework is
+    /// not subscribed to.
+    mutating func setSuppressed(_ id: FrameworkID, _ suppressed: Bool, roles: [String] = []) throws {
         var entry = try activeFramework(id.value)
-        entry.suppressed = suppressed
+        for role in roles where !entry.roles.contains(role) {
+            throw KeelError.invalidArgument(
+                "framework \(id) is not subscribed to role '\(role)' (its roles: \(entry.roles.joined(separator: ", "))); name one of its roles or none for all"
+            )
+        }
+        let chosen = roles.isEmpty ? entry.roles : roles
+        if suppressed { entry.suppressedRoles.formUnion(chosen) } else { entry.suppressedRoles.subtract(chosen) }
         frameworks[id] = entry
+        let allocatorRoles = roles.isEmpty ? nil : AllocatorRoles.allocatorRoles(roles)
         ledger { allocator in
-            if suppressed { try allocator.suppress(framework: id) } else { try allocator.revive(framework: id) }
+            if suppressed {
+                try allocator.suppress(framework: id, roles: allocatorRoles)
+            } else {
+                try allocator.revive(framework: id, roles: allocatorRoles)
+            }
         }
     }
 

@@ -49,7 +49,8 @@ struct FrameworkEntry: Sendable {
     var subscription: UInt64?
     /// Sends events to the subscribed framework.
     var outbound: AsyncStream<Keel_V1_Event>.Continuation?
-    var suppressed = false
+    /// Roles (API names) for which the framework suppressed offers.
+    var suppressedRoles: Set<String> = []
     /// When the framework's subscription ended; its failover timeout runs from then.
     var disconnectedAt: Date?
 
@@ -73,6 +74,16 @@ struct FrameworkEntry: Sendable {
     /// The role offers are allocated to (the first subscribed role).
     var role: String {
         info.roles.first ?? "*"
+    }
+
+    /// Every subscribed role (`*` when none is named).
+    var roles: [String] {
+        info.roles.isEmpty ? ["*"] : info.roles
+    }
+
+    /// Whether the framework suppressed offers for all its roles.
+    var suppressedAll: Bool {
+        !suppressedRoles.isEmpty && suppressedRoles.isSuperset(of: roles)
     }
 }
 
