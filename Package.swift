@@ -53,6 +53,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: Shared libraries
@@ -147,7 +148,7 @@ let package = Package(
             name: "LauncherCore",
             dependencies: [
                 "KeelAPI", "KeelCore", "KeelRPC", "KeelObservability", grpcCore, logging, metrics, tracing,
-                serviceLifecycle, swiftProtobuf,
+                serviceLifecycle, swiftProtobuf, .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Services/Launcher/LauncherCore",
             swiftSettings: keelSettings
@@ -240,7 +241,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LauncherCoreTests",
-            dependencies: ["LauncherCore", "KeelAPI", "KeelCore", "KeelRPC", logging, swiftProtobuf],
+            dependencies: [
+                "LauncherCore", "KeelAPI", "KeelCore", "KeelRPC", logging, swiftProtobuf,
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: keelSettings
         ),
         .testTarget(

@@ -165,7 +165,7 @@ struct TaskProcessTests {
         #expect(status == .exited(code: 0))
         #expect(process.user == nobody)
         #expect(ProcessTestSupport.contents(sandbox.stdoutPath) == "\(nobody.uid)\n\(nobody.gid)\n")
-        var info = stat()
+        var info = Glibc.stat()
         #expect(stat(sandbox.root + "/made-by-task", &info) == 0)
         #expect(info.st_uid == nobody.uid)
     }

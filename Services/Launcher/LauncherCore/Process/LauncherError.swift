@@ -17,6 +17,7 @@ package struct LauncherError: Error, CustomStringConvertible {
             case notFound
             case permissionDenied
             case launchFailed
+            case fetchFailed
             case internalError
         }
 
@@ -37,6 +38,10 @@ package struct LauncherError: Error, CustomStringConvertible {
         /// The task's process could not be started (missing or non-executable program,
         /// `posix_spawn` failure); the task should be reported as failed.
         package static let launchFailed = Code(.launchFailed)
+        /// A task's artifact could not be fetched into its sandbox (unreachable or missing source,
+        /// HTTP error, checksum mismatch, failed extraction); the task fails with
+        /// REASON_FETCHER_FAILED.
+        package static let fetchFailed = Code(.fetchFailed)
         /// An unexpected system failure or broken invariant inside the launcher.
         package static let internalError = Code(.internalError)
 
@@ -47,6 +52,7 @@ package struct LauncherError: Error, CustomStringConvertible {
             case .notFound: "NOT_FOUND"
             case .permissionDenied: "PERMISSION_DENIED"
             case .launchFailed: "LAUNCH_FAILED"
+            case .fetchFailed: "FETCH_FAILED"
             case .internalError: "INTERNAL"
             }
         }
