@@ -50,13 +50,59 @@ extension Allocator {
         for agent in frameworks[slot]!.filters.keys {
             agents[agent]?.filteredBy.remove(slot)
         }
-        for role in frameworks[slot]!.roles {
+        for role in Set(frameworks[slot]!.roles).union(frameworks[slot]!.allocatedByRole.keys) {
             roles[role].frameworks.remove(slot)
             refreshShares(framework: slot, role: role)
         }
         frameworks[slot] = nil
         frameworkSlots[id] = nil
         freeFrameworkSlots.append(slot)
+    }
+
+    /// Changes the roles a framework is subscribed to (Mesos' UPDATE_FRAMEWORK), keeping its
+    /// order (the first role is the default of ``allocate(framework:agent:resources:role:)``).
+    ///
+    /// A role the framework leaves while it still holds resources there stays tracked: what it
+    /// holds keeps counting for that role's share and quota until it is recovered, but nothing
+    /// more is offered to the framework for it. New roles start unsuppressed.
+    ///
+    /// Throws ``KeelError/Code/notFound`` for an unknown framework and
+    /// ``KeelError/Code/invalidArgument`` for a bad role list, changing nothing.
+    package mutating func updateFramework(id: FrameworkID, roles roleNames: [String]) throws {
+        let slot = try frameworkSlot(id)
+        guard !roleNames.isEmpty else {
+            throw KeelError.invalidArgument("framework '\(id)' must subscribe to at least one role, e.g. 'default'")
+        }
+        guard Set(roleNames).count == roleNames.count else {
+            throw KeelError.invalidArgument("framework '\(id)' lists a role twice in \(roleNames); list each role once")
+        }
+        for role in roleNames { try ResourceRole.validate(role) }
+        let old = frameworks[slot]!.roles
+        let new = roleNames.map { roleSlot($0) }
+        frameworks[slot]!.roles = new
+        for role in new where !old.contains(role) {
+            frameworks[slot]!.suppressed.remove(role)
+            if !roles[role].frameworks.contains(slot) {
+                roles[role].frameworks.upsert(slot, key: 0, tie: frameworks[slot]!.sequence)
+            }
+            refreshShares(framework: slot, role: role)
+        }
+        for role in old where !new.contains(role) {
+            if frameworks[slot]!.allocatedByRole[role]?.isZero ?? true {
+                untrack(framework: slot, role: role)
+            } else {
+                // Tracked until its resources there come back; never offered for it again.
+                frameworks[slot]!.suppressed.insert(role)
+            }
+        }
+    }
+
+    /// Drops `framework` from a role it no longer subscribes to.
+    mutating func untrack(framework: Int, role: Int) {
+        frameworks[framework]!.suppressed.remove(role)
+        frameworks[framework]!.allocatedByRole[role] = nil
+        roles[role].frameworks.remove(framework)
+        refreshShares(framework: framework, role: role)
     }
 
     /// Marks a (re)connected framework as eligible for offers.

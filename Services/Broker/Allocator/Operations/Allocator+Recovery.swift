@@ -32,6 +32,11 @@ extension Allocator {
             }
             account(ScalarVector(part), framework: frameworkSlot, role: role, adding: false)
             refreshShares(framework: frameworkSlot, role: role)
+            if !frameworks[frameworkSlot]!.roles.contains(role),
+                frameworks[frameworkSlot]!.allocatedByRole[role]?.isZero ?? true
+            {
+                untrack(framework: frameworkSlot, role: role)  // it left the role earlier
+            }
         }
         if agents[agentSlot]!.allocations[frameworkSlot]?.isEmpty == true {
             agents[agentSlot]!.allocations[frameworkSlot] = nil
