@@ -22,6 +22,8 @@ let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", packa
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let cryptoExtras = Target.Dependency.product(name: "_CryptoExtras", package: "swift-crypto")
 
 let package = Package(
     name: "keel",
@@ -53,6 +55,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: Shared libraries
@@ -117,7 +120,7 @@ let package = Package(
             name: "RegistryCore",
             dependencies: [
                 "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelObservability", grpcCore, logging, metrics,
-                tracing, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
+                tracing, serviceLifecycle, swiftProtobuf, crypto, cryptoExtras, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Services/Registry/RegistryCore",
             swiftSettings: keelSettings
@@ -231,6 +234,11 @@ let package = Package(
                 "KeelRPC", "KeelAPI", "KeelCore", grpcCore, grpcInProcess, tracing, logging, swiftProtobuf,
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
+            name: "RegistryCoreTests",
+            dependencies: ["RegistryCore", "KeelCore"],
             swiftSettings: keelSettings
         ),
         .testTarget(
