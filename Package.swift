@@ -255,7 +255,7 @@ let package = Package(
             name: "BrokerCoreTests",
             dependencies: [
                 "BrokerCore", "RegistryCore", "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelSDK", grpcCore,
-                grpcInProcess, logging, serviceLifecycle, swiftProtobuf,
+                grpcInProcess, logging, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: keelSettings
         ),
