@@ -96,6 +96,9 @@ struct RegistryAuthTests {
 
             let anonymous = await rpcFailure { _ = try await cluster.registry.refreshToken(request) }
             #expect(anonymous?.code == .unauthenticated)
+            // Without authentication nothing tells whether a framework exists.
+            let probe = await rpcFailure { _ = try await cluster.registry.refreshToken(.with { $0.frameworkID.value = "no-such" }) }
+            #expect(probe?.code == .unauthenticated)
 
             let expired = try await cluster.authority.issue(
                 frameworkID: id, principal: "analytics", roles: ["*"], now: Date().addingTimeInterval(-7200)

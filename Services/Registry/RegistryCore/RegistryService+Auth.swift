@@ -37,26 +37,41 @@ extension RegistryService {
         }
     }
 
-    /// Checks that the caller may have a new token for `record`: its current token (verified by
-    /// the interceptor) speaks for that framework, or the credential is of the framework's
-    /// principal.
-    func authorizeRefresh(of record: Keel_V1_FrameworkRecord, credential: Keel_V1_Credential?) throws {
-        let frameworkID = record.frameworkInfo.id.value
-        if RequestAuth.claims != nil {
-            try requireFramework(frameworkID)
-            return
-        }
+    /// Who asks for a new token: the framework named by the call's token (verified by the
+    /// interceptor), or the principal of the credential. Checked before the framework is looked
+    /// up, so an unauthenticated caller learns nothing about which frameworks exist.
+    func authenticateRefresh(credential: Keel_V1_Credential?) throws -> RefreshCaller {
+        if RequestAuth.claims != nil { return .framework }
         guard credential != nil || configuration.credentials.isEmpty else {
             throw KeelError.unauthenticated(
                 "refreshing a token needs the framework's current token (authorization: Bearer) or its principal's credential"
             )
         }
-        let principal = try authenticate(credential) ?? ""
-        let owner = record.frameworkInfo.principal
-        guard owner == principal else {
-            throw KeelError.permissionDenied(
-                "framework \(frameworkID) belongs to principal '\(owner)', not '\(principal)'; refresh with that principal's credential or the framework's token"
-            )
+        return .principal(try authenticate(credential) ?? "")
+    }
+
+    /// Checks that `caller` may have a new token for `record`: the token is that framework's, or
+    /// the principal is the one the framework registered as.
+    func authorizeRefresh(of record: Keel_V1_FrameworkRecord, by caller: RefreshCaller) throws {
+        let frameworkID = record.frameworkInfo.id.value
+        switch caller {
+        case .framework:
+            try requireFramework(frameworkID)
+        case .principal(let principal):
+            let owner = record.frameworkInfo.principal
+            guard owner == principal else {
+                throw KeelError.permissionDenied(
+                    "framework \(frameworkID) belongs to principal '\(owner)', not '\(principal)'; refresh with that principal's credential or the framework's token"
+                )
+            }
         }
     }
+}
+
+/// Who asked for a token refresh.
+enum RefreshCaller {
+    /// A framework, by its current token (``RequestAuth/claims``).
+    case framework
+    /// A principal, by its credential ("" in an open cluster without one).
+    case principal(String)
 }

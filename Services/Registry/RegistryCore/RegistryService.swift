@@ -87,8 +87,9 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Keel_V1_RefreshTokenResponse {
         try await mappingErrors {
+            let caller = try authenticateRefresh(credential: request.hasCredential ? request.credential : nil)
             let record = try await registry.get(request.frameworkID.value)
-            try authorizeRefresh(of: record, credential: request.hasCredential ? request.credential : nil)
+            try authorizeRefresh(of: record, by: caller)
             guard record.state != .completed else {
                 throw KeelError.failedPrecondition("framework \(request.frameworkID.value) was torn down; register a new framework")
             }
