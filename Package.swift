@@ -22,6 +22,8 @@ let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", packa
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let cryptoExtras = Target.Dependency.product(name: "_CryptoExtras", package: "swift-crypto")
 
 let package = Package(
     name: "keel",
@@ -118,7 +120,7 @@ let package = Package(
             name: "RegistryCore",
             dependencies: [
                 "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelObservability", grpcCore, logging, metrics,
-                tracing, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
+                tracing, serviceLifecycle, swiftProtobuf, crypto, cryptoExtras, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Services/Registry/RegistryCore",
             swiftSettings: keelSettings
@@ -235,6 +237,11 @@ let package = Package(
             swiftSettings: keelSettings
         ),
         .testTarget(
+            name: "RegistryCoreTests",
+            dependencies: ["RegistryCore", "KeelCore"],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
             name: "KeelStoreTests",
             dependencies: ["KeelStore", logging, serviceLifecycle],
             swiftSettings: keelSettings
@@ -251,7 +258,7 @@ let package = Package(
             name: "BrokerCoreTests",
             dependencies: [
                 "BrokerCore", "RegistryCore", "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelSDK", grpcCore,
-                grpcInProcess, logging, serviceLifecycle, swiftProtobuf,
+                grpcInProcess, logging, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: keelSettings
         ),

@@ -18,8 +18,11 @@ import Synchronization
 /// }
 /// ```
 ///
-/// Everything the driver starts ends when `run` returns: the subscription closes, and the
-/// connections are shut down.
+/// The driver renews the framework's token with the registry before it expires (tokens are
+/// short-lived), so `body` can run for as long as it likes.
+///
+/// Everything the driver starts ends when `run` returns: the subscription closes, the token is
+/// no longer renewed, and the connections are shut down.
 public struct SchedulerDriver: Sendable {
     /// Where to connect and who to be.
     public let configuration: SchedulerConfiguration
@@ -52,9 +55,12 @@ public struct SchedulerDriver: Sendable {
         }
         var info = registration.record.frameworkInfo
         info.id = registration.frameworkID
-        let token = registration.token
+        let tokens = TokenRefresher(
+            token: registration.token, expiresAt: registration.tokenExpiresAt.date, frameworkID: registration.frameworkID,
+            registry: registryEndpoint, credential: configuration.credential
+        )
         let frameworkInfo = info
-        return try await withKeelClient(brokerEndpoint, token: { token }) { client in
+        return try await withKeelClient(brokerEndpoint, token: { tokens.token }) { client in
             let scheduler = Keel_V1_Scheduler.Client(wrapping: client)
             let (events, continuation) = AsyncThrowingStream.makeStream(of: Keel_V1_Event.self)
             let (subscribed, subscribedContinuation) = AsyncThrowingStream.makeStream(of: Void.self)
@@ -76,6 +82,7 @@ public struct SchedulerDriver: Sendable {
                         subscribedContinuation.finish(throwing: error)
                     }
                 }
+                group.addTask { await tokens.run() }
                 defer { group.cancelAll() }
                 // Calls made before the broker has the subscription could miss their answers
                 // (reconciliation updates go to the subscribed stream), so wait for SUBSCRIBED.

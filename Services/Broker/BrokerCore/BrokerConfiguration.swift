@@ -1,3 +1,4 @@
+package import KeelCore
 package import KeelRPC
 
 /// What keel-broker needs to run, filled by its `main` from flags and `KEEL_*` variables.
@@ -17,6 +18,9 @@ package struct BrokerConfiguration: Sendable {
     /// An offer left unanswered this long is rescinded and its resources re-offered; nil keeps
     /// offers until they are answered.
     package var offerTimeout: Duration?
+    /// Who may run tasks as which users and tear down which frameworks; everything is allowed
+    /// without an ACL file.
+    package var acls: ACLs = .allowAll
 
     /// The defaults for a registry at `registry`.
     package static func defaults(registry: Endpoint) -> BrokerConfiguration {

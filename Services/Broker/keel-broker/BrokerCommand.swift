@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import GRPCCore
 import KeelAPI
+import KeelCore
 import KeelObservability
 import KeelRPC
 import KeelStore
@@ -34,6 +35,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "Rescind offers left unanswered this long, e.g. 30s; 0 keeps them until answered. [env: KEEL_OFFER_TIMEOUT] (default: 60s)")
     var offerTimeout: String?
 
+    @Option(help: "ACL document (JSON) saying which principals may run tasks as which users and tear down which frameworks; unset allows all. [env: KEEL_ACLS_FILE]")
+    var aclsFile: String?
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -52,6 +56,9 @@ struct BrokerCommand: AsyncParsableCommand {
         configuration.offerInterval = try options.duration(offerInterval, "KEEL_OFFER_INTERVAL", default: configuration.offerInterval)
         let timeout = try options.duration(offerTimeout, "KEEL_OFFER_TIMEOUT", default: .seconds(60))
         configuration.offerTimeout = timeout == .zero ? nil : timeout
+        if let path = options.optionalString(aclsFile, "KEEL_ACLS_FILE") {
+            configuration.acls = try ACLs.load(path: path)
+        }
 
         try await Daemon.run(configuration: daemon) { context in
             try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)

@@ -56,6 +56,12 @@ package struct FrameworkRegistry: Sendable {
                 "framework \(id) was torn down and cannot re-register; register a new framework (empty id)"
             )
         }
+        let owner = record.frameworkInfo.principal
+        guard owner.isEmpty || owner == info.principal else {
+            throw KeelError.permissionDenied(
+                "framework \(id) was registered by principal '\(owner)'; only '\(owner)' may re-register it, so use its credential"
+            )
+        }
         var info = info
         if info.roles.isEmpty { info.roles = ["*"] }
         record.frameworkInfo = info

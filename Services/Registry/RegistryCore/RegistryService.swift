@@ -9,11 +9,15 @@ import ServiceLifecycle
 import SwiftProtobuf
 
 /// The `keel.v1.Registry` gRPC service: framework registration, tokens and the watch stream.
+///
+/// With credentials configured, registration needs a principal and its secret; every
+/// registration is checked against the `register_frameworks` ACL; a token is refreshed with the
+/// framework's current token (`authorization: Bearer`) or its principal's credential.
 package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
     private let registry: FrameworkRegistry
-    private let authority: TokenAuthority
+    let authority: TokenAuthority
     private let store: any KeyValueStore
-    private let configuration: RegistryConfiguration
+    let configuration: RegistryConfiguration
     private let logger: Logger
 
     /// Creates the service over an opened store and loaded signing key.
@@ -32,10 +36,12 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
         try await mappingErrors {
             var info = request.frameworkInfo
             let principal = try authenticate(request.hasCredential ? request.credential : nil)
-            if !principal.isEmpty { info.principal = principal }
+            if let principal { info.principal = principal }
+            try authorizeRoles(of: info)
             let record = try await registry.register(info)
             let (token, expires) = try await authority.issue(
-                frameworkID: record.frameworkInfo.id.value, principal: principal, roles: record.frameworkInfo.roles
+                frameworkID: record.frameworkInfo.id.value, principal: record.frameworkInfo.principal,
+                roles: record.frameworkInfo.roles
             )
             return .with {
                 $0.frameworkID = record.frameworkInfo.id
@@ -81,13 +87,15 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Keel_V1_RefreshTokenResponse {
         try await mappingErrors {
-            let principal = try authenticate(request.hasCredential ? request.credential : nil)
+            let caller = try authenticateRefresh(credential: request.hasCredential ? request.credential : nil)
             let record = try await registry.get(request.frameworkID.value)
+            try authorizeRefresh(of: record, by: caller)
             guard record.state != .completed else {
                 throw KeelError.failedPrecondition("framework \(request.frameworkID.value) was torn down; register a new framework")
             }
             let (token, expires) = try await authority.issue(
-                frameworkID: record.frameworkInfo.id.value, principal: principal, roles: record.frameworkInfo.roles
+                frameworkID: record.frameworkInfo.id.value, principal: record.frameworkInfo.principal,
+                roles: record.frameworkInfo.roles
             )
             return .with {
                 $0.token = token
@@ -134,27 +142,4 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
             }
         }
     }
-
-    /// Checks a credential against the configured ones; returns the principal ("" when open).
-    private func authenticate(_ credential: Keel_V1_Credential?) throws -> String {
-        guard !configuration.credentials.isEmpty else { return credential?.principal ?? "" }
-        guard let credential, !credential.principal.isEmpty else {
-            throw KeelError(code: .unauthenticated, message: "this registry requires a credential: send principal and secret")
-        }
-        guard let secret = configuration.credentials[credential.principal], constantTimeEquals(secret, credential.secret) else {
-            throw KeelError(code: .unauthenticated, message: "wrong principal or secret for '\(credential.principal)'")
-        }
-        return credential.principal
-    }
-}
-
-/// Compares two secrets without leaking where they differ through timing.
-private func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
-    let a = Array(lhs.utf8)
-    let b = Array(rhs.utf8)
-    var difference = UInt8(a.count == b.count ? 0 : 1)
-    for index in 0..<max(a.count, b.count) {
-        difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
-    }
-    return difference == 0
 }

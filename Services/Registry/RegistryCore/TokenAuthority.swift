@@ -1,7 +1,7 @@
 package import Foundation
 import JWTKit
 import KeelCore
-import KeelRPC
+package import KeelRPC
 package import KeelStore
 package import Logging
 
@@ -10,6 +10,7 @@ package import Logging
 /// The private key is created on first start and kept in the store, so tokens stay valid across
 /// registry restarts and replicas share one key.
 package actor TokenAuthority {
+
     private static let keyPath = "/keel/registry/signing-key"
 
     private let keys: JWTKeyCollection
@@ -52,6 +53,13 @@ package actor TokenAuthority {
         let collection = JWTKeyCollection()
         await collection.add(ecdsa: privateKey, kid: JWKIdentifier(string: keyID))
         return TokenAuthority(keys: collection, keyID: keyID, jwksJSON: json, ttl: tokenTTL)
+    }
+
+    /// A verifier of the tokens this authority issues.
+    package func makeVerifier() async throws -> TokenVerifier {
+        let verifier = TokenVerifier()
+        try await verifier.install(jwksJSON: jwksJSON)
+        return verifier
     }
 
     /// Issues a token for a framework; returns it and when it expires.

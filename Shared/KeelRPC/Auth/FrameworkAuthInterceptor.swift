@@ -11,14 +11,18 @@ package enum RequestAuth {
 /// Verifies the `authorization: Bearer <token>` of every call to the services it is applied to
 /// and makes the claims available as ``RequestAuth/claims``.
 ///
-/// A call without a token, or with one that does not verify, fails with `UNAUTHENTICATED` before
-/// the handler runs.
+/// A call with a token that does not verify fails with `UNAUTHENTICATED` before the handler
+/// runs; so does a call without a token unless the interceptor was made with
+/// `requiresToken: false` (the handler then sees no claims and authenticates the caller another
+/// way).
 package struct FrameworkAuthInterceptor: ServerInterceptor {
     private let verifier: TokenVerifier
+    private let requiresToken: Bool
 
     /// Creates the interceptor.
-    package init(verifier: TokenVerifier) {
+    package init(verifier: TokenVerifier, requiresToken: Bool = true) {
         self.verifier = verifier
+        self.requiresToken = requiresToken
     }
 
     package func intercept<Input: Sendable, Output: Sendable>(
@@ -27,6 +31,7 @@ package struct FrameworkAuthInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         guard let token = request.metadata.bearerToken else {
+            guard requiresToken else { return try await next(request, context) }
             throw RPCError(
                 code: .unauthenticated,
                 message: "missing framework token: register with keel-registry and send 'authorization: Bearer <token>'"

@@ -38,10 +38,16 @@ package actor TokenVerifier {
         }
         do {
             return try await keys.verify(token, as: FrameworkClaims.self)
+        } catch let error as JWTError where error.failedClaim is ExpirationClaim {
+            throw KeelError(
+                code: .unauthenticated,
+                message: "the framework token has expired; get a new one with the registry's RefreshToken (the KeelSDK driver does this before expiry) or register again",
+                cause: error
+            )
         } catch {
             throw KeelError(
                 code: .unauthenticated,
-                message: "the framework token was refused (\(error)); register with keel-registry again to get a fresh token",
+                message: "the framework token was refused (\(error)); send the token keel-registry issued, unaltered, or register again to get a fresh one",
                 cause: error
             )
         }

@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCInProcessTransport
 import KeelSDK
 import KeelAPI
+import KeelCore
 import KeelRPC
 import KeelStore
 import Logging
@@ -27,9 +28,13 @@ struct InProcessCluster {
     ///
     /// With `directory`, the stores live there and are kept (the caller removes it), so a second
     /// cluster on the same directory recovers what the first one stored, like a restart.
+    /// `registryConfiguration` sets the registry's credentials, ACLs and token lifetime; `acls`
+    /// are the broker's.
     static func with(
         offerTimeout: Duration? = nil,
         directory kept: URL? = nil,
+        registryConfiguration: RegistryConfiguration = .defaults,
+        acls: ACLs = .allowAll,
         _ body: @Sendable (InProcessCluster) async throws -> Void
     ) async throws {
         let directory = kept ?? FileManager.default.temporaryDirectory.appendingPathComponent("keel-broker-tests-\(UUID().uuidString)")
@@ -39,12 +44,15 @@ struct InProcessCluster {
         logger.logLevel = .warning
         let registryStore = try await SQLiteStore.open(path: directory.appendingPathComponent("registry.sqlite").path, logger: logger)
         let brokerStore = try await SQLiteStore.open(path: directory.appendingPathComponent("broker.sqlite").path, logger: logger)
-        let authority = try await TokenAuthority.load(store: registryStore, tokenTTL: .seconds(3600), logger: logger)
+        let authority = try await TokenAuthority.load(
+            store: registryStore, tokenTTL: registryConfiguration.tokenTTL, logger: logger
+        )
         let inProcess = InProcessTransport()
         let client = GRPCClient(transport: inProcess.client)
         var configuration = BrokerConfiguration.defaults(registry: Endpoint(host: "127.0.0.1", port: 1))
         configuration.offerInterval = .milliseconds(100)
         configuration.offerTimeout = offerTimeout
+        configuration.acls = acls
         let broker = Broker(
             configuration: configuration,
             store: brokerStore,
@@ -56,24 +64,31 @@ struct InProcessCluster {
         let server = GRPCServer(
             transport: inProcess.server,
             services: [
-                RegistryService(store: registryStore, authority: authority, configuration: .defaults, logger: logger),
+                RegistryService(store: registryStore, authority: authority, configuration: registryConfiguration, logger: logger),
                 SchedulerService(broker: broker), AgentStreamService(broker: broker), OperatorService(broker: broker),
             ],
             interceptorPipeline: [
                 .apply(FrameworkAuthInterceptor(verifier: broker.verifier), to: .services([Keel_V1_Scheduler.descriptor]))
-            ]
+            ] + (try await RegistryService.interceptors(authority: authority))
         )
         let cluster = InProcessCluster(client: client, broker: broker, authority: authority)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.serve() }
-            group.addTask { try await client.runConnections() }
-            group.addTask { try await broker.run() }
-            defer {
-                server.beginGracefulShutdown()
-                client.beginGracefulShutdown()
-                group.cancelAll()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await server.serve() }
+                group.addTask { try await client.runConnections() }
+                group.addTask { try await broker.run() }
+                defer {
+                    server.beginGracefulShutdown()
+                    client.beginGracefulShutdown()
+                    group.cancelAll()
+                }
+                try await body(cluster)
             }
-            try await body(cluster)
+        } catch {
+            // Close the stores on failure too, so the test reports its error.
+            try? await registryStore.close()
+            try? await brokerStore.close()
+            throw error
         }
         try await registryStore.close()
         try await brokerStore.close()
@@ -81,13 +96,21 @@ struct InProcessCluster {
 
     /// Registers a framework; returns its id and token.
     func register(
-        _ name: String, roles: [String] = [], capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = []
+        _ name: String,
+        capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = [],
+        user: String = "root",
+        roles: [String] = [],
+        credential: (principal: String, secret: String)? = nil
     ) async throws -> (String, String) {
         let request = Keel_V1_RegisterFrameworkRequest.with {
             $0.frameworkInfo.name = name
-            $0.frameworkInfo.user = "root"
+            $0.frameworkInfo.user = user
             $0.frameworkInfo.roles = roles
             $0.frameworkInfo.capabilities = capabilities.map { type in .with { $0.type = type } }
+            if let credential {
+                $0.credential.principal = credential.principal
+                $0.credential.secret = credential.secret
+            }
         }
         let response = try await registry.registerFramework(request)
         return (response.frameworkID.value, response.token)
@@ -150,10 +173,13 @@ extension InProcessCluster {
         hostname: String,
         roles: [String] = [],
         capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = [],
+        user: String = "root",
+        credential: (principal: String, secret: String)? = nil,
         agentID requestedAgentID: Keel_V1_AgentID? = nil,
         _ body: @Sendable (ConnectedPair) async throws -> Void
     ) async throws {
-        let (frameworkID, token) = try await register(name, roles: roles, capabilities: capabilities)
+        let (frameworkID, token) = try await register(
+            name, capabilities: capabilities, user: user, roles: roles, credential: credential)
         let agentInbox = Inbox<Keel_V1_BrokerMessage>()
         let frameworkInbox = Inbox<Keel_V1_Event>()
         let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)

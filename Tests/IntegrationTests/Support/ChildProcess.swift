@@ -23,8 +23,9 @@ final class ChildProcess: Sendable {
     private let collected = Collected()
     let commandLine: String
 
-    /// Starts `executable` with `arguments`; the environment is this process's plus `environment`.
-    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    /// Starts `executable` with `arguments`; the environment is this process's plus `environment`;
+    /// `stdin` is written to its standard input (which is empty otherwise).
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -35,7 +36,8 @@ final class ChildProcess: Sendable {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let input = stdin.map { _ in Pipe() }
+        process.standardInput = input ?? FileHandle.nullDevice
         self.process = process
         self.commandLine = ([executable] + arguments).joined(separator: " ")
         let state = collected
@@ -60,6 +62,10 @@ final class ChildProcess: Sendable {
             }
         }
         try process.run()
+        if let input, let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        }
     }
 
     var pid: Int32 { process.processIdentifier }

@@ -12,15 +12,16 @@ final class LocalClusterFixture: Sendable {
     let basePort: Int
     let up: ChildProcess
 
-    /// Starts `keel up` and waits until every daemon is ready.
-    init() async throws {
+    /// Starts `keel up` and waits until every daemon is ready; `environment` is added to what
+    /// `keel up` and its daemons see.
+    init(environment: [String: String] = [:]) async throws {
         binDir = Self.buildDirectory()
         dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("keel-e2e-\(UUID().uuidString)").path
         basePort = try Self.freeBasePort()
         up = try ChildProcess(
             "\(binDir)/keel",
             ["up", "--data-dir", dataDir, "--base-port", "\(basePort)", "--resources", "cpus:4;mem:4096;ports:[\(basePort + 10)-\(basePort + 19)]"],
-            environment: ["KEEL_EXIT_WITH_PARENT": "1"]
+            environment: environment.merging(["KEEL_EXIT_WITH_PARENT": "1"]) { $1 }
         )
         let endpoints = "\(dataDir)/endpoints.json"
         let up = self.up

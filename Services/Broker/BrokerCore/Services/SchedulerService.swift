@@ -63,6 +63,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
     package func accept(request: Keel_V1_AcceptRequest, context: ServerContext) async throws -> Keel_V1_AcceptResponse {
         try await mappingErrors {
             try requireFramework(request.frameworkID.value)
+            try broker.authorizeLaunches(request)
             let launched = try broker.mutate { try $0.accept(request, now: Date()) }
             broker.requestAllocation()
             return .with { $0.launched = launched.map { id in .with { $0.value = id.value } } }
@@ -141,7 +142,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
     package func teardown(request: Keel_V1_TeardownRequest, context: ServerContext) async throws -> Keel_V1_TeardownResponse {
         try await mappingErrors {
             try requireFramework(request.frameworkID.value)
-            _ = try broker.read { try $0.activeFramework(request.frameworkID.value) }
+            try broker.authorizeTeardown(of: request.frameworkID.value)
             try await broker.teardownInRegistry(FrameworkID(request.frameworkID.value))
             return Keel_V1_TeardownResponse()
         }

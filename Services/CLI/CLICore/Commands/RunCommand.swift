@@ -59,6 +59,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Failures in a row before the task counts as unhealthy.")
     var healthFailures: UInt32 = 3
 
+    @Option(help: "The principal to register as when the registry requires credentials; its secret is read from the KEEL_SECRET variable, never from the command line. [env: KEEL_PRINCIPAL]")
+    var principal: String?
+
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
     var command: [String] = []
 
@@ -79,6 +82,19 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
+    /// The credential from `--principal`/`KEEL_PRINCIPAL` and `KEEL_SECRET`; nil for an open cluster.
+    private func credential() throws -> Keel_V1_Credential? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let principal = principal ?? environment["KEEL_PRINCIPAL"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        guard let secret = environment["KEEL_SECRET"], !secret.isEmpty else {
+            throw ValidationError("principal '\(principal)' needs its secret in the KEEL_SECRET variable")
+        }
+        return .with {
+            $0.principal = principal
+            $0.secret = secret
+        }
+    }
+
     func run() async throws {
         let args = command.first == "--" ? Array(command.dropFirst()) : command
         let taskID = "\(name)-\(UUID().uuidString.prefix(8).lowercased())"
@@ -92,7 +108,8 @@ struct RunCommand: AsyncParsableCommand {
         let driver = SchedulerDriver(configuration: .init(
             registry: try cluster.registryEndpoint().description,
             broker: try cluster.brokerEndpoint().description,
-            frameworkInfo: frameworkInfo
+            frameworkInfo: frameworkInfo,
+            credential: try credential()
         ))
         let brokerEndpoint = try cluster.brokerEndpoint()
         let json = cluster.json

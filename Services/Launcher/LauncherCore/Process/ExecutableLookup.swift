@@ -40,7 +40,7 @@ enum ExecutableLookup {
 
     /// 0 if `path` is an executable regular file, else the `errno` `execve` would report.
     private static func check(_ path: String) -> Int32 {
-        var info = stat()
+        var info = Glibc.stat()
         guard stat(path, &info) == 0 else { return errno }
         guard info.st_mode & S_IFMT == S_IFREG else { return EACCES }
         guard access(path, X_OK) == 0 else { return errno }

@@ -49,7 +49,7 @@ extension TaskSandbox {
             throw LauncherError.system("open", errno: errno, message: "cannot open '\(path)' in the sandbox")
         }
         defer { close(fd) }
-        var info = stat()
+        var info = Glibc.stat()
         guard fstat(fd, &info) == 0 else {
             throw LauncherError.system("fstat", errno: errno, message: "cannot stat '\(path)' in the sandbox")
         }
@@ -111,7 +111,7 @@ extension TaskSandbox {
                 String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
             }
             if name == "." || name == ".." { continue }
-            var info = stat()
+            var info = Glibc.stat()
             guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
             entries.append(
                 SandboxEntry(

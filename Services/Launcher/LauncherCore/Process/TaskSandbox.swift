@@ -144,7 +144,7 @@ package struct TaskSandbox: Sendable, Hashable {
 
     /// The `S_IFMT` bits of `path` (symlinks followed).
     static func fileType(_ path: String) throws(LauncherError) -> mode_t {
-        var info = stat()
+        var info = Glibc.stat()
         guard stat(path, &info) == 0 else {
             throw LauncherError.system("stat", errno: errno, message: "cannot stat '\(path)'")
         }

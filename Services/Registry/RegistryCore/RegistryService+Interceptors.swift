@@ -1,0 +1,17 @@
+package import GRPCCore
+import KeelAPI
+import KeelRPC
+
+extension RegistryService {
+    /// The interceptors the registry's server applies: `RefreshToken` accepts the framework's
+    /// current token as `authorization: Bearer` (or, without one, a credential in the request).
+    package static func interceptors(authority: TokenAuthority) async throws -> [ConditionalInterceptor<any ServerInterceptor>] {
+        let verifier = try await authority.makeVerifier()
+        return [
+            .apply(
+                FrameworkAuthInterceptor(verifier: verifier, requiresToken: false),
+                to: .methods([Keel_V1_Registry.Method.RefreshToken.descriptor])
+            )
+        ]
+    }
+}
