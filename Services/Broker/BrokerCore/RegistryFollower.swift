@@ -51,6 +51,8 @@ package protocol FrameworkDirectory: Sendable {
     func framework(_ id: String) async throws -> Keel_V1_FrameworkRecord
     /// Completes a framework in the registry.
     func teardown(_ id: String) async throws
+    /// Changes a framework in the registry on its behalf, with its token; returns the stored info.
+    func update(_ info: Keel_V1_FrameworkInfo, token: String) async throws -> Keel_V1_FrameworkInfo
 }
 
 /// A ``FrameworkDirectory`` backed by a keel-registry client.
@@ -68,6 +70,12 @@ package struct RegistryDirectory<Client: Keel_V1_Registry.ClientProtocol>: Frame
 
     package func teardown(_ id: String) async throws {
         _ = try await client.teardownFramework(.with { $0.frameworkID.value = id })
+    }
+
+    package func update(_ info: Keel_V1_FrameworkInfo, token: String) async throws -> Keel_V1_FrameworkInfo {
+        try await client.updateFramework(
+            .with { $0.frameworkInfo = info }, metadata: ["authorization": "Bearer \(token)"]
+        ).frameworkInfo
     }
 }
 

@@ -70,6 +70,40 @@ package struct FrameworkRegistry: Sendable {
         return record
     }
 
+    /// Changes what a framework may change about itself (Mesos' UPDATE_FRAMEWORK): roles,
+    /// capabilities, name, labels, web UI and failover timeout. Its id, principal and user stay.
+    ///
+    /// Throws ``KeelError/Code/notFound`` for an unknown framework,
+    /// ``KeelError/Code/failedPrecondition`` for a completed one and
+    /// ``KeelError/Code/invalidArgument`` for invalid info or an attempt to change the user;
+    /// nothing changes on error.
+    package func update(_ info: Keel_V1_FrameworkInfo) async throws -> Keel_V1_FrameworkRecord {
+        let id = info.id.value
+        guard !id.isEmpty else {
+            throw KeelError.invalidArgument("framework_info.id is empty; name the framework to update")
+        }
+        guard let stored = try await store.get(key(id)) else {
+            throw KeelError.notFound("framework \(id) is not registered")
+        }
+        var record = try Keel_V1_FrameworkRecord(serializedBytes: stored.value)
+        guard record.state != .completed else {
+            throw KeelError.failedPrecondition("framework \(id) was torn down; register a new framework")
+        }
+        var changed = info
+        changed.principal = record.frameworkInfo.principal
+        if changed.user.isEmpty { changed.user = record.frameworkInfo.user }
+        guard changed.user == record.frameworkInfo.user else {
+            throw KeelError.invalidArgument(
+                "framework \(id) runs as user '\(record.frameworkInfo.user)'; the user cannot change (register a new framework)")
+        }
+        if changed.roles.isEmpty { changed.roles = ["*"] }
+        try Self.validate(changed)
+        record.frameworkInfo = changed
+        _ = try await store.compareAndPut(key(id), value: try record.serializedBytes(), expectedModRevision: stored.modRevision)
+        logger.info("framework updated", metadata: ["keel.framework_id": "\(id)", "keel.roles": "\(changed.roles)"])
+        return record
+    }
+
     /// The record of one framework.
     package func get(_ id: String) async throws -> Keel_V1_FrameworkRecord {
         guard !id.isEmpty else { throw KeelError.invalidArgument("framework_id is empty; pass the id returned by RegisterFramework") }
@@ -126,6 +160,9 @@ package struct FrameworkRegistry: Sendable {
         }
         for role in info.roles {
             try validateRole(role)
+        }
+        guard Set(info.roles).count == info.roles.count else {
+            throw KeelError.invalidArgument("framework_info.roles names a role twice (\(info.roles)); list each role once")
         }
     }
 

@@ -104,6 +104,22 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
         }
     }
 
+    package func updateFramework(
+        request: Keel_V1_UpdateFrameworkRequest,
+        context: ServerContext
+    ) async throws -> Keel_V1_UpdateFrameworkResponse {
+        try await mappingErrors {
+            let id = request.frameworkInfo.id.value
+            try requireFramework(id)
+            let current = try await registry.get(id)
+            var info = request.frameworkInfo
+            info.principal = current.frameworkInfo.principal
+            try authorizeRoles(of: info)
+            let record = try await registry.update(info)
+            return .with { $0.frameworkInfo = record.frameworkInfo }
+        }
+    }
+
     package func getTokenKeys(
         request: Keel_V1_GetTokenKeysRequest,
         context: ServerContext

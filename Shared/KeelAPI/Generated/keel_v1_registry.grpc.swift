@@ -87,6 +87,19 @@ public enum Keel_V1_Registry: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "UpdateFramework" metadata.
+        public enum UpdateFramework: Sendable {
+            /// Request type for "UpdateFramework".
+            public typealias Input = Keel_V1_UpdateFrameworkRequest
+            /// Response type for "UpdateFramework".
+            public typealias Output = Keel_V1_UpdateFrameworkResponse
+            /// Descriptor for "UpdateFramework".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Registry"),
+                method: "UpdateFramework",
+                type: .unary
+            )
+        }
         /// Namespace for "WatchFrameworks" metadata.
         public enum WatchFrameworks: Sendable {
             /// Request type for "WatchFrameworks".
@@ -120,6 +133,7 @@ public enum Keel_V1_Registry: Sendable {
             ListFrameworks.descriptor,
             TeardownFramework.descriptor,
             RefreshToken.descriptor,
+            UpdateFramework.descriptor,
             WatchFrameworks.descriptor,
             GetTokenKeys.descriptor
         ]
@@ -217,6 +231,27 @@ extension Keel_V1_Registry {
             request: GRPCCore.StreamingServerRequest<Keel_V1_RefreshTokenRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_RefreshTokenResponse>
+
+        /// Handle the "UpdateFramework" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a framework's roles, capabilities, name, labels, webui_url and failover timeout
+        /// > (not its id, principal or user). Authenticated by the framework's token
+        /// > (authorization: Bearer); the new roles are checked against the register_frameworks ACL.
+        /// > The broker's Scheduler.UpdateFramework forwards here.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_UpdateFrameworkRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_UpdateFrameworkResponse` messages.
+        func updateFramework(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_UpdateFrameworkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UpdateFrameworkResponse>
 
         /// Handle the "WatchFrameworks" method.
         ///
@@ -333,6 +368,27 @@ extension Keel_V1_Registry {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Keel_V1_RefreshTokenResponse>
 
+        /// Handle the "UpdateFramework" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a framework's roles, capabilities, name, labels, webui_url and failover timeout
+        /// > (not its id, principal or user). Authenticated by the framework's token
+        /// > (authorization: Bearer); the new roles are checked against the register_frameworks ACL.
+        /// > The broker's Scheduler.UpdateFramework forwards here.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateFrameworkRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Keel_V1_UpdateFrameworkResponse` message.
+        func updateFramework(
+            request: GRPCCore.ServerRequest<Keel_V1_UpdateFrameworkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Keel_V1_UpdateFrameworkResponse>
+
         /// Handle the "WatchFrameworks" method.
         ///
         /// > Source IDL Documentation:
@@ -446,6 +502,27 @@ extension Keel_V1_Registry {
             context: GRPCCore.ServerContext
         ) async throws -> Keel_V1_RefreshTokenResponse
 
+        /// Handle the "UpdateFramework" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a framework's roles, capabilities, name, labels, webui_url and failover timeout
+        /// > (not its id, principal or user). Authenticated by the framework's token
+        /// > (authorization: Bearer); the new roles are checked against the register_frameworks ACL.
+        /// > The broker's Scheduler.UpdateFramework forwards here.
+        ///
+        /// - Parameters:
+        ///   - request: A `Keel_V1_UpdateFrameworkRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Keel_V1_UpdateFrameworkResponse` to respond with.
+        func updateFramework(
+            request: Keel_V1_UpdateFrameworkRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Keel_V1_UpdateFrameworkResponse
+
         /// Handle the "WatchFrameworks" method.
         ///
         /// > Source IDL Documentation:
@@ -545,6 +622,17 @@ extension Keel_V1_Registry.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Keel_V1_Registry.Method.UpdateFramework.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UpdateFrameworkRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UpdateFrameworkResponse>(),
+            handler: { request, context in
+                try await self.updateFramework(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Keel_V1_Registry.Method.WatchFrameworks.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_WatchFrameworksRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_FrameworkEvent>(),
@@ -621,6 +709,17 @@ extension Keel_V1_Registry.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_RefreshTokenResponse> {
         let response = try await self.refreshToken(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateFramework(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_UpdateFrameworkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_UpdateFrameworkResponse> {
+        let response = try await self.updateFramework(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -711,6 +810,19 @@ extension Keel_V1_Registry.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Keel_V1_RefreshTokenResponse> {
         return GRPCCore.ServerResponse<Keel_V1_RefreshTokenResponse>(
             message: try await self.refreshToken(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateFramework(
+        request: GRPCCore.ServerRequest<Keel_V1_UpdateFrameworkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Keel_V1_UpdateFrameworkResponse> {
+        return GRPCCore.ServerResponse<Keel_V1_UpdateFrameworkResponse>(
+            message: try await self.updateFramework(
                 request: request.message,
                 context: context
             ),
@@ -851,6 +963,32 @@ extension Keel_V1_Registry {
             deserializer: some GRPCCore.MessageDeserializer<Keel_V1_RefreshTokenResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_RefreshTokenResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateFramework" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a framework's roles, capabilities, name, labels, webui_url and failover timeout
+        /// > (not its id, principal or user). Authenticated by the framework's token
+        /// > (authorization: Bearer); the new roles are checked against the register_frameworks ACL.
+        /// > The broker's Scheduler.UpdateFramework forwards here.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateFrameworkRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UpdateFrameworkRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UpdateFrameworkResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateFramework<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UpdateFrameworkRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UpdateFrameworkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UpdateFrameworkResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateFrameworkResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "WatchFrameworks" method.
@@ -1066,6 +1204,43 @@ extension Keel_V1_Registry {
             )
         }
 
+        /// Call the "UpdateFramework" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a framework's roles, capabilities, name, labels, webui_url and failover timeout
+        /// > (not its id, principal or user). Authenticated by the framework's token
+        /// > (authorization: Bearer); the new roles are checked against the register_frameworks ACL.
+        /// > The broker's Scheduler.UpdateFramework forwards here.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Keel_V1_UpdateFrameworkRequest` message.
+        ///   - serializer: A serializer for `Keel_V1_UpdateFrameworkRequest` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_UpdateFrameworkResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateFramework<Result>(
+            request: GRPCCore.ClientRequest<Keel_V1_UpdateFrameworkRequest>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_UpdateFrameworkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_UpdateFrameworkResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateFrameworkResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Keel_V1_Registry.Method.UpdateFramework.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "WatchFrameworks" method.
         ///
         /// > Source IDL Documentation:
@@ -1257,6 +1432,38 @@ extension Keel_V1_Registry.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_RefreshTokenRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_RefreshTokenResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateFramework" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes a framework's roles, capabilities, name, labels, webui_url and failover timeout
+    /// > (not its id, principal or user). Authenticated by the framework's token
+    /// > (authorization: Bearer); the new roles are checked against the register_frameworks ACL.
+    /// > The broker's Scheduler.UpdateFramework forwards here.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Keel_V1_UpdateFrameworkRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateFramework<Result>(
+        request: GRPCCore.ClientRequest<Keel_V1_UpdateFrameworkRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateFrameworkResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateFramework(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_UpdateFrameworkRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_UpdateFrameworkResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1461,6 +1668,42 @@ extension Keel_V1_Registry.ClientProtocol {
             metadata: metadata
         )
         return try await self.refreshToken(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateFramework" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes a framework's roles, capabilities, name, labels, webui_url and failover timeout
+    /// > (not its id, principal or user). Authenticated by the framework's token
+    /// > (authorization: Bearer); the new roles are checked against the register_frameworks ACL.
+    /// > The broker's Scheduler.UpdateFramework forwards here.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateFramework<Result>(
+        _ message: Keel_V1_UpdateFrameworkRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_UpdateFrameworkResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Keel_V1_UpdateFrameworkRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateFramework(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1237,9 +1237,21 @@ public nonisolated struct Keel_V1_UpdateFrameworkResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The framework as stored after the change.
+  public var frameworkInfo: Keel_V1_FrameworkInfo {
+    get {_frameworkInfo ?? Keel_V1_FrameworkInfo()}
+    set {_frameworkInfo = newValue}
+  }
+  /// Returns true if `frameworkInfo` has been explicitly set.
+  public var hasFrameworkInfo: Bool {self._frameworkInfo != nil}
+  /// Clears the value of `frameworkInfo`. Subsequent reads from it will return its default value.
+  public mutating func clearFrameworkInfo() {self._frameworkInfo = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _frameworkInfo: Keel_V1_FrameworkInfo? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -2758,18 +2770,33 @@ nonisolated extension Keel_V1_UpdateFrameworkRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Keel_V1_UpdateFrameworkResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateFrameworkResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_info\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._frameworkInfo) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._frameworkInfo {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_UpdateFrameworkResponse, rhs: Keel_V1_UpdateFrameworkResponse) -> Bool {
+    if lhs._frameworkInfo != rhs._frameworkInfo {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

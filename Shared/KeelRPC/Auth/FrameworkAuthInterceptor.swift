@@ -6,6 +6,9 @@ import KeelCore
 package enum RequestAuth {
     /// Set by ``FrameworkAuthInterceptor`` for the duration of a call (and its response stream).
     @TaskLocal package static var claims: FrameworkClaims?
+    /// The verified token itself, for a service that calls another on the framework's behalf
+    /// (the broker forwarding UpdateFramework to the registry).
+    @TaskLocal package static var token: String?
 }
 
 /// Verifies the `authorization: Bearer <token>` of every call to the services it is applied to
@@ -44,15 +47,17 @@ package struct FrameworkAuthInterceptor: ServerInterceptor {
             throw error.rpcError
         }
         return try await RequestAuth.$claims.withValue(claims) {
-            var response = try await next(request, context)
-            if case .success(var contents) = response.accepted {
-                let producer = contents.producer
-                contents.producer = { writer in
-                    try await RequestAuth.$claims.withValue(claims) { try await producer(writer) }
+            try await RequestAuth.$token.withValue(token) {
+                var response = try await next(request, context)
+                if case .success(var contents) = response.accepted {
+                    let producer = contents.producer
+                    contents.producer = { writer in
+                        try await RequestAuth.$claims.withValue(claims) { try await producer(writer) }
+                    }
+                    response.accepted = .success(contents)
                 }
-                response.accepted = .success(contents)
+                return response
             }
-            return response
         }
     }
 }

@@ -153,8 +153,21 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Keel_V1_UpdateFrameworkResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkInfo.id.value)
-            throw KeelError(code: .failedPrecondition, message: "update the framework by re-registering it with keel-registry")
+            let id = request.frameworkInfo.id.value
+            guard !id.isEmpty else {
+                throw KeelError.invalidArgument("framework_info.id is empty; name the framework to update")
+            }
+            try requireFramework(id)
+            _ = try broker.read { try $0.activeFramework(id) }
+            guard let token = RequestAuth.token else {
+                throw KeelError.unauthenticated("this call needs the framework's token")
+            }
+            // The registry holds the framework's info and checks the ACLs; the broker applies
+            // what it stored (and hears it again from the registry's watch, harmlessly).
+            let info = try await broker.directory.update(request.frameworkInfo, token: token)
+            broker.mutate { $0.updateFrameworkInfo(info, now: Date()) }
+            broker.requestAllocation()
+            return .with { $0.frameworkInfo = info }
         }
     }
 }

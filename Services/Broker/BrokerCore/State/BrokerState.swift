@@ -47,13 +47,32 @@ struct BrokerState: Sendable {
     /// Learns of a framework from the registry.
     mutating func upsertFramework(_ record: Keel_V1_FrameworkRecord, now: Date) {
         let id = FrameworkID(record.frameworkInfo.id.value)
-        var entry = frameworks[id] ?? FrameworkEntry(info: record.frameworkInfo, id: id)
-        entry.info = record.frameworkInfo
-        frameworks[id] = entry
+        if frameworks[id] != nil {
+            updateFrameworkInfo(record.frameworkInfo, now: now)
+        } else {
+            frameworks[id] = FrameworkEntry(info: record.frameworkInfo, id: id)
+        }
         ensureAllocatorFramework(id, roles: record.frameworkInfo.roles, now: now)
         if record.state == .completed {
             completeFramework(id, now: now)
         }
+    }
+
+    /// Applies a framework's changed info (UpdateFramework): new roles are offered from the next
+    /// cycle, offers made for roles it left are rescinded, and suppression of those roles ends.
+    mutating func updateFrameworkInfo(_ info: Keel_V1_FrameworkInfo, now: Date) {
+        let id = FrameworkID(info.id.value)
+        guard var entry = frameworks[id] else { return }
+        let oldRoles = entry.roles
+        entry.info = info
+        entry.suppressedRoles.formIntersection(entry.roles)
+        frameworks[id] = entry
+        guard oldRoles != entry.roles else { return }
+        let kept = Set(AllocatorRoles.allocatorRoles(entry.roles))
+        for offer in offers.values where offer.frameworkID == id && !kept.contains(offer.role) {
+            rescindOffer(offer.id)
+        }
+        ledger { try $0.updateFramework(id: id, roles: AllocatorRoles.allocatorRoles(entry.roles)) }
     }
 
     /// Tears a framework down: kills its tasks, rescinds its offers, ends its subscription.
