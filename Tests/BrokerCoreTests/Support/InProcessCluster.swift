@@ -141,6 +141,8 @@ extension InProcessCluster {
         framework name: String,
         hostname: String,
         capabilities: [Keel_V1_FrameworkInfo.Capability.TypeEnum] = [],
+        launcherPort: UInt32 = 0,
+        bootID: String = "",
         _ body: @Sendable (ConnectedPair) async throws -> Void
     ) async throws {
         let (frameworkID, token) = try await register(name, capabilities: capabilities)
@@ -150,6 +152,9 @@ extension InProcessCluster {
         agentWriter.yield(.with {
             $0.register.agentInfo.hostname = hostname
             $0.register.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
+            $0.register.agentInfo.launcherAddress.ip = "127.0.0.1"
+            $0.register.agentInfo.launcherAddress.port = launcherPort
+            $0.register.agentInfo.bootID = bootID
         })
         let agents = self.agents
         let scheduler = self.scheduler
