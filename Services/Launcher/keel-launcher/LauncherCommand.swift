@@ -66,9 +66,20 @@ struct LauncherCommand: AsyncParsableCommand {
         let parsedAttributes = try NodeResources.parseAttributes(options.optionalString(attributes, "KEEL_ATTRIBUTES"))
         let advertisedText = options.optionalString(advertise, "KEEL_ADVERTISE")
 
+        let bootID = NodeResources.bootID()
         try await Daemon.run(configuration: daemon) { context in
+            let logger = context.logger
             let updates = StatusUpdateManager(initialBackoff: .seconds(2), maxBackoff: .seconds(30))
-            let identity = AgentIdentity()
+            let agent = AgentCheckpoint.recover(workDir: workDirectory, bootID: bootID, logger: logger)
+            let identity = AgentIdentity(agentID: agent.agentID) { agentID in
+                do {
+                    try AgentCheckpoint(agentID: agentID, bootID: bootID).save(workDir: workDirectory)
+                } catch {
+                    logger.error(
+                        "cannot checkpoint the agent id; a restarted launcher will register as a new agent",
+                        metadata: ["keel.error": "\(error)"])
+                }
+            }
             let ready = ReadyGate()
             var advertised = try advertisedText.map { try Endpoint(parsing: $0) } ?? listenEndpoint
             if advertisedText == nil, ["0.0.0.0", "::"].contains(advertised.host) { advertised.host = host }

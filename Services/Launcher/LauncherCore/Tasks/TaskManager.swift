@@ -369,9 +369,12 @@ package final class TaskManager: Service {
 /// The agent id this launcher was given by the broker, shared by its parts.
 package final class AgentIdentity: Sendable {
     private let value = Mutex<String?>(nil)
+    private let onChange: (@Sendable (String) -> Void)?
 
-    /// Creates an identity, optionally with an id remembered from before.
-    package init(agentID: String? = nil) {
+    /// Creates an identity, optionally with an id remembered from before; `onChange` is called
+    /// with every newly assigned id (to checkpoint it).
+    package init(agentID: String? = nil, onChange: (@Sendable (String) -> Void)? = nil) {
+        self.onChange = onChange
         value.withLock { $0 = agentID }
     }
 
@@ -382,6 +385,10 @@ package final class AgentIdentity: Sendable {
 
     /// Records the id the broker assigned.
     package func set(_ id: String) {
-        value.withLock { $0 = id }
+        let changed = value.withLock { value in
+            defer { value = id }
+            return value != id
+        }
+        if changed { onChange?(id) }
     }
 }
