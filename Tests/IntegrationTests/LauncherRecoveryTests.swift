@@ -48,6 +48,8 @@ struct LauncherRecoveryTests {
             ["spanning", "finishing", "ends-while-down"].allSatisfy { (try? pid($0)) != nil }
         }
         let pids = try ["spanning", "finishing", "ends-while-down"].map(pid)
+        let agentsBefore = try await agentIDs(cluster)
+        #expect(agentsBefore.count == 1, "\(agentsBefore)")
 
         try await cluster.killLauncher()
         #expect(pids.allSatisfy(processAlive), "every task outlives a kill -9 of its launcher")
@@ -59,6 +61,8 @@ struct LauncherRecoveryTests {
         try await cluster.startLauncher()
         let restartedLog = cluster.launcherLog
         #expect(restartedLog.contains("re-attaching as the same agent"), "\(restartedLog)")
+        let agentsAfter = try await agentIDs(cluster)
+        #expect(agentsAfter == agentsBefore, "the restarted launcher is the same agent")
 
         // The task that ended while the launcher was down: its exit code arrives after the restart.
         let downStatus = try await endsWhileDown.wait(timeout: .seconds(60))
@@ -80,6 +84,19 @@ struct LauncherRecoveryTests {
         #expect(finishingStatus == 0, "\(finishing.stderr)")
         #expect(finishing.stderr.contains("TASK_FINISHED"), "\(finishing.stderr)")
         #expect(finishing.stdout.contains("finishing done"), "\(finishing.stdout)")
+    }
+
+    /// The ids of the agents the broker knows, from `keel agents --json`.
+    private func agentIDs(_ cluster: DaemonClusterFixture) async throws -> [String] {
+        let agents = try cluster.keel(["agents", "--json"])
+        try await agents.wait(timeout: .seconds(60))
+        guard agents.exitStatus == 0,
+            let object = try JSONSerialization.jsonObject(with: Data(agents.stdout.utf8)) as? [String: Any],
+            let list = object["agents"] as? [[String: Any]]
+        else {
+            throw TestFailure("keel agents --json failed: \(agents.stderr)\n\(agents.stdout)")
+        }
+        return list.compactMap { (($0["agentInfo"] as? [String: Any])?["id"] as? [String: Any])?["value"] as? String }
     }
 
     private func cleanUp(_ cluster: DaemonClusterFixture, gates: String, marker: String) async {
