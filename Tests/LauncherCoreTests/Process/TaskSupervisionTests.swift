@@ -37,6 +37,13 @@ struct TaskSupervisionTests {
         defer { ProcessTestSupport.removeTree(workDir) }
         let (process, statusFile) = try Self.launchSupervised(.argv(["sleep", "1000"]), workDir: workDir)
         #expect(await ProcessTestSupport.eventually { ProcessTestSupport.liveMembers(ofGroup: process.pid).count == 2 })
+        // Nothing ties supervisor or task to the launcher: no pipe, socket or terminal is open.
+        for pid in ProcessTestSupport.liveMembers(ofGroup: process.pid) {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            let targets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+            #expect(targets.count == 3, "only stdin, stdout and stderr are open: \(targets)")
+            #expect(targets.allSatisfy { $0 == "/dev/null" || $0.hasPrefix(workDir) }, "\(targets)")
+        }
         let status = await process.terminate(gracePeriod: .seconds(20))
         #expect(status == .signaled(signal: SIGTERM, coreDumped: false))
         #expect(TaskProcess.readExitStatus(statusFile) == status)
