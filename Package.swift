@@ -33,6 +33,7 @@ let package = Package(
         .executable(name: "keel-broker", targets: ["keel-broker"]),
         .executable(name: "keel-registry", targets: ["keel-registry"]),
         .executable(name: "keel-launcher", targets: ["keel-launcher"]),
+        .executable(name: "keel-task-supervisor", targets: ["keel-task-supervisor"]),
         .executable(name: "keel-health", targets: ["keel-health"]),
         .executable(name: "keel-tracer", targets: ["keel-tracer"]),
         .executable(name: "keel-bench", targets: ["keel-bench"]),
@@ -159,6 +160,11 @@ let package = Package(
             name: "keel-launcher",
             dependencies: ["LauncherCore", "KeelObservability", "KeelRPC", argumentParser, serviceLifecycle, logging],
             path: "Services/Launcher/keel-launcher",
+            swiftSettings: keelSettings
+        ),
+        .executableTarget(
+            name: "keel-task-supervisor",
+            path: "Services/Launcher/keel-task-supervisor",
             swiftSettings: keelSettings
         ),
         .target(

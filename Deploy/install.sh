@@ -9,7 +9,8 @@
 set -euo pipefail
 
 readonly DAEMONS=(broker registry launcher health tracer)
-readonly BINARIES=(keel-broker keel-registry keel-launcher keel-health keel-tracer keel)
+# keel-task-supervisor is the parent of every task; keel-launcher finds it beside itself.
+readonly BINARIES=(keel-broker keel-registry keel-launcher keel-task-supervisor keel-health keel-tracer keel)
 readonly UNIT_DIR=/etc/systemd/system
 readonly CONF_DIR=/etc/keel
 
@@ -124,7 +125,7 @@ for b in "${BINARIES[@]}"; do
 done
 if ((missing)); then
     echo "Build it with: swift build -c release   (in $repo_root)" >&2
-    echo "or pass --bin-dir DIR pointing at the directory with all six binaries." >&2
+    echo "or pass --bin-dir DIR pointing at the directory with all seven binaries." >&2
     exit 1
 fi
 

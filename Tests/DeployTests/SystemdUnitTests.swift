@@ -13,7 +13,7 @@ import Testing
 
 enum Deploy {
     static let daemons = ["broker", "registry", "launcher", "health", "tracer"]
-    static let binaries = daemons.map { "keel-\($0)" } + ["keel"]
+    static let binaries = daemons.map { "keel-\($0)" } + ["keel-task-supervisor", "keel"]
     static let serviceFiles = daemons.map { "keel-\($0).service" }
     static let unitFiles = serviceFiles + ["keel.target"]
 
@@ -27,6 +27,7 @@ enum Deploy {
         "registry": ["KEEL_TOKEN_TTL", "KEEL_CREDENTIALS_FILE", "KEEL_ACLS_FILE"],
         "launcher": [
             "KEEL_BROKER", "KEEL_WORK_DIR", "KEEL_RESOURCES", "KEEL_ATTRIBUTES", "KEEL_HOSTNAME", "KEEL_ADVERTISE",
+            "KEEL_STOP_TASKS_ON_EXIT",
         ],
         "health": ["KEEL_BROKER", "KEEL_PING_INTERVAL", "KEEL_PING_BUDGET"],
         "tracer": ["KEEL_RETENTION", "KEEL_MAX_SPANS"],
@@ -366,7 +367,7 @@ struct InstallScriptTests {
         #expect(result.status == 0, "bash -n failed:\n\(result.stderr)")
     }
 
-    /// A directory with the six binaries as tiny executable scripts.
+    /// A directory with the seven binaries as tiny executable scripts.
     func fakeBinDir(skipping skipped: String? = nil) throws -> URL {
         let dir = try makeTempDir(prefix: "bin")
         for binary in Deploy.binaries where binary != skipped {
@@ -378,7 +379,7 @@ struct InstallScriptTests {
         return dir
     }
 
-    @Test("--dry-run with all six binaries succeeds")
+    @Test("--dry-run with all seven binaries succeeds")
     func dryRun() throws {
         let bin = try fakeBinDir()
         defer { try? FileManager.default.removeItem(at: bin) }

@@ -145,6 +145,8 @@ package final class Broker: Service {
             state.pendingHops.removeAll()
             for warning in state.pendingWarnings { logger.error("\(warning)") }
             state.pendingWarnings.removeAll()
+            for notice in state.pendingNotices { logger.warning("\(notice)") }
+            state.pendingNotices.removeAll()
             return (result, hops)
         }
         for hop in hops {

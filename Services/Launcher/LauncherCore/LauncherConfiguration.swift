@@ -26,6 +26,14 @@ package struct LauncherConfiguration: Sendable {
     /// The per-task isolation (cgroups, rlimit fallbacks) detected at start; its
     /// ``NodeIsolation/capabilities`` are advertised to the broker.
     package var isolation: NodeIsolation
+    /// The `keel-task-supervisor` executable every task is started under, so that tasks outlive
+    /// the launcher and their exit status is still collected; `nil` runs tasks as direct
+    /// children (they then cannot be recovered with their exit status after a launcher restart).
+    package var taskSupervisor: String?
+    /// Whether a graceful stop (SIGTERM) kills the running tasks. `false` (the default, for
+    /// systemd with `KillMode=process`) leaves them running for the next launcher to recover;
+    /// `keel up` sets it so a local cluster takes its tasks with it.
+    package var stopTasksOnExit: Bool
 
     /// Creates a configuration with the usual intervals.
     package init(
@@ -39,8 +47,12 @@ package struct LauncherConfiguration: Sendable {
         heartbeatInterval: Duration = .seconds(5),
         statusUpdateInitialBackoff: Duration = .seconds(2),
         statusUpdateMaxBackoff: Duration = .seconds(30),
-        isolation: NodeIsolation = .processGroupOnly
+        isolation: NodeIsolation = .processGroupOnly,
+        taskSupervisor: String? = nil,
+        stopTasksOnExit: Bool = false
     ) {
+        self.taskSupervisor = taskSupervisor
+        self.stopTasksOnExit = stopTasksOnExit
         self.broker = broker
         self.advertisedAddress = advertisedAddress
         self.workDir = workDir

@@ -46,6 +46,9 @@ struct LauncherCommand: AsyncParsableCommand {
     @Flag(help: "Do not use cgroups; isolate tasks by process group and rlimits only. [env: KEEL_NO_CGROUPS=1]")
     var noCgroups = false
 
+    @Flag(help: "Kill the running tasks when the launcher is stopped with SIGTERM, instead of leaving them for the next launcher to recover. [env: KEEL_STOP_TASKS_ON_EXIT=1]")
+    var stopTasksOnExit = false
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -66,9 +69,29 @@ struct LauncherCommand: AsyncParsableCommand {
         let parsedAttributes = try NodeResources.parseAttributes(options.optionalString(attributes, "KEEL_ATTRIBUTES"))
         let advertisedText = options.optionalString(advertise, "KEEL_ADVERTISE")
 
+        let bootID = NodeResources.bootID()
         try await Daemon.run(configuration: daemon) { context in
-            let updates = StatusUpdateManager(initialBackoff: .seconds(2), maxBackoff: .seconds(30))
-            let identity = AgentIdentity()
+            let logger = context.logger
+            let checkpoints = TaskCheckpointStore(workDir: workDirectory, logger: logger)
+            let updates = StatusUpdateManager(initialBackoff: .seconds(2), maxBackoff: .seconds(30), checkpoints: checkpoints)
+            let agent = AgentCheckpoint.recover(workDir: workDirectory, bootID: bootID, logger: logger)
+            let identity = AgentIdentity(agentID: agent.agentID) { agentID in
+                do {
+                    try AgentCheckpoint(agentID: agentID, bootID: bootID).save(workDir: workDirectory)
+                } catch {
+                    logger.error(
+                        "cannot checkpoint the agent id; a restarted launcher will register as a new agent",
+                        metadata: ["keel.error": "\(error)"])
+                }
+            }
+            let supervisor = TaskSupervision.supervisorBesideExecutable()
+            if supervisor == nil {
+                logger.warning(
+                    """
+                    keel-task-supervisor is not installed beside keel-launcher; tasks run as direct children and \
+                    their exit status is lost if the launcher restarts while they run
+                    """)
+            }
             let ready = ReadyGate()
             var advertised = try advertisedText.map { try Endpoint(parsing: $0) } ?? listenEndpoint
             if advertisedText == nil, ["0.0.0.0", "::"].contains(advertised.host) { advertised.host = host }
@@ -80,10 +103,15 @@ struct LauncherCommand: AsyncParsableCommand {
                 hostname: host,
                 resources: detected,
                 attributes: parsedAttributes,
-                isolation: isolation
+                isolation: isolation,
+                taskSupervisor: supervisor,
+                stopTasksOnExit: stopTasksOnExit || environment["KEEL_STOP_TASKS_ON_EXIT"] == "1"
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
-            let tasks = TaskManager(configuration: configuration, updates: updates, identity: identity, logger: context.logger)
+            let tasks = TaskManager(
+                configuration: configuration, updates: updates, identity: identity, checkpoints: checkpoints,
+                logger: context.logger)
+            tasks.recover(agent)
             let brokerClient = try ManagedClient(endpoint: brokerEndpoint)
             let launcherServer = RPCServer(
                 serviceName: "keel-launcher",

@@ -176,6 +176,8 @@ extension InProcessCluster {
         user: String = "root",
         credential: (principal: String, secret: String)? = nil,
         agentID requestedAgentID: Keel_V1_AgentID? = nil,
+        launcherPort: UInt32 = 0,
+        bootID: String = "",
         _ body: @Sendable (ConnectedPair) async throws -> Void
     ) async throws {
         let (frameworkID, token) = try await register(
@@ -187,6 +189,9 @@ extension InProcessCluster {
             $0.register.agentInfo.hostname = hostname
             if let requestedAgentID { $0.register.agentInfo.id = requestedAgentID }
             $0.register.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
+            $0.register.agentInfo.launcherAddress.ip = "127.0.0.1"
+            $0.register.agentInfo.launcherAddress.port = launcherPort
+            $0.register.agentInfo.bootID = bootID
         })
         let agents = self.agents
         let scheduler = self.scheduler

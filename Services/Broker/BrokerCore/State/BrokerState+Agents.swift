@@ -9,8 +9,15 @@ import KeelRPC
 extension BrokerState {
     /// Registers (or re-registers) an agent on a new stream; returns its id and connection.
     ///
-    /// An agent that comes back with its old id keeps it; its reported tasks update the task
-    /// table, and tasks the broker thought were on it but that it no longer knows are lost.
+    /// An agent that comes back with its old id keeps it (a launcher restarted in the same boot
+    /// re-attaches so); its reported tasks update the task table, tasks it reports without a
+    /// latest status (their updates are still on the way) are kept as they are, and tasks the
+    /// broker thought were on it but that it no longer knows are lost.
+    ///
+    /// A new agent at the same launcher address (hostname, ip and port) as a known one replaces
+    /// it: the old agent is removed and its unfinished tasks are lost (TASK_GONE for
+    /// partition-aware frameworks) with reason AGENT_RESTARTED. This is how the tasks of a node
+    /// that rebooted end: its launcher registers with a new agent id.
     mutating func attachAgent(
         _ register: Keel_V1_AgentMessage.Register,
         outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation,
@@ -34,6 +41,9 @@ extension BrokerState {
             id = AgentID.random()
         }
         info.id = .with { $0.value = id.value }
+        if agents[id] == nil {
+            retireAgents(replacedBy: info, now: now)
+        }
         let (total, unapplied) = effectiveTotal(of: id, reported: advertised)
         if !unapplied.isEmpty {
             pendingWarnings.append(
@@ -85,6 +95,39 @@ extension BrokerState {
         }
         recomputeAllocated(id)
         return (id, connection)
+    }
+
+    /// Removes the agents registered at the launcher address of `info` under another id, and
+    /// ends their unfinished tasks.
+    private mutating func retireAgents(replacedBy info: Keel_V1_AgentInfo, now: Date) {
+        let address = info.launcherAddress
+        guard address.port != 0 else { return }
+        let replaced = agents.values.filter { entry in
+            entry.id.value != info.id.value && entry.state != .removed && entry.info.hostname == info.hostname
+                && entry.info.launcherAddress.ip == address.ip && entry.info.launcherAddress.port == address.port
+        }
+        for var entry in replaced {
+            let rebooted = !entry.info.bootID.isEmpty && !info.bootID.isEmpty && entry.info.bootID != info.bootID
+            let message = rebooted
+                ? "agent \(entry.id) rebooted and registered again as agent \(info.id.value)"
+                : "agent \(entry.id) was replaced by agent \(info.id.value) at the same address"
+            pendingNotices.append("removed agent \(entry.id): \(message); its unfinished tasks are lost")
+            entry.outbound?.finish()
+            entry.outbound = nil
+            entry.connection = nil
+            entry.state = .removed
+            agents[entry.id] = entry
+            for offer in offers.values where offer.agentID == entry.id {
+                rescindOffer(offer.id)
+            }
+            for (key, task) in tasks where task.agentID.value == entry.id.value && !task.state.isTerminal {
+                markLost(key, reason: .agentRestarted, message: message, now: now)
+            }
+            recomputeAllocated(entry.id)
+            if allocator.agentIDs.contains(entry.id) {
+                ledger { try $0.removeAgent(id: entry.id) }
+            }
+        }
     }
 
     /// Records that the agent's stream is alive.

@@ -26,6 +26,8 @@ struct BrokerState: Sendable {
     var policy = ClusterPolicy()
     /// Bookkeeping the allocator refused (a bug if it happens); logged by ``Broker``.
     var pendingWarnings: [String] = []
+    /// Notable changes of the cluster (an agent replaced by another), logged by ``Broker``.
+    var pendingNotices: [String] = []
     var pendingWrites: [StoreWrite] = []
     var pendingHops: [TaskHop] = []
     var nextConnection: UInt64 = 1

@@ -4,6 +4,7 @@ import KeelAPI
 import KeelRPC
 import KeelSDK
 import SwiftProtobuf
+import Synchronization
 import UnixSignals
 
 /// The life of one `keel run`: wait for a fitting offer, launch, report states, stream stdout,
@@ -44,6 +45,7 @@ struct RunSession: Sendable {
         var waitingNoted = false
         var printedLog = false
         var exitCode: Int32?
+        let ended = EndFlag()
         try await withThrowingTaskGroup(of: Void.self) { logs in
             for try await event in session.events {
                 switch event.type {
@@ -82,9 +84,10 @@ struct RunSession: Sendable {
                     if status.state == .taskRunning, !printedLog {
                         printedLog = true
                         let agentID = status.agentID.value
-                        logs.addTask { try await streamOutput(agentID: agentID, follow: true) }
+                        logs.addTask { try await followOutput(agentID: agentID, ended: ended) }
                     }
                     if status.state.isTerminal {
+                        ended.set()
                         if !printedLog {
                             printedLog = true
                             try? await streamOutput(agentID: status.agentID.value, follow: false)
@@ -104,23 +107,87 @@ struct RunSession: Sendable {
     }
 
     /// Copies the task's stdout to ours, following it until the task ends.
-    private func streamOutput(agentID: String, follow: Bool) async throws {
-        let agents = try await withKeelClient(broker) { client in
-            try await Keel_V1_Operator.Client(wrapping: client).getAgents(Keel_V1_GetAgentsRequest())
+    ///
+    /// If the stream breaks before the end (the launcher restarts; its tasks keep running), the
+    /// rest is read from where it broke, with `ReadFile`, until the task has ended and every
+    /// byte is printed.
+    private func followOutput(agentID: String, ended: EndFlag) async throws {
+        var offset: UInt64 = 0
+        do {
+            if try await streamOutput(agentID: agentID, follow: true, printed: &offset) { return }
+        } catch {
+            Output.note("keel: the task's log stream broke (\(error)); reading its output again once the launcher is back")
         }
-        let launcher = try LauncherLocator.launcher(forAgent: agentID, agents: agents.agents)
+        var quietSince: ContinuousClock.Instant?
+        while !Task.isCancelled {
+            let chunk = try? await readOutput(agentID: agentID, offset: offset)
+            if let chunk, !chunk.data.isEmpty {
+                FileHandle.standardOutput.write(chunk.data)
+                offset = chunk.offset + UInt64(chunk.data.count)
+                continue
+            }
+            if ended.isSet {
+                // Done once the end is read; give an unreachable launcher a few seconds.
+                if chunk != nil { return }
+                let since = quietSince ?? .now
+                quietSince = since
+                if ContinuousClock.now - since > .seconds(10) { return }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// Streams the task's stdout to ours; `printed` counts the bytes written. Returns whether the
+    /// launcher said the log ended.
+    @discardableResult
+    private func streamOutput(agentID: String, follow: Bool, printed: inout UInt64) async throws -> Bool {
+        let launcher = try await launcherEndpoint(agentID: agentID)
         let request = Keel_V1_TailLogRequest.with {
             $0.taskID.value = self.request.taskID
             $0.stream = .stdout
             $0.follow = follow
         }
-        try await withKeelClient(launcher) { client in
+        let (count, endOfLog) = try await withKeelClient(launcher) { client in
             try await Keel_V1_Launcher.Client(wrapping: client).tailLog(request) { response in
-                for try await chunk in response.messages where !chunk.data.isEmpty {
-                    FileHandle.standardOutput.write(chunk.data)
+                var count: UInt64 = 0
+                var endOfLog = false
+                for try await chunk in response.messages {
+                    if !chunk.data.isEmpty {
+                        FileHandle.standardOutput.write(chunk.data)
+                        count = chunk.offset + UInt64(chunk.data.count)
+                    }
+                    endOfLog = endOfLog || chunk.endOfLog
                 }
+                return (count, endOfLog)
             }
         }
+        printed = count
+        return endOfLog
+    }
+
+    private func streamOutput(agentID: String, follow: Bool) async throws {
+        var printed: UInt64 = 0
+        try await streamOutput(agentID: agentID, follow: follow, printed: &printed)
+    }
+
+    /// Reads the task's stdout from `offset`.
+    private func readOutput(agentID: String, offset: UInt64) async throws -> Keel_V1_ReadFileResponse {
+        let launcher = try await launcherEndpoint(agentID: agentID)
+        let request = Keel_V1_ReadFileRequest.with {
+            $0.taskID.value = self.request.taskID
+            $0.path = "stdout"
+            $0.offset = offset
+        }
+        return try await withKeelClient(launcher) { client in
+            try await Keel_V1_Launcher.Client(wrapping: client).readFile(request)
+        }
+    }
+
+    private func launcherEndpoint(agentID: String) async throws -> KeelRPC.Endpoint {
+        let agents = try await withKeelClient(broker) { client in
+            try await Keel_V1_Operator.Client(wrapping: client).getAgents(Keel_V1_GetAgentsRequest())
+        }
+        return try LauncherLocator.launcher(forAgent: agentID, agents: agents.agents)
     }
 
     /// The process exit code `keel run` reports for a terminal status.
@@ -133,4 +200,13 @@ struct RunSession: Sendable {
         default: return 1
         }
     }
+}
+
+/// Set once the task has reached a terminal state.
+private final class EndFlag: Sendable {
+    private let value = Mutex(false)
+
+    func set() { value.withLock { $0 = true } }
+
+    var isSet: Bool { value.withLock { $0 } }
 }

@@ -44,7 +44,8 @@ final class LocalCluster: Sendable {
             return Daemon(name: name, grpcPort: grpc, adminPort: admin, environment: environment)
         }
         let broker = "127.0.0.1:\(basePort)"
-        var launcher = ["KEEL_BROKER": broker, "KEEL_HOSTNAME": "localhost"]
+        // A local cluster takes its tasks with it when it stops.
+        var launcher = ["KEEL_BROKER": broker, "KEEL_HOSTNAME": "localhost", "KEEL_STOP_TASKS_ON_EXIT": "1"]
         if let launcherResources { launcher["KEEL_RESOURCES"] = launcherResources }
         self.daemons = [
             daemon("tracer", 8, ["KEEL_TRACER": ""]),

@@ -81,7 +81,7 @@ package struct NodeIsolation: Sendable {
     package func makeTaskCgroup(name: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup? {
         var limits = limits
         if limits.maxProcesses == nil { limits.maxProcesses = settings.maxProcessesPerTask }
-        let path = settings.root + "/" + Self.sanitize(name)
+        let path = taskCgroupPath(name: name)
         var members: [TaskCgroup.Member] = []
         do {
             for (isolator, controllers) in hierarchies {
@@ -103,6 +103,11 @@ package struct NodeIsolation: Sendable {
         var logger = logger
         logger[metadataKey: "keel.cgroup"] = "\(path)"
         return TaskCgroup(path: path, members: members, limits: limits, rlimitPrefix: rlimits, logger: logger)
+    }
+
+    /// The path (relative to each mount point) ``makeTaskCgroup(name:limits:logger:)`` uses for `name`.
+    package func taskCgroupPath(name: String) -> String {
+        settings.root + "/" + Self.sanitize(name)
     }
 
     /// Keeps `[A-Za-z0-9._-]` and replaces anything else with `_`, so IDs make safe file names.

@@ -83,6 +83,8 @@ extension TaskProcess {
                 }
                 if errno != EINTR { break }
             }
+            // A supervised task: the supervisor recorded the task's own status.
+            status = supervisedStatus(fallback: status)
             state.exitStatus = status
             let waiters = Array(state.waiters.values)
             state.waiters.removeAll()

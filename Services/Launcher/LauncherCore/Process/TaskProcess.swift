@@ -21,9 +21,27 @@ import Synchronization
 /// zombie its pid (which is the group ID) cannot be reused, so group signals can never hit an
 /// unrelated process. All group signals are sent under the same lock that records the reap.
 /// Killed orphans are reparented to init (or the nearest subreaper), which reaps them.
+///
+/// Surviving the launcher: with a ``TaskSupervision`` the leader is not the task itself but
+/// `keel-task-supervisor`, a small process that starts the task as its child (in the same
+/// group), waits for it and writes its exit status to a file in the task's checkpoint. Because
+/// the task is in its own session and process group, with standard input from `/dev/null` and
+/// its output in sandbox files, nothing ties it to the launcher: a `kill -9` of the launcher (or
+/// a restart under systemd with `KillMode=process`) leaves supervisor and task running, and the
+/// supervisor still collects the task's true exit status. The next launcher re-attaches with
+/// ``reattach(pid:startTime:exitStatusFile:command:cgroup:logger:)``: it is not the parent any
+/// more, so it watches the supervisor's pid (checking its start time, so that a reused pid is
+/// never taken for it) and reads the status file when the supervisor is gone. The supervisor
+/// stays outside the task's cgroups (the cgroup join happens in its child), so a cgroup kill
+/// never takes it down before it has written the status.
 package final class TaskProcess: Sendable {
-    /// The leader's pid, which is also its process group ID and session ID.
+    /// The leader's pid, which is also its process group ID and session ID: the supervisor's
+    /// pid for a supervised task.
     package let pid: Int32
+    /// The leader's start time in clock ticks since boot, as in `/proc/PID/stat`.
+    package let startTime: UInt64?
+    /// The file the supervisor writes the task's exit status to, for a supervised task.
+    package let exitStatusFile: String?
     /// The command this process runs, as launched.
     package let command: TaskCommand
     /// The user it runs as, or `nil` for the launcher's own user.
@@ -34,8 +52,13 @@ package final class TaskProcess: Sendable {
     let logger: Logger
     let state: Mutex<ProcessState>
 
-    private init(pid: Int32, command: TaskCommand, user: TaskUser?, cgroup: TaskCgroup?, logger: Logger) {
+    init(
+        pid: Int32, command: TaskCommand, user: TaskUser?, cgroup: TaskCgroup?, logger: Logger,
+        exitStatusFile: String? = nil
+    ) {
         self.pid = pid
+        self.startTime = Self.processStartTime(of: pid)
+        self.exitStatusFile = exitStatusFile
         self.command = command
         self.user = user
         self.cgroup = cgroup
@@ -55,8 +78,12 @@ package final class TaskProcess: Sendable {
     /// With a `cgroup`, the process joins it before the command runs (see ``TaskCgroup``); if it
     /// cannot, it exits with 127 and says why on its standard error. The caller owns the cgroup
     /// and removes it with ``TaskCgroup/destroy(timeout:)`` once the process has ended.
+    ///
+    /// With `supervision`, the process started is `keel-task-supervisor`, which runs the task as
+    /// its child and records its exit status (see the type's documentation); ``pid`` is then the
+    /// supervisor's.
     package static func launch(
-        _ spec: TaskLaunchSpec, cgroup: TaskCgroup? = nil, logger: Logger
+        _ spec: TaskLaunchSpec, cgroup: TaskCgroup? = nil, supervision: TaskSupervision? = nil, logger: Logger
     ) throws(LauncherError) -> TaskProcess {
         try spec.validate()
         guard try TaskSandbox.fileType(spec.workingDirectory) == S_IFDIR else {
@@ -89,11 +116,17 @@ package final class TaskProcess: Sendable {
             (request.executable, request.arguments) = cgroup.wrap(
                 executable: request.executable, arguments: request.arguments)
         }
+        if let supervision {
+            (request.executable, request.arguments) = supervision.wrap(
+                executable: request.executable, arguments: request.arguments)
+        }
         let pid = try ProcessSpawner.spawn(request)
 
         var logger = logger
         logger[metadataKey: "keel.pid"] = "\(pid)"
-        let process = TaskProcess(pid: pid, command: spec.command, user: user, cgroup: cgroup, logger: logger)
+        let process = TaskProcess(
+            pid: pid, command: spec.command, user: user, cgroup: cgroup, logger: logger,
+            exitStatusFile: supervision?.exitStatusFile)
         logger.info(
             "launched task process",
             metadata: [

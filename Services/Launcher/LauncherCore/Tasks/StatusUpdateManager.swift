@@ -9,7 +9,9 @@ import Synchronization
 /// framework's acknowledgement comes back, then the next one is sent.
 ///
 /// Updates survive broker disconnections: when the stream is re-established ``connect(_:)`` sends
-/// every queue head again. (Surviving a launcher restart needs the checkpoint, a later step.)
+/// every queue head again. They survive a launcher restart too: with a ``TaskCheckpointStore``,
+/// every change of a task's queue is written to its checkpoint before anything is sent, and the
+/// next launcher puts the queue back with ``restore(frameworkID:updates:)``.
 package final class StatusUpdateManager: Sendable {
     /// Sends a message up the current agent stream; returns false when it could not.
     package typealias Sender = @Sendable (Keel_V1_AgentMessage) -> Bool
@@ -29,11 +31,25 @@ package final class StatusUpdateManager: Sendable {
     private let state = Mutex(State())
     private let initialBackoff: Duration
     private let maxBackoff: Duration
+    private let checkpoints: TaskCheckpointStore?
 
-    /// Creates the manager with the given resend backoff.
-    package init(initialBackoff: Duration, maxBackoff: Duration) {
+    /// Creates the manager with the given resend backoff; with `checkpoints`, queues are durable.
+    package init(initialBackoff: Duration, maxBackoff: Duration, checkpoints: TaskCheckpointStore? = nil) {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
+        self.checkpoints = checkpoints
+    }
+
+    /// Puts back the unacknowledged updates of a task read from its checkpoint (oldest first);
+    /// they are sent once a stream is connected.
+    package func restore(frameworkID: String, updates: [Keel_V1_TaskStatus]) {
+        guard let first = updates.first else { return }
+        let key = LauncherTaskKey(frameworkID: frameworkID, taskID: first.taskID.value)
+        state.withLock { state in
+            state.queues[key] = updates.map {
+                Pending(frameworkID: frameworkID, status: $0, nextAttempt: .now, backoff: initialBackoff)
+            }
+        }
     }
 
     /// Queues an update; it is sent at once if it is the first pending one of its task.
@@ -42,6 +58,7 @@ package final class StatusUpdateManager: Sendable {
         state.withLock { state in
             let pending = Pending(frameworkID: frameworkID, status: status, nextAttempt: .now + initialBackoff, backoff: initialBackoff)
             state.queues[key, default: []].append(pending)
+            checkpoints?.recordPending(key, updates: state.queues[key]?.map(\.status) ?? [], reported: status)
             if state.queues[key]?.count == 1 {
                 _ = state.sender?(Self.message(pending))
             }
@@ -57,6 +74,7 @@ package final class StatusUpdateManager: Sendable {
         return state.withLock { state in
             guard var queue = state.queues[key], let head = queue.first, head.status.uuid == uuid else { return false }
             queue.removeFirst()
+            checkpoints?.recordPending(key, updates: queue.map(\.status), reported: nil)
             if var next = queue.first {
                 next.nextAttempt = .now + initialBackoff
                 queue[0] = next

@@ -12,6 +12,12 @@ import Synchronization
 ///
 /// Launches and kills arrive as work items; ``run()`` owns a task group in which each task is
 /// supervised: sandbox, TASK_STARTING, spawn, TASK_RUNNING, wait, then the terminal state.
+///
+/// With a ``TaskCheckpointStore`` every task's record (task info, sandbox, cgroup, supervisor
+/// pid, unacknowledged updates) is on disk, and ``recover(_:)``, called before ``run()``,
+/// takes over the tasks of an earlier launcher of the same boot: running ones are watched
+/// again, ones that ended meanwhile get their terminal state from the supervisor's exit-status
+/// file. See ``TaskProcess`` for how tasks outlive the launcher.
 package final class TaskManager: Service {
     /// A task on this node, running or ended (kept so its sandbox can still be read).
     package struct Container: Sendable {
@@ -31,19 +37,27 @@ package final class TaskManager: Service {
         case kill(LauncherTaskKey, Duration?)
     }
 
-    private let containers = Mutex<[LauncherTaskKey: Container]>([:])
+    let containers = Mutex<[LauncherTaskKey: Container]>([:])
     private let work: AsyncStream<Work>.Continuation
     private let workStream: AsyncStream<Work>
-    private let updates: StatusUpdateManager
-    private let configuration: LauncherConfiguration
-    private let identity: AgentIdentity
-    private let logger: Logger
+    let updates: StatusUpdateManager
+    let configuration: LauncherConfiguration
+    let identity: AgentIdentity
+    let logger: Logger
+    /// The durable task records, if this launcher checkpoints.
+    let checkpoints: TaskCheckpointStore?
+    /// What ``recover(_:)`` found, for ``run()`` to act on.
+    let recovered = Mutex<RecoveredWork>(RecoveredWork())
 
-    /// Creates the manager.
-    package init(configuration: LauncherConfiguration, updates: StatusUpdateManager, identity: AgentIdentity, logger: Logger) {
+    /// Creates the manager; with `checkpoints`, tasks are checkpointed and can be recovered.
+    package init(
+        configuration: LauncherConfiguration, updates: StatusUpdateManager, identity: AgentIdentity,
+        checkpoints: TaskCheckpointStore? = nil, logger: Logger
+    ) {
         self.configuration = configuration
         self.updates = updates
         self.identity = identity
+        self.checkpoints = checkpoints
         self.logger = logger
         (workStream, work) = AsyncStream.makeStream(of: Work.self)
     }
@@ -68,13 +82,21 @@ package final class TaskManager: Service {
         containers.withLock { containers in containers.first { $0.key.taskID == taskID }?.value }
     }
 
-    /// Tasks still running, with their latest status, for re-registration.
+    /// The tasks to report when (re-)registering: those still running, and those whose updates
+    /// are not all acknowledged yet (e.g. a task that ended while the launcher was down).
+    ///
+    /// A task with pending updates is reported without a latest status: the broker keeps it,
+    /// and the pending updates, resent in order once registered, bring it up to date.
     package var runningTasks: [Keel_V1_RunningTask] {
         containers.withLock { containers in
-            containers.filter { !$0.value.state.isTerminal }.map { key, container in
-                Keel_V1_RunningTask.with {
+            containers.filter { key, container in
+                !container.state.isTerminal || !updates.pending(key).isEmpty
+            }.map { key, container in
+                let pending = !updates.pending(key).isEmpty
+                return Keel_V1_RunningTask.with {
                     $0.frameworkID.value = key.frameworkID
                     $0.task = container.info
+                    guard !pending else { return }
                     $0.latestStatus = .with {
                         $0.taskID = container.info.taskID
                         $0.state = container.state
@@ -91,6 +113,16 @@ package final class TaskManager: Service {
             group.addTask {
                 await self.retryLoop()
             }
+            let recovered = self.recovered.withLock { work in
+                defer { work = RecoveredWork() }
+                return work
+            }
+            for path in recovered.leftoverCgroups {
+                group.addTask { await self.removeLeftoverCgroup(path) }
+            }
+            for task in recovered.tasks {
+                group.addTask { await self.watch(task) }
+            }
             for await item in workStream.cancelOnGracefulShutdown() {
                 switch item {
                 case .launch(let framework, let task):
@@ -99,11 +131,13 @@ package final class TaskManager: Service {
                     group.addTask { await self.killTask(key, gracePeriod: grace) }
                 }
             }
-            // Graceful shutdown: tasks are stopped with the launcher in this version (the
-            // checkpoint that lets them outlive it is a later step).
-            let running = containers.withLock { $0.filter { !$0.value.state.isTerminal }.map(\.key) }
-            for key in running {
-                group.addTask { await self.killTask(key, gracePeriod: .seconds(2)) }
+            // Graceful shutdown: the tasks keep running for the next launcher (their checkpoint is
+            // on disk), unless this launcher is told to take them with it.
+            if configuration.stopTasksOnExit {
+                let running = containers.withLock { $0.filter { !$0.value.state.isTerminal }.map(\.key) }
+                for key in running {
+                    group.addTask { await self.killTask(key, gracePeriod: .seconds(2)) }
+                }
             }
             group.cancelAll()
         }
@@ -146,6 +180,18 @@ package final class TaskManager: Service {
             return
         }
         update(key) { $0.sandbox = sandbox }
+        if let checkpoints {
+            var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
+            record.runID = runID
+            record.sandbox = sandbox.root
+            do {
+                try checkpoints.create(record)
+            } catch {
+                logger.error(
+                    "cannot checkpoint the task; it will not be recovered after a launcher restart",
+                    metadata: ["keel.error": "\(error)"])
+            }
+        }
         report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
 
         if killRequestedBeforeStart(key) {
@@ -167,24 +213,39 @@ package final class TaskManager: Service {
             user: task.command.user.isEmpty ? nil : task.command.user
         )
         let cgroup: TaskCgroup?
+        let cgroupName = "\(key.taskID)-\(runID)"
+        let usesCgroups = !configuration.isolation.assignments.isEmpty
+        if usesCgroups { checkpoints?.recordCgroup(configuration.isolation.taskCgroupPath(name: cgroupName)) }
         do {
             cgroup = try configuration.isolation.makeTaskCgroup(
-                name: "\(key.taskID)-\(runID)", limits: Self.limits(of: task), logger: logger)
+                name: cgroupName, limits: Self.limits(of: task), logger: logger)
         } catch {
+            checkpoints?.forgetCgroup(configuration.isolation.taskCgroupPath(name: cgroupName))
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: "cannot isolate the task: \(error.message)")
             return
         }
+        checkpoints?.update(key) { $0.cgroup = cgroup?.path }
+        let supervision = configuration.taskSupervisor.map { supervisor in
+            TaskSupervision(
+                supervisor: supervisor,
+                exitStatusFile: checkpoints?.exitStatusPath(key) ?? sandbox.root + "/.keel-exit-status")
+        }
         let process: TaskProcess
         do {
-            process = try TaskProcess.launch(spec, cgroup: cgroup, logger: logger)
+            process = try TaskProcess.launch(spec, cgroup: cgroup, supervision: supervision, logger: logger)
         } catch {
-            await cgroup?.destroy()
+            await removeCgroup(cgroup)
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: error.message)
             return
         }
         let killedMeanwhile = containers.withLock { containers -> Bool in
             containers[key]?.process = process
             return containers[key]?.killRequested ?? false
+        }
+        checkpoints?.update(key) {
+            $0.supervisorPID = process.pid
+            $0.supervisorStartTime = process.startTime
+            $0.exitStatusFile = process.exitStatusFile
         }
         TaskHopRecorder.record(
             "launcher.start", taskID: key.taskID, frameworkID: frameworkID, agentID: identity.agentID ?? "",
@@ -196,19 +257,30 @@ package final class TaskManager: Service {
             let grace = containers.withLock { $0[key]?.killGracePeriod } ?? configuration.defaultKillGracePeriod
             _ = await process.terminate(gracePeriod: grace)
         }
+        await awaitExit(key, process: process, cgroup: cgroup, logger: logger)
+    }
 
+    /// Waits for the task's process to end, removes its cgroups and reports its terminal state.
+    ///
+    /// Cancelled by a graceful shutdown, it stops the task only with
+    /// ``LauncherConfiguration/stopTasksOnExit``; otherwise the task keeps running and its
+    /// checkpoint stays for the next launcher.
+    func awaitExit(_ key: LauncherTaskKey, process: TaskProcess, cgroup: TaskCgroup?, logger: Logger) async {
         let status: TerminationStatus
         do {
             status = try await process.wait()
         } catch {
-            // Cancelled by shutdown: stop the process with it.
+            guard configuration.stopTasksOnExit || checkpoints == nil else {
+                logger.info("the launcher is stopping; the task keeps running for the next launcher")
+                return
+            }
             status = await process.terminate(gracePeriod: .seconds(2))
         }
         let killed = containers.withLock { $0[key]?.killRequested ?? false }
         logger.info("task exited", metadata: ["keel.status": "\(status)", "keel.killed": "\(killed)"])
         // Read the OOM record before the cgroups (and their counters) are removed.
         let limitation = cgroup?.memoryLimitation
-        await cgroup?.destroy()
+        await removeCgroup(cgroup)
         if let limitation, !killed {
             logger.warning("task killed by its memory limit", metadata: ["keel.limitation": "\(limitation)"])
             let signal: Int32? = if case .signaled(let signal, _) = status { signal } else { nil }
@@ -237,6 +309,14 @@ package final class TaskManager: Service {
         }
     }
 
+    /// Destroys a task's cgroups and forgets them in the checkpoint.
+    func removeCgroup(_ cgroup: TaskCgroup?) async {
+        guard let cgroup else { return }
+        if await cgroup.destroy() {
+            checkpoints?.forgetCgroup(cgroup.path)
+        }
+    }
+
     private func killRequestedBeforeStart(_ key: LauncherTaskKey) -> Bool {
         containers.withLock { $0[key]?.killRequested ?? false }
     }
@@ -246,6 +326,7 @@ package final class TaskManager: Service {
             guard var container = containers[key] else { return nil }
             guard !container.state.isTerminal else { return .some(nil) }
             container.killRequested = true
+            checkpoints?.update(key) { $0.killRequested = true }
             container.killGracePeriod = gracePeriod ?? Self.gracePeriod(container.info) ?? configuration.defaultKillGracePeriod
             containers[key] = container
             return .some(container.process)
@@ -288,7 +369,7 @@ package final class TaskManager: Service {
 
     // MARK: Reporting
 
-    private func update(_ key: LauncherTaskKey, _ body: (inout Container) -> Void) {
+    func update(_ key: LauncherTaskKey, _ body: (inout Container) -> Void) {
         containers.withLock { containers in
             if var container = containers[key] {
                 body(&container)
@@ -297,7 +378,7 @@ package final class TaskManager: Service {
         }
     }
 
-    private func report(
+    func report(
         _ key: LauncherTaskKey,
         state: Keel_V1_TaskState,
         reason: Keel_V1_TaskStatus.Reason = .unspecified,
@@ -322,7 +403,7 @@ package final class TaskManager: Service {
         updates.enqueue(frameworkID: key.frameworkID, status: status)
     }
 
-    private func finish(
+    func finish(
         _ key: LauncherTaskKey,
         state: Keel_V1_TaskState,
         reason: Keel_V1_TaskStatus.Reason,
@@ -369,9 +450,12 @@ package final class TaskManager: Service {
 /// The agent id this launcher was given by the broker, shared by its parts.
 package final class AgentIdentity: Sendable {
     private let value = Mutex<String?>(nil)
+    private let onChange: (@Sendable (String) -> Void)?
 
-    /// Creates an identity, optionally with an id remembered from before.
-    package init(agentID: String? = nil) {
+    /// Creates an identity, optionally with an id remembered from before; `onChange` is called
+    /// with every newly assigned id (to checkpoint it).
+    package init(agentID: String? = nil, onChange: (@Sendable (String) -> Void)? = nil) {
+        self.onChange = onChange
         value.withLock { $0 = agentID }
     }
 
@@ -382,6 +466,10 @@ package final class AgentIdentity: Sendable {
 
     /// Records the id the broker assigned.
     package func set(_ id: String) {
-        value.withLock { $0 = id }
+        let changed = value.withLock { value in
+            defer { value = id }
+            return value != id
+        }
+        if changed { onChange?(id) }
     }
 }

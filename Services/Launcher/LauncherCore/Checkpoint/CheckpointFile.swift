@@ -1,0 +1,136 @@
+@preconcurrency import Glibc
+
+/// Durable whole-file writes and reads for the launcher's checkpoint.
+///
+/// ``write(_:to:)`` never leaves a half-written file behind under the final name: the bytes go
+/// to `<path>.tmp`, which is `fsync`ed, renamed over `path`, and then the directory is `fsync`ed
+/// so the rename itself survives a crash or power loss. A reader therefore sees either the old
+/// contents or the new ones. A file that is still truncated or garbled (a disk error, a hand
+/// edit) is caught when it is decoded, and reported by the caller.
+package enum CheckpointFile {
+    /// Atomically replaces `path` with `bytes`, creating missing parent directories.
+    package static func write(_ bytes: [UInt8], to path: String) throws(LauncherError) {
+        let directory = parent(of: path)
+        try makeDirectories(directory)
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else {
+            throw LauncherError.system("open", errno: errno, message: "cannot create checkpoint file '\(temporary)'")
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { buffer in
+                Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if written < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                close(fd)
+                throw LauncherError.system("write", errno: code, message: "cannot write checkpoint file '\(temporary)'")
+            }
+            offset += written
+        }
+        guard fsync(fd) == 0 else {
+            let code = errno
+            close(fd)
+            throw LauncherError.system("fsync", errno: code, message: "cannot flush checkpoint file '\(temporary)'")
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            throw LauncherError.system("rename", errno: errno, message: "cannot move '\(temporary)' to '\(path)'")
+        }
+        try syncDirectory(directory)
+    }
+
+    /// The contents of `path`, or `nil` if it does not exist.
+    package static func read(_ path: String) throws(LauncherError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw LauncherError.system("open", errno: errno, message: "cannot open checkpoint file '\(path)'")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw LauncherError.system("read", errno: errno, message: "cannot read checkpoint file '\(path)'")
+            }
+            if count == 0 { return bytes }
+            bytes += buffer[0..<count]
+        }
+    }
+
+    /// Removes `path` (a file) if it exists.
+    package static func remove(_ path: String) {
+        unlink(path)
+    }
+
+    /// Removes the directory `path` and everything in it (regular files and directories only).
+    package static func removeTree(_ path: String) {
+        for name in entries(of: path) {
+            let child = path + "/" + name
+            var info = stat()
+            guard lstat(child, &info) == 0 else { continue }
+            if info.st_mode & S_IFMT == S_IFDIR {
+                removeTree(child)
+            } else {
+                unlink(child)
+            }
+        }
+        rmdir(path)
+    }
+
+    /// The names in directory `path` (without `.` and `..`); empty if it cannot be read.
+    package static func entries(of path: String) -> [String] {
+        guard let directory = opendir(path) else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Whether `path` is a directory.
+    package static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+    }
+
+    /// `fsync` on a directory, so that entries created, renamed or removed in it are durable.
+    package static func syncDirectory(_ path: String) throws(LauncherError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw LauncherError.system("open", errno: errno, message: "cannot open checkpoint directory '\(path)'")
+        }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else {
+            throw LauncherError.system("fsync", errno: errno, message: "cannot flush checkpoint directory '\(path)'")
+        }
+    }
+
+    /// `mkdir -p` with mode 0700.
+    package static func makeDirectories(_ path: String) throws(LauncherError) {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o700) != 0 {
+                let code = errno
+                guard code == EEXIST, isDirectory(prefix) || (try? TaskSandbox.fileType(prefix)) == S_IFDIR else {
+                    throw LauncherError.system("mkdir", errno: code, message: "cannot create directory '\(prefix)'")
+                }
+            }
+        }
+    }
+
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}

@@ -1,0 +1,175 @@
+@preconcurrency import Glibc
+package import Logging
+import CDispatch
+import Synchronization
+
+/// How a task is started under `keel-task-supervisor` (see ``TaskProcess``).
+package struct TaskSupervision: Sendable, Hashable {
+    /// The absolute path of the `keel-task-supervisor` executable.
+    package var supervisor: String
+    /// The file the supervisor writes the task's exit status to; its directory must exist.
+    package var exitStatusFile: String
+
+    /// Creates a supervision.
+    package init(supervisor: String, exitStatusFile: String) {
+        self.supervisor = supervisor
+        self.exitStatusFile = exitStatusFile
+    }
+
+    /// `keel-task-supervisor STATUS_FILE EXECUTABLE ARGV0 ARG...`.
+    func wrap(executable: String, arguments: [String]) -> (executable: String, arguments: [String]) {
+        (supervisor, [supervisor, exitStatusFile, executable] + arguments)
+    }
+
+    /// The supervisor next to the running executable (`keel-task-supervisor` is installed
+    /// beside `keel-launcher`), if it is there and executable.
+    package static func supervisorBesideExecutable() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        let executable = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let slash = executable.lastIndex(of: "/") else { return nil }
+        let path = String(executable[..<slash]) + "/keel-task-supervisor"
+        return access(path, X_OK) == 0 ? path : nil
+    }
+}
+
+extension TaskProcess {
+    /// Re-attaches to a supervised task started by an earlier launcher.
+    ///
+    /// If the supervisor `pid` still runs with the same `startTime`, it is watched until it
+    /// exits; otherwise the task has already ended. Either way ``wait()`` then returns the
+    /// status from `exitStatusFile`, or ``TerminationStatus/unknown`` if the supervisor died
+    /// without writing one (or the task ran without a supervisor: `exitStatusFile` is `nil`).
+    /// Group signals go to the process group of `pid` while it runs.
+    package static func reattach(
+        pid: Int32, startTime: UInt64, exitStatusFile: String?, command: TaskCommand, cgroup: TaskCgroup?,
+        logger: Logger
+    ) -> TaskProcess {
+        var logger = logger
+        logger[metadataKey: "keel.pid"] = "\(pid)"
+        let process = TaskProcess(
+            pid: pid, command: command, user: nil, cgroup: cgroup, logger: logger, exitStatusFile: exitStatusFile)
+        guard process.isSameProcess(startTime: startTime) else {
+            let status = exitStatusFile.flatMap(readExitStatus) ?? .unknown
+            logger.info("the task ended while the launcher was away", metadata: ["keel.termination": "\(status)"])
+            process.record(status)
+            return process
+        }
+        logger.info("re-attached to the task's supervisor")
+        process.startWatcher()
+        return process
+    }
+
+    /// Whether `pid` is alive (not a zombie) and started at `startTime`.
+    func isSameProcess(startTime expected: UInt64) -> Bool {
+        guard let (state, started) = Self.processStat(pid) else { return false }
+        return state != "Z" && state != "X" && started == expected
+    }
+
+    /// The start time of `pid` (field 22 of `/proc/PID/stat`), if it exists.
+    static func processStartTime(of pid: Int32) -> UInt64? {
+        processStat(pid)?.startTime
+    }
+
+    /// The state letter and start time of `pid` from `/proc/PID/stat`.
+    static func processStat(_ pid: Int32) -> (state: Character, startTime: UInt64)? {
+        guard let text = CgroupFiles.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        // After "pid (comm)": field 3 is the state, field 22 the start time.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let state = fields[0].first, let started = UInt64(fields[19]) else { return nil }
+        return (state, started)
+    }
+
+    /// Parses the supervisor's exit-status file, if it is there and well formed.
+    package static func readExitStatus(_ path: String) -> TerminationStatus? {
+        guard let line = CgroupFiles.readLine(path) else { return nil }
+        let parts = line.split(separator: " ")
+        guard parts.count >= 2, let value = Int32(parts[1]) else { return nil }
+        switch parts[0] {
+        case "exited": return .exited(code: value)
+        case "signaled": return .signaled(signal: value, coreDumped: parts.count > 2 && parts[2] == "core")
+        default: return nil
+        }
+    }
+
+    /// The task's status once the supervisor has ended: what it wrote, else `fallback`.
+    func supervisedStatus(fallback: TerminationStatus) -> TerminationStatus {
+        guard let exitStatusFile else { return fallback }
+        return Self.readExitStatus(exitStatusFile) ?? fallback
+    }
+
+    /// Starts the thread that watches a supervisor this launcher is not the parent of.
+    ///
+    /// Only the parent can wait for a process, so the thread checks `/proc/PID/stat` every
+    /// 100 ms until the supervisor is gone (or a zombie awaiting its new parent, init).
+    private func startWatcher() {
+        guard let expected = startTime else {
+            record(supervisedStatus(fallback: .unknown))
+            return
+        }
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        pthread_attr_setstacksize(&attributes, Self.reaperStackSize)
+        let context = Unmanaged.passRetained(WatchContext(process: self, startTime: expected)).toOpaque()
+        var thread = pthread_t()
+        let status = pthread_create(
+            &thread, &attributes,
+            { context in
+                let watch = Unmanaged<WatchContext>.fromOpaque(context!).takeRetainedValue()
+                while watch.process.isSameProcess(startTime: watch.startTime) {
+                    usleep(100_000)
+                }
+                watch.process.collectForeignExit()
+                return nil
+            },
+            context
+        )
+        if status != 0 {
+            Unmanaged<WatchContext>.fromOpaque(context).release()
+            logger.error(
+                "cannot start a thread to watch the re-attached task; its end will not be seen",
+                metadata: ["keel.errno": "\(status)"])
+        }
+    }
+
+    /// The supervisor (not our child) is gone: sweep what is left of its group, read the status.
+    private func collectForeignExit() {
+        let status = supervisedStatus(fallback: .unknown)
+        state.withLock { state in
+            guard state.exitStatus == nil else { return }
+            // The group id cannot be reused while any member is alive, so this reaches only
+            // leftovers of the task (or nobody).
+            kill(-pid, SIGKILL)
+        }
+        logger.info("task process exited", metadata: ["keel.termination": "\(status)"])
+        record(status)
+    }
+
+    /// Records `status` (once) and resumes every waiter.
+    func record(_ status: TerminationStatus) {
+        let waiters = state.withLock { state -> [CheckedContinuation<TerminationStatus?, Never>] in
+            guard state.exitStatus == nil else { return [] }
+            state.exitStatus = status
+            let waiters = Array(state.waiters.values)
+            state.waiters.removeAll()
+            return waiters
+        }
+        for waiter in waiters {
+            waiter.resume(returning: status)
+        }
+    }
+}
+
+/// What a watcher thread holds: the process and the start time that identifies its supervisor.
+private final class WatchContext: Sendable {
+    let process: TaskProcess
+    let startTime: UInt64
+
+    init(process: TaskProcess, startTime: UInt64) {
+        self.process = process
+        self.startTime = startTime
+    }
+}

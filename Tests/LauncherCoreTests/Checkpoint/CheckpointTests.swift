@@ -1,0 +1,198 @@
+import Foundation
+@preconcurrency import Glibc
+import KeelAPI
+import LauncherCore
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+@Suite("Launcher checkpoint files")
+struct CheckpointTests {
+    static func status(_ taskID: String, _ state: Keel_V1_TaskState, exitCode: Int32? = nil) -> Keel_V1_TaskStatus {
+        .with {
+            $0.taskID.value = taskID
+            $0.state = state
+            $0.uuid = withUnsafeBytes(of: UUID().uuid) { Data($0) }
+            if let exitCode { $0.exitCode = exitCode }
+        }
+    }
+
+    static func task(_ id: String) -> Keel_V1_TaskInfo {
+        .with {
+            $0.taskID.value = id
+            $0.name = "task \(id)"
+            $0.command.shell = "sleep 1"
+        }
+    }
+
+    @Test("a task record survives a write and a read by a new store, field by field")
+    func roundTrip() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        var record = TaskCheckpoint(frameworkID: "fw-1", task: Self.task("t-1"))
+        record.runID = "run-1"
+        record.sandbox = workDir + "/sandboxes/fw-1/t-1/run-1"
+        try store.create(record)
+        store.update(record.key) {
+            $0.supervisorPID = 4242
+            $0.supervisorStartTime = 99
+            $0.exitStatusFile = store.exitStatusPath(record.key)
+            $0.cgroup = "keel/t-1-run-1"
+            $0.killRequested = true
+        }
+        let running = Self.status("t-1", .taskRunning)
+        store.recordPending(record.key, updates: [running], reported: running)
+
+        let reread = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load()
+        #expect(reread.unreadable.isEmpty)
+        let loaded = try #require(reread.records.first)
+        #expect(reread.records.count == 1)
+        #expect(loaded.key == LauncherTaskKey(frameworkID: "fw-1", taskID: "t-1"))
+        #expect(try loaded.decodedTask() == Self.task("t-1"))
+        #expect(loaded.runID == "run-1")
+        #expect(loaded.sandbox == record.sandbox)
+        #expect(loaded.supervisorPID == 4242)
+        #expect(loaded.supervisorStartTime == 99)
+        #expect(loaded.cgroup == "keel/t-1-run-1")
+        #expect(loaded.killRequested)
+        #expect(loaded.taskState == .taskRunning)
+        #expect(try loaded.decodedPendingUpdates() == [running])
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.directory(record.key))
+        #expect(leftovers == ["task.json"], "no temporary file is left behind")
+    }
+
+    @Test("a record is removed once its task ended and every update was acknowledged")
+    func removedWhenDone() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        let record = TaskCheckpoint(frameworkID: "fw-1", task: Self.task("t-2"))
+        try store.create(record)
+        let finished = Self.status("t-2", .taskFinished, exitCode: 0)
+        store.recordPending(record.key, updates: [finished], reported: finished)
+        #expect(FileManager.default.fileExists(atPath: store.recordPath(record.key)))
+        store.recordPending(record.key, updates: [], reported: nil)
+        #expect(!FileManager.default.fileExists(atPath: store.directory(record.key)))
+        #expect(store.record(record.key) == nil)
+    }
+
+    @Test("a truncated record and a garbled one are reported with the reason; a good one still loads")
+    func corruptRecords() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        for id in ["good", "truncated", "garbled"] {
+            try store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task(id)))
+        }
+        let truncatedPath = store.recordPath(LauncherTaskKey(frameworkID: "fw-1", taskID: "truncated"))
+        let bytes = try #require(FileManager.default.contents(atPath: truncatedPath))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncatedPath))
+        let garbledPath = store.recordPath(LauncherTaskKey(frameworkID: "fw-1", taskID: "garbled"))
+        try Data("{\"version\":1,\"task\":\"%%%\"}".utf8).write(to: URL(fileURLWithPath: garbledPath))
+
+        let loaded = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load()
+        #expect(loaded.records.map(\.taskID) == ["good"])
+        let problems = Dictionary(uniqueKeysWithValues: loaded.unreadable.map { ($0.key.taskID, $0.reason) })
+        #expect(Set(problems.keys) == ["truncated", "garbled"])
+        #expect(problems["truncated"]?.contains("corrupt or truncated") == true, "\(problems)")
+        #expect(problems["truncated"]?.contains(truncatedPath) == true, "\(problems)")
+    }
+
+    @Test("the agent id is kept within a boot and dropped after a reboot")
+    func agentIDAndBootID() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let logger = ProcessTestSupport.logger
+        #expect(AgentCheckpoint.recover(workDir: workDir, bootID: "boot-a", logger: logger) == .fresh)
+
+        try AgentCheckpoint(agentID: "agent-1", bootID: "boot-a").save(workDir: workDir)
+        let sameBoot = AgentCheckpoint.recover(workDir: workDir, bootID: "boot-a", logger: logger)
+        #expect(sameBoot == .sameBoot(agentID: "agent-1"))
+        #expect(sameBoot.agentID == "agent-1")
+
+        let rebooted = AgentCheckpoint.recover(workDir: workDir, bootID: "boot-b", logger: logger)
+        #expect(rebooted == .rebooted(previousAgentID: "agent-1"))
+        #expect(rebooted.agentID == nil)
+
+        try Data("{\"agentID\":\"age".utf8).write(to: URL(fileURLWithPath: AgentCheckpoint.path(workDir: workDir)))
+        let corrupt = AgentCheckpoint.recover(workDir: workDir, bootID: "boot-a", logger: logger)
+        guard case .unreadable = corrupt else {
+            Issue.record("a truncated agent checkpoint should be unreadable, got \(corrupt)")
+            return
+        }
+        #expect(corrupt.agentID == nil)
+    }
+
+    @Test("a newly assigned agent id is checkpointed with the boot id")
+    func identityCheckpointsNewID() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let identity = AgentIdentity(agentID: nil) { id in
+            try? AgentCheckpoint(agentID: id, bootID: "boot-a").save(workDir: workDir)
+        }
+        identity.set("agent-7")
+        let recovered = AgentCheckpoint.recover(workDir: workDir, bootID: "boot-a", logger: ProcessTestSupport.logger)
+        #expect(recovered == .sameBoot(agentID: "agent-7"))
+    }
+
+    @Test("status updates are on disk before they are sent, and come back in order after a restart")
+    func durableUpdates() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        let key = LauncherTaskKey(frameworkID: "fw-1", taskID: "t-3")
+        try store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task("t-3")))
+        let manager = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60), checkpoints: store)
+        let onDiskWhenSent = SentLog()
+        manager.connect { message in
+            let pending = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load().records
+                .first?.pendingUpdates.count ?? 0
+            onDiskWhenSent.append(message.statusUpdate.status, pendingOnDisk: pending)
+            return true
+        }
+        let starting = Self.status("t-3", .taskStarting)
+        let running = Self.status("t-3", .taskRunning)
+        let finished = Self.status("t-3", .taskFinished, exitCode: 0)
+        manager.enqueue(frameworkID: "fw-1", status: starting)
+        manager.enqueue(frameworkID: "fw-1", status: running)
+        manager.enqueue(frameworkID: "fw-1", status: finished)
+        #expect(onDiskWhenSent.entries.map(\.status) == [starting])
+        #expect(onDiskWhenSent.entries.first?.pendingOnDisk == 1)
+        #expect(manager.acknowledge(frameworkID: "fw-1", taskID: "t-3", uuid: starting.uuid))
+
+        // A new launcher: the two unacknowledged updates come back, oldest first.
+        let reloaded = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        let record = try #require(reloaded.load().records.first)
+        #expect(record.taskState == .taskFinished)
+        let restored = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60), checkpoints: reloaded)
+        restored.restore(frameworkID: "fw-1", updates: try record.decodedPendingUpdates())
+        #expect(restored.pending(key) == [running, finished])
+        let resent = SentLog()
+        restored.connect { message in
+            resent.append(message.statusUpdate.status, pendingOnDisk: 0)
+            return true
+        }
+        #expect(resent.entries.map(\.status) == [running])
+        #expect(restored.acknowledge(frameworkID: "fw-1", taskID: "t-3", uuid: running.uuid))
+        #expect(resent.entries.map(\.status) == [running, finished])
+        #expect(restored.acknowledge(frameworkID: "fw-1", taskID: "t-3", uuid: finished.uuid))
+        #expect(!FileManager.default.fileExists(atPath: reloaded.directory(key)), "the finished task's record is gone")
+    }
+}
+
+/// The updates a test sender saw, with how many were on disk at that moment.
+final class SentLog: Sendable {
+    struct Entry: Sendable {
+        var status: Keel_V1_TaskStatus
+        var pendingOnDisk: Int
+    }
+
+    private let state = Mutex<[Entry]>([])
+
+    func append(_ status: Keel_V1_TaskStatus, pendingOnDisk: Int) {
+        state.withLock { $0.append(Entry(status: status, pendingOnDisk: pendingOnDisk)) }
+    }
+
+    var entries: [Entry] { state.withLock { $0 } }
+}

@@ -1,0 +1,71 @@
+import Foundation
+@preconcurrency import Glibc
+import LauncherCore
+import Testing
+
+@Suite("Tasks under keel-task-supervisor")
+struct TaskSupervisionTests {
+    /// Launches `command` under the supervisor, with its exit-status file in `workDir`.
+    static func launchSupervised(_ command: TaskCommand, workDir: String) throws -> (TaskProcess, String) {
+        let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
+        let sandbox = try ProcessTestSupport.makeSandbox(in: workDir)
+        let statusFile = workDir + "/exit-status"
+        let spec = TaskLaunchSpec(command: command, environment: ProcessTestSupport.environment, sandbox: sandbox)
+        let process = try TaskProcess.launch(
+            spec, supervision: TaskSupervision(supervisor: supervisor, exitStatusFile: statusFile),
+            logger: ProcessTestSupport.logger)
+        return (process, statusFile)
+    }
+
+    @Test("an exit code and a signal are told apart, also when the code is 128+N", arguments: [
+        ("exit 137", TerminationStatus.exited(code: 137)),
+        ("kill -KILL $$", TerminationStatus.signaled(signal: SIGKILL, coreDumped: false)),
+        ("exit 0", TerminationStatus.exited(code: 0)),
+    ])
+    func trueStatus(script: String, expected: TerminationStatus) async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let (process, statusFile) = try Self.launchSupervised(.shell(script), workDir: workDir)
+        let status = try await process.wait()
+        #expect(status == expected)
+        #expect(TaskProcess.readExitStatus(statusFile) == expected)
+    }
+
+    @Test("SIGTERM to the group stops the task; the supervisor survives it and records the signal")
+    func terminate() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let (process, statusFile) = try Self.launchSupervised(.argv(["sleep", "1000"]), workDir: workDir)
+        #expect(await ProcessTestSupport.eventually { ProcessTestSupport.liveMembers(ofGroup: process.pid).count == 2 })
+        // Nothing ties supervisor or task to the launcher: no pipe, socket or terminal is open.
+        for pid in ProcessTestSupport.liveMembers(ofGroup: process.pid) {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            let targets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+            #expect(targets.count == 3, "only stdin, stdout and stderr are open: \(targets)")
+            #expect(targets.allSatisfy { $0 == "/dev/null" || $0.hasPrefix(workDir) }, "\(targets)")
+        }
+        let status = await process.terminate(gracePeriod: .seconds(20))
+        #expect(status == .signaled(signal: SIGTERM, coreDumped: false))
+        #expect(TaskProcess.readExitStatus(statusFile) == status)
+        #expect(ProcessTestSupport.liveMembers(ofGroup: process.pid).isEmpty)
+    }
+
+    @Test("a program the supervisor cannot start is recorded as exit code 127, with the reason on stderr")
+    func unstartableProgram() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
+        let statusFile = workDir + "/exit-status"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: supervisor)
+        process.arguments = [statusFile, workDir + "/missing", "missing"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 127)
+        #expect(TaskProcess.readExitStatus(statusFile) == .exited(code: 127))
+        #expect(output.contains("cannot start '\(workDir)/missing'"), "\(output)")
+    }
+}
