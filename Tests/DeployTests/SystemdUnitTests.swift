@@ -27,7 +27,7 @@ enum Deploy {
         "registry": ["KEEL_TOKEN_TTL", "KEEL_CREDENTIALS_FILE", "KEEL_ACLS_FILE"],
         "launcher": [
             "KEEL_BROKER", "KEEL_WORK_DIR", "KEEL_RESOURCES", "KEEL_ATTRIBUTES", "KEEL_HOSTNAME", "KEEL_ADVERTISE",
-            "KEEL_STOP_TASKS_ON_EXIT",
+            "KEEL_STOP_TASKS_ON_EXIT", "KEEL_FETCHER_CACHE_SIZE",
         ],
         "health": ["KEEL_BROKER", "KEEL_PING_INTERVAL", "KEEL_PING_BUDGET"],
         "tracer": ["KEEL_RETENTION", "KEEL_MAX_SPANS"],

@@ -34,6 +34,9 @@ package struct LauncherConfiguration: Sendable {
     /// systemd with `KillMode=process`) leaves them running for the next launcher to recover;
     /// `keel up` sets it so a local cluster takes its tasks with it.
     package var stopTasksOnExit: Bool
+    /// The most bytes the node's fetcher cache (`WORK_DIR/fetcher-cache`) holds; least recently
+    /// used artifacts are evicted beyond it.
+    package var fetcherCacheBytes: UInt64
 
     /// Creates a configuration with the usual intervals.
     package init(
@@ -49,8 +52,10 @@ package struct LauncherConfiguration: Sendable {
         statusUpdateMaxBackoff: Duration = .seconds(30),
         isolation: NodeIsolation = .processGroupOnly,
         taskSupervisor: String? = nil,
-        stopTasksOnExit: Bool = false
+        stopTasksOnExit: Bool = false,
+        fetcherCacheBytes: UInt64 = 2 << 30
     ) {
+        self.fetcherCacheBytes = fetcherCacheBytes
         self.taskSupervisor = taskSupervisor
         self.stopTasksOnExit = stopTasksOnExit
         self.broker = broker

@@ -49,6 +49,9 @@ struct LauncherCommand: AsyncParsableCommand {
     @Flag(help: "Kill the running tasks when the launcher is stopped with SIGTERM, instead of leaving them for the next launcher to recover. [env: KEEL_STOP_TASKS_ON_EXIT=1]")
     var stopTasksOnExit = false
 
+    @Option(help: "Size limit of the node's fetcher cache in MiB (least recently used artifacts are evicted). [env: KEEL_FETCHER_CACHE_SIZE] (default: 2048)")
+    var fetcherCacheSize: Int?
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -105,7 +108,8 @@ struct LauncherCommand: AsyncParsableCommand {
                 attributes: parsedAttributes,
                 isolation: isolation,
                 taskSupervisor: supervisor,
-                stopTasksOnExit: stopTasksOnExit || environment["KEEL_STOP_TASKS_ON_EXIT"] == "1"
+                stopTasksOnExit: stopTasksOnExit || environment["KEEL_STOP_TASKS_ON_EXIT"] == "1",
+                fetcherCacheBytes: try fetcherCacheBytes(options)
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
             let tasks = TaskManager(
@@ -140,6 +144,17 @@ struct LauncherCommand: AsyncParsableCommand {
 }
 
 extension LauncherCommand {
+    /// The fetcher cache limit from `--fetcher-cache-size` / `KEEL_FETCHER_CACHE_SIZE` (MiB).
+    func fetcherCacheBytes(_ options: EnvironmentOptions) throws -> UInt64 {
+        guard let text = options.optionalString(fetcherCacheSize.map { "\($0)" }, "KEEL_FETCHER_CACHE_SIZE") else {
+            return 2048 << 20
+        }
+        guard let mebibytes = UInt64(text), mebibytes > 0 else {
+            throw ValidationError("KEEL_FETCHER_CACHE_SIZE must be a whole number of MiB greater than 0, got '\(text)'")
+        }
+        return mebibytes << 20
+    }
+
     /// The cgroup settings from flags and `KEEL_*` variables.
     func isolationSettings(_ options: EnvironmentOptions, _ environment: [String: String]) throws -> NodeIsolation.Settings {
         var settings = NodeIsolation.Settings()

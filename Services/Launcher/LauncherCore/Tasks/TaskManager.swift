@@ -48,6 +48,9 @@ package final class TaskManager: Service {
     let checkpoints: TaskCheckpointStore?
     /// What ``recover(_:)`` found, for ``run()`` to act on.
     let recovered = Mutex<RecoveredWork>(RecoveredWork())
+    /// Fetches tasks' URIs into their sandboxes, with the node's cache; the error if the cache
+    /// directory could not be opened (tasks with URIs then fail with it).
+    let fetcher: Result<Fetcher, any Error>
 
     /// Creates the manager; with `checkpoints`, tasks are checkpointed and can be recovered.
     package init(
@@ -60,11 +63,38 @@ package final class TaskManager: Service {
         self.checkpoints = checkpoints
         self.logger = logger
         (workStream, work) = AsyncStream.makeStream(of: Work.self)
+        let cacheDirectory = URL(fileURLWithPath: configuration.workDir).appendingPathComponent("fetcher-cache")
+        fetcher = Result {
+            try Fetcher(cacheDirectory: cacheDirectory, cacheLimit: configuration.fetcherCacheBytes, logger: logger)
+        }
+        if case .failure(let error) = fetcher {
+            logger.error("cannot open the fetcher cache; tasks with URIs will fail", metadata: [
+                "keel.path": "\(cacheDirectory.path)", "keel.error": "\(error)",
+            ])
+        }
     }
 
     /// Queues a launch from the broker.
     package func launch(framework: Keel_V1_FrameworkInfo, task: Keel_V1_TaskInfo) {
         work.yield(.launch(framework, task))
+    }
+
+    /// Fetches the task's URIs into its sandbox (given to the task's user when the launcher
+    /// runs as root), logging what came from the cache.
+    private func fetchURIs(of task: Keel_V1_TaskInfo, into sandbox: TaskSandbox, logger: Logger) async throws {
+        let items = try task.command.uris.map { try FetchItem($0) }
+        let fetcher = try self.fetcher.get()
+        var owner: (uid: UInt32, gid: UInt32)?
+        if geteuid() == 0, !task.command.user.isEmpty, let user = try? TaskUser.lookup(name: task.command.user) {
+            owner = (user.uid, user.gid)
+        }
+        let started = Date()
+        let outcomes = try await fetcher.fetch(items, into: URL(fileURLWithPath: sandbox.root), owner: owner)
+        logger.info("fetched the task's URIs", metadata: [
+            "keel.uris": "\(outcomes.count)", "keel.from_cache": "\(outcomes.filter(\.fromCache).count)",
+            "keel.bytes": "\(outcomes.reduce(0) { $0 + $1.bytes })",
+            "keel.seconds": "\(String(format: "%.3f", Date().timeIntervalSince(started)))",
+        ])
     }
 
     /// Queues a kill from the broker.
@@ -193,6 +223,20 @@ package final class TaskManager: Service {
             }
         }
         report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
+
+        if !task.command.uris.isEmpty {
+            if killRequestedBeforeStart(key) {
+                finish(key, state: .taskKilled, reason: .taskKilledDuringLaunch, message: "killed before it started")
+                return
+            }
+            do {
+                try await fetchURIs(of: task, into: sandbox, logger: logger)
+            } catch {
+                let message = (error as? LauncherError)?.message ?? "\(error)"
+                finish(key, state: .taskFailed, reason: .fetcherFailed, message: "fetching the task's URIs failed: \(message)")
+                return
+            }
+        }
 
         if killRequestedBeforeStart(key) {
             finish(key, state: .taskKilled, reason: .taskKilledDuringLaunch, message: "killed before it started")
