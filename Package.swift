@@ -143,7 +143,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keel-broker",
-            dependencies: ["BrokerCore", "KeelObservability", "KeelRPC", argumentParser, serviceLifecycle, logging],
+            dependencies: ["BrokerCore", "KeelObservability", "KeelRPC", argumentParser, serviceLifecycle, logging, swiftProtobuf],
             path: "Services/Broker/keel-broker",
             swiftSettings: keelSettings
         ),

@@ -23,7 +23,10 @@ enum Deploy {
         "KEEL_LOG_LEVEL", "KEEL_DATA_DIR", "KEEL_TRACER", "KEEL_ADMIN_LISTEN", "KEEL_LISTEN",
     ]
     static let daemonVariables: [String: Set<String>] = [
-        "broker": ["KEEL_REGISTRY", "KEEL_STORE", "KEEL_OFFER_INTERVAL", "KEEL_OFFER_TIMEOUT", "KEEL_ACLS_FILE"],
+        "broker": [
+            "KEEL_REGISTRY", "KEEL_STORE", "KEEL_OFFER_INTERVAL", "KEEL_OFFER_TIMEOUT", "KEEL_ACLS_FILE", "KEEL_PRINCIPAL",
+            "KEEL_SECRET",
+        ],
         "registry": ["KEEL_TOKEN_TTL", "KEEL_CREDENTIALS_FILE", "KEEL_ACLS_FILE"],
         "launcher": [
             "KEEL_BROKER", "KEEL_WORK_DIR", "KEEL_RESOURCES", "KEEL_ATTRIBUTES", "KEEL_HOSTNAME", "KEEL_ADVERTISE",

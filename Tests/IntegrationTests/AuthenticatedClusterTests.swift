@@ -1,5 +1,13 @@
 import Foundation
+import GRPCCore
+import KeelAPI
+import KeelRPC
+import SwiftProtobuf
 import Testing
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 
 /// A cluster started with a credentials file and ACLs: the real `keel-registry hash-secret`
 /// makes the entries, `keel run` registers with a principal and secret, and the broker refuses
@@ -29,12 +37,16 @@ struct AuthenticatedClusterTests {
             {
               "permissive": false,
               "register_frameworks": [{"principals": {"type": "ANY"}, "roles": {"type": "ANY"}}],
-              "run_tasks": [{"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}]
+              "run_tasks": [{"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}],
+              "teardown_frameworks": [{"principals": {"values": ["ops"]}, "framework_principals": {"type": "ANY"}}]
             }
             """.write(toFile: acls, atomically: true, encoding: .utf8)
 
+        // The broker is "ops" at the registry, to tear down frameworks whose failover timeout
+        // expires (keel up passes the variables on; the other daemons ignore them).
         let cluster = try await LocalClusterFixture(environment: [
             "KEEL_CREDENTIALS_FILE": credentials, "KEEL_ACLS_FILE": acls,
+            "KEEL_PRINCIPAL": "ops", "KEEL_SECRET": "ops-secret",
         ])
         do {
             try await run(cluster)
@@ -61,6 +73,23 @@ struct AuthenticatedClusterTests {
         let allowed = try await keelRun(cluster, ["KEEL_PRINCIPAL": "ops", "KEEL_SECRET": "ops-secret"])
         #expect(allowed.exitStatus == 0, "keel run failed: \(allowed.stderr)")
         #expect(allowed.stdout == "authenticated\n")
+
+        // A framework that dies (failover timeout 0) is torn down in the registry by the
+        // broker, as its own principal.
+        let lingering = try ChildProcess(
+            "\(cluster.binDir)/keel", ["run", "--name", "lingering", "--", "sleep", "600"],
+            environment: cluster.environment.merging(["KEEL_PRINCIPAL": "ops", "KEEL_SECRET": "ops-secret"]) { $1 }
+        )
+        try await lingering.waitForStderr("TASK_RUNNING")
+        lingering.signal(SIGKILL)
+        _ = try? await lingering.wait(timeout: .seconds(30))
+        let registry = try KeelRPC.Endpoint(parsing: cluster.environment["KEEL_REGISTRY"]!)
+        try await waitUntil("the registry completes the dead framework", timeout: .seconds(60)) {
+            let records = try await withKeelClient(registry) { client in
+                try await Keel_V1_Registry.Client(wrapping: client).listFrameworks(.with { $0.includeCompleted = true }).records
+            }
+            return records.contains { $0.frameworkInfo.name.hasSuffix("lingering") && $0.state == .completed }
+        }
     }
 
     private func keelRun(_ cluster: LocalClusterFixture, _ environment: [String: String]) async throws -> ChildProcess {

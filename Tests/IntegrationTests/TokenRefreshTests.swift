@@ -10,7 +10,7 @@ import Testing
 struct TokenRefreshTests {
     @Test("a framework launches a task after its first token has expired")
     func launchPastFirstExpiry() async throws {
-        let cluster = try await LocalClusterFixture(environment: ["KEEL_TOKEN_TTL": "2s"])
+        let cluster = try await LocalClusterFixture(environment: ["KEEL_TOKEN_TTL": "5s"])
         do {
             try await run(cluster)
         } catch {
@@ -34,7 +34,7 @@ struct TokenRefreshTests {
             var launched = false
             for try await event in session.events {
                 // Several token lifetimes pass before the framework does anything.
-                if event.type == .offers, !launched, ContinuousClock.now - started > .seconds(7),
+                if event.type == .offers, !launched, ContinuousClock.now - started > .seconds(12),
                     let offer = event.offers.offers.first
                 {
                     let task = Keel_V1_TaskInfo.with {
@@ -60,6 +60,6 @@ struct TokenRefreshTests {
             return Keel_V1_TaskState.unspecified
         }
         #expect(final == .taskFinished)
-        #expect(ContinuousClock.now - started > .seconds(7))
+        #expect(ContinuousClock.now - started > .seconds(12))
     }
 }

@@ -49,8 +49,9 @@ package struct RegistryFollower: Service {
 package protocol FrameworkDirectory: Sendable {
     /// The registry's record of a framework.
     func framework(_ id: String) async throws -> Keel_V1_FrameworkRecord
-    /// Completes a framework in the registry.
-    func teardown(_ id: String) async throws
+    /// Completes a framework in the registry: with the framework's `token` when it asked for
+    /// its own teardown, otherwise as the broker's principal.
+    func teardown(_ id: String, token: String?) async throws
     /// Changes a framework in the registry on its behalf, with its token; returns the stored info.
     func update(_ info: Keel_V1_FrameworkInfo, token: String) async throws -> Keel_V1_FrameworkInfo
 }
@@ -58,18 +59,25 @@ package protocol FrameworkDirectory: Sendable {
 /// A ``FrameworkDirectory`` backed by a keel-registry client.
 package struct RegistryDirectory<Client: Keel_V1_Registry.ClientProtocol>: FrameworkDirectory {
     private let client: Client
+    private let credential: Keel_V1_Credential?
 
-    /// Creates the directory over a registry client.
-    package init(client: Client) {
+    /// Creates the directory over a registry client; `credential` is the broker's own
+    /// principal, needed to tear down frameworks when the registry requires credentials.
+    package init(client: Client, credential: Keel_V1_Credential? = nil) {
         self.client = client
+        self.credential = credential
     }
 
     package func framework(_ id: String) async throws -> Keel_V1_FrameworkRecord {
         try await client.getFramework(.with { $0.frameworkID.value = id }).record
     }
 
-    package func teardown(_ id: String) async throws {
-        _ = try await client.teardownFramework(.with { $0.frameworkID.value = id })
+    package func teardown(_ id: String, token: String?) async throws {
+        let request = Keel_V1_TeardownFrameworkRequest.with {
+            $0.frameworkID.value = id
+            if token == nil, let credential { $0.credential = credential }
+        }
+        _ = try await client.teardownFramework(request, metadata: token.map { ["authorization": "Bearer \($0)"] } ?? [:])
     }
 
     package func update(_ info: Keel_V1_FrameworkInfo, token: String) async throws -> Keel_V1_FrameworkInfo {
@@ -95,8 +103,8 @@ extension Broker {
     }
 
     /// Tears a framework down in the registry and here.
-    func teardownInRegistry(_ frameworkID: FrameworkID) async throws {
-        try await directory.teardown(frameworkID.value)
+    func teardownInRegistry(_ frameworkID: FrameworkID, token: String? = nil) async throws {
+        try await directory.teardown(frameworkID.value, token: token)
         mutate { $0.completeFramework(frameworkID, now: Date()) }
     }
 }

@@ -8,6 +8,7 @@ import KeelCore
 import KeelObservability
 import KeelRPC
 import KeelStore
+import SwiftProtobuf
 
 /// keel-broker: the resource broker (agents, allocator, offers, task table).
 @main
@@ -38,6 +39,9 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "ACL document (JSON) saying which principals may run tasks as which users and tear down which frameworks; unset allows all. [env: KEEL_ACLS_FILE]")
     var aclsFile: String?
 
+    @Option(help: "The broker's own principal at keel-registry, needed when the registry requires credentials (to tear down frameworks whose failover timeout expired); its secret is read from KEEL_SECRET. [env: KEEL_PRINCIPAL]")
+    var principal: String?
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -59,6 +63,16 @@ struct BrokerCommand: AsyncParsableCommand {
         if let path = options.optionalString(aclsFile, "KEEL_ACLS_FILE") {
             configuration.acls = try ACLs.load(path: path)
         }
+        var credential: Keel_V1_Credential?
+        if let name = options.optionalString(principal, "KEEL_PRINCIPAL") {
+            guard let secret = environment["KEEL_SECRET"], !secret.isEmpty else {
+                throw ValidationError("principal '\(name)' needs its secret in the KEEL_SECRET variable")
+            }
+            credential = .with {
+                $0.principal = name
+                $0.secret = secret
+            }
+        }
 
         try await Daemon.run(configuration: daemon) { context in
             try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
@@ -67,7 +81,7 @@ struct BrokerCommand: AsyncParsableCommand {
             let broker = Broker(
                 configuration: configuration,
                 store: store,
-                directory: RegistryDirectory(client: Keel_V1_Registry.Client(wrapping: registryClient.client)),
+                directory: RegistryDirectory(client: Keel_V1_Registry.Client(wrapping: registryClient.client), credential: credential),
                 logger: context.logger
             )
             try await broker.recover()

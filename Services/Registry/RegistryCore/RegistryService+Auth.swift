@@ -37,9 +37,9 @@ extension RegistryService {
         }
     }
 
-    /// Who asks for a new token: the framework named by the call's token (verified by the
-    /// interceptor), or the principal of the credential. Checked before the framework is looked
-    /// up, so an unauthenticated caller learns nothing about which frameworks exist.
+    /// Who asks for a new token or a teardown: the framework named by the call's token (verified
+    /// by the interceptor), or the principal of the credential. Checked before the framework is
+    /// looked up, so an unauthenticated caller learns nothing about which frameworks exist.
     func authenticateRefresh(credential: Keel_V1_Credential?) throws -> RefreshCaller {
         if RequestAuth.claims != nil { return .framework }
         guard credential != nil || configuration.credentials.isEmpty else {
@@ -68,10 +68,37 @@ extension RegistryService {
     }
 }
 
-/// Who asked for a token refresh.
-enum RefreshCaller {
+extension RegistryService {
+    /// Checks that `caller` may tear `record`'s framework down: the framework itself always may;
+    /// any other framework or principal must be allowed by the `teardown_frameworks` ACL for the
+    /// framework's principal. In an open registry (no credentials) everyone may.
+    func authorizeTeardown(of record: Keel_V1_FrameworkRecord, by caller: RefreshCaller) throws {
+        guard !configuration.credentials.isEmpty else { return }
+        let principal: String?
+        switch caller {
+        case .framework:
+            if (try? requireFramework(record.frameworkInfo.id.value)) != nil { return }
+            principal = RequestAuth.claims?.principal
+        case .principal(let name):
+            principal = name
+        }
+        try configuration.acls.authorize(
+            .teardownFrameworks, principal: principal.flatMap { $0.isEmpty ? nil : $0 },
+            object: record.frameworkInfo.principal)
+    }
+}
+
+/// Who asked for a token refresh or a teardown.
+enum RefreshCaller: CustomStringConvertible {
     /// A framework, by its current token (``RequestAuth/claims``).
     case framework
     /// A principal, by its credential ("" in an open cluster without one).
     case principal(String)
+
+    var description: String {
+        switch self {
+        case .framework: "framework token"
+        case .principal(let name): name.isEmpty ? "anonymous" : "principal \(name)"
+        }
+    }
 }

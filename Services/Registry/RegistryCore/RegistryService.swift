@@ -77,7 +77,15 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Keel_V1_TeardownFrameworkResponse {
         try await mappingErrors {
-            let record = try await registry.teardown(request.frameworkID.value)
+            let id = request.frameworkID.value
+            guard !id.isEmpty else {
+                throw KeelError.invalidArgument("framework_id is empty; name the framework to tear down")
+            }
+            let caller = try authenticateRefresh(credential: request.hasCredential ? request.credential : nil)
+            let current = try await registry.get(id)
+            try authorizeTeardown(of: current, by: caller)
+            let record = try await registry.teardown(id)
+            logger.notice("framework torn down", metadata: ["keel.framework_id": "\(id)", "keel.by": "\(caller)"])
             return .with { $0.record = record }
         }
     }

@@ -280,11 +280,25 @@ public nonisolated struct Keel_V1_TeardownFrameworkRequest: Sendable {
   /// Clears the value of `frameworkID`. Subsequent reads from it will return its default value.
   public mutating func clearFrameworkID() {self._frameworkID = nil}
 
+  /// When the registry has credentials configured, the caller is either the framework itself
+  /// (its token as `authorization: Bearer`) or a principal with this credential, such as an
+  /// operator or keel-broker (which tears down frameworks whose failover timeout expired); a
+  /// principal is checked against the teardown_frameworks ACL.
+  public var credential: Keel_V1_Credential {
+    get {_credential ?? Keel_V1_Credential()}
+    set {_credential = newValue}
+  }
+  /// Returns true if `credential` has been explicitly set.
+  public var hasCredential: Bool {self._credential != nil}
+  /// Clears the value of `credential`. Subsequent reads from it will return its default value.
+  public mutating func clearCredential() {self._credential = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _frameworkID: Keel_V1_FrameworkID? = nil
+  fileprivate var _credential: Keel_V1_Credential? = nil
 }
 
 public nonisolated struct Keel_V1_TeardownFrameworkResponse: Sendable {
@@ -821,7 +835,7 @@ nonisolated extension Keel_V1_ListFrameworksResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Keel_V1_TeardownFrameworkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TeardownFrameworkRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_id\0\u{1}credential\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -830,6 +844,7 @@ nonisolated extension Keel_V1_TeardownFrameworkRequest: SwiftProtobuf.Message, S
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._frameworkID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._credential) }()
       default: break
       }
     }
@@ -843,11 +858,15 @@ nonisolated extension Keel_V1_TeardownFrameworkRequest: SwiftProtobuf.Message, S
     try { if let v = self._frameworkID {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    try { if let v = self._credential {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_TeardownFrameworkRequest, rhs: Keel_V1_TeardownFrameworkRequest) -> Bool {
     if lhs._frameworkID != rhs._frameworkID {return false}
+    if lhs._credential != rhs._credential {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -143,7 +143,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
         try await mappingErrors {
             try requireFramework(request.frameworkID.value)
             try broker.authorizeTeardown(of: request.frameworkID.value)
-            try await broker.teardownInRegistry(FrameworkID(request.frameworkID.value))
+            try await broker.teardownInRegistry(FrameworkID(request.frameworkID.value), token: RequestAuth.token)
             return Keel_V1_TeardownResponse()
         }
     }

@@ -114,7 +114,7 @@ extension BrokerState {
                 $0.state = .taskStaging
                 $0.resources = resources.proto
                 $0.labels = info.labels
-                $0.healthCheck = info.healthCheck
+                if info.hasHealthCheck { $0.healthCheck = info.healthCheck }
                 $0.user = info.command.user.isEmpty ? framework.info.user : info.command.user
                 $0.role = framework.role
                 $0.command = info.command
