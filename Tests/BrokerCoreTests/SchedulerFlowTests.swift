@@ -373,3 +373,47 @@ struct SchedulerFlowTests {
         }
     }
 }
+
+@Suite("Superseded subscriptions")
+struct SupersededSubscriptionTests {
+    @Test("after a failover, calls carrying the old subscription's stream id are refused; the new one's are served")
+    func oldStreamRefused() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "failing-over", hostname: "node-f") { pair in
+                let first = try await pair.frameworkInbox.wait(for: "SUBSCRIBED") { $0.type == .subscribed }
+                let oldStream = first.subscribed.streamID
+                #expect(!oldStream.isEmpty)
+
+                // A second process subscribes as the same framework.
+                let newInbox = Inbox<Keel_V1_Event>()
+                let scheduler = cluster.scheduler
+                let (frameworkID, token) = (pair.frameworkID, pair.token)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
+                        try await scheduler.subscribe(request, metadata: bearer(token)) { response in
+                            for try await event in response.messages { newInbox.append(event) }
+                        }
+                    }
+                    defer { group.cancelAll() }
+                    let second = try await newInbox.wait(for: "second SUBSCRIBED") { $0.type == .subscribed }
+                    let newStream = second.subscribed.streamID
+                    #expect(newStream != oldStream)
+                    _ = try await pair.frameworkInbox.wait(for: "ERROR on the old stream") { $0.type == .error }
+
+                    let reconcile = Keel_V1_ReconcileRequest.with { $0.frameworkID.value = frameworkID }
+                    var old = bearer(token)
+                    old.addString(oldStream, forKey: "keel-stream-id")
+                    let refused = await rpcFailure { _ = try await scheduler.reconcile(reconcile, metadata: old) }
+                    #expect(refused?.code == .failedPrecondition)
+                    #expect(refused?.message.contains("superseded") == true)
+
+                    var current = bearer(token)
+                    current.addString(newStream, forKey: "keel-stream-id")
+                    let served = await rpcFailure { _ = try await scheduler.reconcile(reconcile, metadata: current) }
+                    #expect(served == nil)
+                }
+            }
+        }
+    }
+}

@@ -636,6 +636,12 @@ public nonisolated struct Keel_V1_Event: @unchecked Sendable {
     /// Clears the value of `brokerInfo`. Subsequent reads from it will return its default value.
     public mutating func clearBrokerInfo() {self._brokerInfo = nil}
 
+    /// Identifies this subscription. Send it with every other call as the `keel-stream-id`
+    /// metadata: once a newer subscription of the framework exists (a failover), calls
+    /// carrying an older stream id are refused with FAILED_PRECONDITION, so a superseded
+    /// process cannot act for the framework any more.
+    public var streamID: String = String()
+
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
     public init() {}
@@ -1835,7 +1841,7 @@ nonisolated extension Keel_V1_Event.TypeEnum: SwiftProtobuf._ProtoNameProviding 
 
 nonisolated extension Keel_V1_Event.Subscribed: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Keel_V1_Event.protoMessageName + ".Subscribed"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_id\0\u{3}heartbeat_interval\0\u{3}broker_info\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_id\0\u{3}heartbeat_interval\0\u{3}broker_info\0\u{3}stream_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1846,6 +1852,7 @@ nonisolated extension Keel_V1_Event.Subscribed: SwiftProtobuf.Message, SwiftProt
       case 1: try { try decoder.decodeSingularMessageField(value: &self._frameworkID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._heartbeatInterval) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._brokerInfo) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.streamID) }()
       default: break
       }
     }
@@ -1865,6 +1872,9 @@ nonisolated extension Keel_V1_Event.Subscribed: SwiftProtobuf.Message, SwiftProt
     try { if let v = self._brokerInfo {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if !self.streamID.isEmpty {
+      try visitor.visitSingularStringField(value: self.streamID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1872,6 +1882,7 @@ nonisolated extension Keel_V1_Event.Subscribed: SwiftProtobuf.Message, SwiftProt
     if lhs._frameworkID != rhs._frameworkID {return false}
     if lhs._heartbeatInterval != rhs._heartbeatInterval {return false}
     if lhs._brokerInfo != rhs._brokerInfo {return false}
+    if lhs.streamID != rhs.streamID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

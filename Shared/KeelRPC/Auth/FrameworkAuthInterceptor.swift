@@ -9,6 +9,12 @@ package enum RequestAuth {
     /// The verified token itself, for a service that calls another on the framework's behalf
     /// (the broker forwarding UpdateFramework to the registry).
     @TaskLocal package static var token: String?
+    /// The `keel-stream-id` metadata of the call: which subscription of the framework it
+    /// comes from (see `Event.Subscribed.stream_id`).
+    @TaskLocal package static var streamID: String?
+
+    /// The metadata key that carries ``streamID``.
+    package static let streamIDKey = "keel-stream-id"
 }
 
 /// Verifies the `authorization: Bearer <token>` of every call to the services it is applied to
@@ -46,17 +52,24 @@ package struct FrameworkAuthInterceptor: ServerInterceptor {
         } catch let error as KeelError {
             throw error.rpcError
         }
+        var streamID: String?
+        for value in request.metadata[stringValues: RequestAuth.streamIDKey] {
+            streamID = value
+            break
+        }
         return try await RequestAuth.$claims.withValue(claims) {
             try await RequestAuth.$token.withValue(token) {
-                var response = try await next(request, context)
-                if case .success(var contents) = response.accepted {
-                    let producer = contents.producer
-                    contents.producer = { writer in
-                        try await RequestAuth.$claims.withValue(claims) { try await producer(writer) }
+                try await RequestAuth.$streamID.withValue(streamID) {
+                    var response = try await next(request, context)
+                    if case .success(var contents) = response.accepted {
+                        let producer = contents.producer
+                        contents.producer = { writer in
+                            try await RequestAuth.$claims.withValue(claims) { try await producer(writer) }
+                        }
+                        response.accepted = .success(contents)
                     }
-                    response.accepted = .success(contents)
+                    return response
                 }
-                return response
             }
         }
     }

@@ -33,8 +33,9 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             try await broker.ensureFramework(frameworkID)
             let id = FrameworkID(frameworkID)
             let (events, outbound) = AsyncStream.makeStream(of: Keel_V1_Event.self)
-            let connection = try broker.mutate { state in
-                try state.subscribe(id, outbound: outbound, now: Date())
+            let (connection, streamID) = try broker.mutate { state in
+                let connection = try state.subscribe(id, outbound: outbound, now: Date())
+                return (connection, state.frameworks[id]?.streamID ?? "")
             }
             broker.logger.info("framework subscribed", metadata: ["keel.framework_id": "\(frameworkID)"])
             defer {
@@ -48,6 +49,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
                     seconds: broker.configuration.frameworkHeartbeatInterval.components.seconds
                 )
                 $0.subscribed.brokerInfo.version = "0.1.0"
+                $0.subscribed.streamID = streamID
             })
             broker.requestAllocation()
             // The stream ends when the framework goes, a newer subscription replaces it, or the
@@ -62,7 +64,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
 
     package func accept(request: Keel_V1_AcceptRequest, context: ServerContext) async throws -> Keel_V1_AcceptResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             try broker.authorizeLaunches(request)
             let launched = try broker.mutate { try $0.accept(request, now: Date()) }
             broker.requestAllocation()
@@ -72,7 +74,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
 
     package func decline(request: Keel_V1_DeclineRequest, context: ServerContext) async throws -> Keel_V1_DeclineResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             guard !request.offerIds.isEmpty else {
                 throw KeelError.invalidArgument("offer_ids is empty; name the offers to decline")
             }
@@ -90,7 +92,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
 
     package func revive(request: Keel_V1_ReviveRequest, context: ServerContext) async throws -> Keel_V1_ReviveResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), false, roles: request.roles) }
             broker.requestAllocation()
             return Keel_V1_ReviveResponse()
@@ -99,7 +101,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
 
     package func suppress(request: Keel_V1_SuppressRequest, context: ServerContext) async throws -> Keel_V1_SuppressResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             try broker.mutate { try $0.setSuppressed(FrameworkID(request.frameworkID.value), true, roles: request.roles) }
             return Keel_V1_SuppressResponse()
         }
@@ -107,7 +109,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
 
     package func kill(request: Keel_V1_KillRequest, context: ServerContext) async throws -> Keel_V1_KillResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             try broker.mutate { try $0.kill(request, now: Date()) }
             return Keel_V1_KillResponse()
         }
@@ -118,7 +120,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Keel_V1_AcknowledgeResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             try broker.mutate { try $0.acknowledge(request) }
             return Keel_V1_AcknowledgeResponse()
         }
@@ -126,7 +128,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
 
     package func reconcile(request: Keel_V1_ReconcileRequest, context: ServerContext) async throws -> Keel_V1_ReconcileResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             try broker.read { try $0.reconcile(request, now: Date()) }
             return Keel_V1_ReconcileResponse()
         }
@@ -134,14 +136,14 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
 
     package func message(request: Keel_V1_MessageRequest, context: ServerContext) async throws -> Keel_V1_MessageResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             throw KeelError(code: .failedPrecondition, message: "framework messages need a custom executor, which this broker does not run yet")
         }
     }
 
     package func teardown(request: Keel_V1_TeardownRequest, context: ServerContext) async throws -> Keel_V1_TeardownResponse {
         try await mappingErrors {
-            try requireFramework(request.frameworkID.value)
+            try requireCurrentStream(request.frameworkID.value)
             try broker.authorizeTeardown(of: request.frameworkID.value)
             try await broker.teardownInRegistry(FrameworkID(request.frameworkID.value), token: RequestAuth.token)
             return Keel_V1_TeardownResponse()
@@ -157,7 +159,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             guard !id.isEmpty else {
                 throw KeelError.invalidArgument("framework_info.id is empty; name the framework to update")
             }
-            try requireFramework(id)
+            try requireCurrentStream(id)
             _ = try broker.read { try $0.activeFramework(id) }
             guard let token = RequestAuth.token else {
                 throw KeelError.unauthenticated("this call needs the framework's token")
@@ -169,5 +171,12 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             broker.requestAllocation()
             return .with { $0.frameworkInfo = info }
         }
+    }
+
+    /// Checks that the call's token speaks for `frameworkID` and that it does not come from a
+    /// superseded subscription (see ``BrokerState/checkStream(_:streamID:)``).
+    private func requireCurrentStream(_ frameworkID: String) throws {
+        try requireFramework(frameworkID)
+        try broker.read { try $0.checkStream(frameworkID, streamID: RequestAuth.streamID) }
     }
 }

@@ -99,6 +99,15 @@ struct BrokerState: Sendable {
         }
     }
 
+    /// Refuses a call that names a stream id (`keel-stream-id`) other than the framework's latest
+    /// subscription's: it comes from a process that a failover superseded.
+    func checkStream(_ frameworkID: String, streamID: String?) throws {
+        guard let streamID, let current = frameworks[FrameworkID(frameworkID)]?.streamID, streamID != current else { return }
+        throw KeelError.failedPrecondition(
+            "stream \(streamID) of framework \(frameworkID) was superseded by a newer subscription; this process no longer acts for the framework"
+        )
+    }
+
     /// Checks that `frameworkID` is known, active and that `subscription` (if given) is its
     /// current one.
     func activeFramework(_ frameworkID: String) throws -> FrameworkEntry {
@@ -133,6 +142,7 @@ struct BrokerState: Sendable {
         }
         let connection = makeConnectionID()
         entry.subscription = connection
+        entry.streamID = UUID().uuidString.lowercased()
         entry.outbound = outbound
         entry.subscribedAt = now
         entry.disconnectedAt = nil

@@ -47,6 +47,10 @@ struct FrameworkEntry: Sendable {
     var subscribedAt: Date?
     /// Identifies the current subscription; only it may act for the framework.
     var subscription: UInt64?
+    /// The stream id sent in SUBSCRIBED to the current subscription (and kept after it ends,
+    /// until a newer one replaces it): calls carrying another stream id come from a
+    /// superseded process.
+    var streamID: String?
     /// Sends events to the subscribed framework.
     var outbound: AsyncStream<Keel_V1_Event>.Continuation?
     /// Roles (API names) for which the framework suppressed offers.
