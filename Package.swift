@@ -158,7 +158,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keel-launcher",
-            dependencies: ["LauncherCore", "KeelObservability", "KeelRPC", argumentParser, serviceLifecycle, logging],
+            dependencies: ["LauncherCore", "KeelCore", "KeelObservability", "KeelRPC", argumentParser, serviceLifecycle, logging],
             path: "Services/Launcher/keel-launcher",
             swiftSettings: keelSettings
         ),

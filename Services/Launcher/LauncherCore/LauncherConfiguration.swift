@@ -15,6 +15,8 @@ package struct LauncherConfiguration: Sendable {
     package var resources: Resources
     /// Attributes for placement, e.g. `rack:r1;ssd:true`.
     package var attributes: [(String, String)]
+    /// The node's region and zone, for region-aware frameworks and placement.
+    package var faultDomain: (region: String, zone: String)?
     /// How long a task gets between SIGTERM and SIGKILL unless its kill policy says otherwise.
     package var defaultKillGracePeriod: Duration
     /// How often the launcher heartbeats on its stream.
@@ -53,8 +55,10 @@ package struct LauncherConfiguration: Sendable {
         isolation: NodeIsolation = .processGroupOnly,
         taskSupervisor: String? = nil,
         stopTasksOnExit: Bool = false,
-        fetcherCacheBytes: UInt64 = 2 << 30
+        fetcherCacheBytes: UInt64 = 2 << 30,
+        faultDomain: (region: String, zone: String)? = nil
     ) {
+        self.faultDomain = faultDomain
         self.fetcherCacheBytes = fetcherCacheBytes
         self.taskSupervisor = taskSupervisor
         self.stopTasksOnExit = stopTasksOnExit

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import KeelCore
 import KeelObservability
 import KeelRPC
 import LauncherCore
@@ -49,6 +50,12 @@ struct LauncherCommand: AsyncParsableCommand {
     @Flag(help: "Kill the running tasks when the launcher is stopped with SIGTERM, instead of leaving them for the next launcher to recover. [env: KEEL_STOP_TASKS_ON_EXIT=1]")
     var stopTasksOnExit = false
 
+    @Option(help: "The node's fault domain, e.g. 'region:eu-west;zone:eu-west-1a'. [env: KEEL_FAULT_DOMAIN]")
+    var faultDomain: String?
+
+    @Option(help: "What to keep for the system and never offer, taken from the detected amounts. [env: KEEL_SYSTEM_RESERVED] (default: mem:512;disk:1024)")
+    var systemReserved: String?
+
     @Option(help: "Size limit of the node's fetcher cache in MiB (least recently used artifacts are evicted). [env: KEEL_FETCHER_CACHE_SIZE] (default: 2048)")
     var fetcherCacheSize: Int?
 
@@ -68,7 +75,11 @@ struct LauncherCommand: AsyncParsableCommand {
         let workDirectory = options.string(workDir, "KEEL_WORK_DIR", default: dataDir)
         let host = options.string(hostname, "KEEL_HOSTNAME", default: ProcessInfo.processInfo.hostName)
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
-        let detected = try NodeResources.detect(workDir: workDirectory, overrides: options.optionalString(resources, "KEEL_RESOURCES"))
+        let keptBack = try options.optionalString(systemReserved, "KEEL_SYSTEM_RESERVED").map { try Resources(parsing: $0) }
+        let detected = try NodeResources.detect(
+            workDir: workDirectory, overrides: options.optionalString(resources, "KEEL_RESOURCES"),
+            systemReserved: keptBack ?? NodeResources.defaultSystemReserved)
+        let domain = try NodeResources.parseFaultDomain(options.optionalString(faultDomain, "KEEL_FAULT_DOMAIN"))
         let parsedAttributes = try NodeResources.parseAttributes(options.optionalString(attributes, "KEEL_ATTRIBUTES"))
         let advertisedText = options.optionalString(advertise, "KEEL_ADVERTISE")
 
@@ -109,7 +120,8 @@ struct LauncherCommand: AsyncParsableCommand {
                 isolation: isolation,
                 taskSupervisor: supervisor,
                 stopTasksOnExit: stopTasksOnExit || environment["KEEL_STOP_TASKS_ON_EXIT"] == "1",
-                fetcherCacheBytes: try fetcherCacheBytes(options)
+                fetcherCacheBytes: try fetcherCacheBytes(options),
+                faultDomain: domain
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
             let tasks = TaskManager(

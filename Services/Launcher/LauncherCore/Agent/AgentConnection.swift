@@ -145,6 +145,10 @@ package struct AgentConnection: Service {
                     $0.text.value = value
                 }
             }
+            if let domain = configuration.faultDomain {
+                $0.agentInfo.domain.faultDomain.region.name = domain.region
+                $0.agentInfo.domain.faultDomain.zone.name = domain.zone
+            }
             $0.agentInfo.launcherAddress.hostname = configuration.advertisedAddress.host
             $0.agentInfo.launcherAddress.ip = configuration.advertisedAddress.host
             $0.agentInfo.launcherAddress.port = UInt32(port)
