@@ -21,6 +21,9 @@ package struct BrokerConfiguration: Sendable {
     /// Who may run tasks as which users and tear down which frameworks; everything is allowed
     /// without an ACL file.
     package var acls: ACLs = .allowAll
+    /// After a broker restart, a framework that was registered before gets this long on top of
+    /// its failover timeout to subscribe again before it is torn down (its tasks are killed).
+    package var frameworkRecoveryGrace: Duration = .seconds(120)
 
     /// The defaults for a registry at `registry`.
     package static func defaults(registry: Endpoint) -> BrokerConfiguration {

@@ -31,7 +31,8 @@ package struct RegistryFollower: Service {
                     try await registry.watchFrameworks(.with { $0.includeSnapshot = true }) { response in
                         for try await event in response.messages {
                             guard event.type != .snapshotEnd else { continue }
-                            broker.mutate { $0.upsertFramework(event.record, now: Date()) }
+                            let fromSnapshot = event.type == .registered
+                            broker.mutate { $0.upsertFramework(event.record, fromSnapshot: fromSnapshot, now: Date()) }
                         }
                     }
                 }

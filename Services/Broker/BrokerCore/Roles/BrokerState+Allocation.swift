@@ -52,7 +52,7 @@ extension BrokerState {
     /// can go to someone else (a framework that hoards offers cannot starve the others).
     mutating func rescindExpiredOffers(now: Date) {
         guard let timeout = configuration.offerTimeout else { return }
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let seconds = Self.seconds(timeout)
         for offer in offers.values where now.timeIntervalSince(offer.createdAt) >= seconds {
             rescindOffer(offer.id)
         }

@@ -46,13 +46,20 @@ struct BrokerState: Sendable {
 
     // MARK: Frameworks
 
-    /// Learns of a framework from the registry.
-    mutating func upsertFramework(_ record: Keel_V1_FrameworkRecord, now: Date) {
+    /// Learns of a framework from the registry. A framework first seen in the registry's
+    /// snapshot (`fromSnapshot`) was registered before this broker started: unless it subscribes
+    /// again, its failover timeout (plus the recovery grace) runs from now.
+    mutating func upsertFramework(_ record: Keel_V1_FrameworkRecord, fromSnapshot: Bool = false, now: Date) {
         let id = FrameworkID(record.frameworkInfo.id.value)
         if frameworks[id] != nil {
             updateFrameworkInfo(record.frameworkInfo, now: now)
         } else {
-            frameworks[id] = FrameworkEntry(info: record.frameworkInfo, id: id)
+            var entry = FrameworkEntry(info: record.frameworkInfo, id: id)
+            if fromSnapshot, record.state != .completed {
+                entry.recovered = true
+                entry.disconnectedAt = now
+            }
+            frameworks[id] = entry
         }
         ensureAllocatorFramework(id, roles: record.frameworkInfo.roles, now: now)
         if record.state == .completed {
@@ -146,6 +153,7 @@ struct BrokerState: Sendable {
         entry.outbound = outbound
         entry.subscribedAt = now
         entry.disconnectedAt = nil
+        entry.recovered = false
         entry.suppressedRoles = []
         frameworks[id] = entry
         ensureAllocatorFramework(id, roles: entry.info.roles, now: now)
@@ -173,7 +181,8 @@ struct BrokerState: Sendable {
     func expiredFrameworks(now: Date) -> [FrameworkID] {
         frameworks.values.filter { entry in
             guard !entry.completed, !entry.connected, let since = entry.disconnectedAt else { return false }
-            return now.timeIntervalSince(since) >= entry.failoverTimeout
+            let grace = entry.recovered ? Self.seconds(configuration.frameworkRecoveryGrace) : 0
+            return now.timeIntervalSince(since) >= entry.failoverTimeout + grace
         }.map(\.id)
     }
 
@@ -182,6 +191,10 @@ struct BrokerState: Sendable {
     ///
     /// Throws ``KeelError/Code/invalidArgument`` (changing nothing) for a role the framework is
     /// not subscribed to.
+    static func seconds(_ duration: Duration) -> TimeInterval {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
     mutating func setSuppressed(_ id: FrameworkID, _ suppressed: Bool, roles: [String] = []) throws {
         var entry = try activeFramework(id.value)
         for role in roles where !entry.roles.contains(role) {

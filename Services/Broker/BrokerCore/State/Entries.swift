@@ -57,6 +57,9 @@ struct FrameworkEntry: Sendable {
     var suppressedRoles: Set<String> = []
     /// When the framework's subscription ended; its failover timeout runs from then.
     var disconnectedAt: Date?
+    /// Known from the registry's snapshot when the broker started, not subscribed since: its
+    /// failover timeout runs from the broker's start, with a grace period on top.
+    var recovered = false
 
     var connected: Bool { outbound != nil }
 
