@@ -301,6 +301,35 @@ struct RolesTests {
         }
     }
 
+    @Test("an agent replaced after a reboot is gone after a broker restart, with its reservations and drain")
+    func replacedAgentForgotten() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keel-replaced-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let oldID = Keel_V1_AgentID.with { $0.value = "agent-before-reboot" }
+        let resources: [Keel_V1_Resource] = [.scalar("cpus", 4), .scalar("mem", 4096)]
+        try await InProcessCluster.with(directory: directory) { cluster in
+            try await cluster.withAgent(hostname: "node-b", id: oldID, resources: resources, launcherPort: 7000, bootID: "boot-1") { _ in
+                _ = try await cluster.operator_.reserveResources(.with {
+                    $0.agentID = oldID
+                    $0.resources = [Self.reserved("cpus", 1, "eng")]
+                })
+                _ = try await cluster.operator_.drainAgent(.with { $0.agentID = oldID })
+            }
+            try await cluster.withAgent(hostname: "node-b", resources: resources, launcherPort: 7000, bootID: "boot-2") { newID in
+                #expect(newID != oldID)
+                let agents = try await cluster.operator_.getAgents(.init()).agents
+                #expect(agents.first { $0.agentInfo.id == oldID }?.state == .removed)
+            }
+        }
+        try await InProcessCluster.with(directory: directory) { cluster in
+            let agents = try await cluster.operator_.getAgents(.init()).agents
+            #expect(agents.count == 1)
+            #expect(!agents.contains { $0.agentInfo.id == oldID })
+            let roles = try await cluster.operator_.getRoles(.init()).roles
+            #expect(roles.isEmpty, "the removed agent's reservation is gone: \(roles.map(\.name))")
+        }
+    }
+
     // MARK: Helpers
 
     static func weight(_ role: String, _ weight: Double) -> Keel_V1_WeightInfo {
@@ -365,6 +394,8 @@ extension InProcessCluster {
         hostname: String,
         id: Keel_V1_AgentID? = nil,
         resources: [Keel_V1_Resource],
+        launcherPort: UInt32 = 0,
+        bootID: String = "",
         _ body: @Sendable (Keel_V1_AgentID) async throws -> T
     ) async throws -> T {
         let inbox = Inbox<Keel_V1_BrokerMessage>()
@@ -373,6 +404,9 @@ extension InProcessCluster {
             $0.register.agentInfo.hostname = hostname
             if let id { $0.register.agentInfo.id = id }
             $0.register.agentInfo.resources = resources
+            $0.register.agentInfo.launcherAddress.ip = "127.0.0.1"
+            $0.register.agentInfo.launcherAddress.port = launcherPort
+            $0.register.agentInfo.bootID = bootID
         })
         let agents = self.agents
         return try await withThrowingTaskGroup(of: Void.self) { group in

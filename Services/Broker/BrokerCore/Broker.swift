@@ -249,6 +249,8 @@ package final class Broker: Service {
                     _ = try await store.put(key, value: try task.serializedBytes())
                 case .putAgent(let info):
                     _ = try await store.put(Self.agentPrefix + info.id.value, value: try info.serializedBytes())
+                case .deleteAgent(let id):
+                    _ = try await store.delete(Self.agentPrefix + id.value)
                 case .putWeight(let weight):
                     _ = try await store.put(ClusterPolicy.weightPrefix + weight.role, value: try weight.serializedBytes())
                 case .deleteWeight(let role):

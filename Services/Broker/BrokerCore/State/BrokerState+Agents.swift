@@ -127,6 +127,15 @@ extension BrokerState {
             if allocator.agentIDs.contains(entry.id) {
                 ledger { try $0.removeAgent(id: entry.id) }
             }
+            // A removed agent does not come back after a broker restart, and what operators
+            // decided for it (reservations, a drain) goes with it.
+            pendingWrites.append(.deleteAgent(entry.id))
+            if policy.reservations.removeValue(forKey: entry.id) != nil {
+                pendingWrites.append(.deleteReservations(entry.id))
+            }
+            if policy.draining.remove(entry.id) != nil {
+                pendingWrites.append(.deleteDraining(entry.id))
+            }
         }
     }
 

@@ -279,6 +279,7 @@ struct BrokerState: Sendable {
 enum StoreWrite: Sendable {
     case putTask(Keel_V1_Task)
     case putAgent(Keel_V1_AgentInfo)
+    case deleteAgent(AgentID)
     case putWeight(Keel_V1_WeightInfo)
     case deleteWeight(role: String)
     case putQuota(Keel_V1_QuotaConfig)
