@@ -105,4 +105,63 @@ struct AgentReattachTests {
             }
         }
     }
+
+    @Test("a task reported running that its framework was told is LOST is killed when the agent re-attaches")
+    func lostTaskKilledOnReattach() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "lost", hostname: "node-l", launcherPort: 7002, bootID: "boot-1") { pair in
+                let offer = try #require(try await pair.frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
+                let task = SchedulerFlowTests.task("t-lost", agentID: pair.agentID)
+                _ = try await cluster.scheduler.accept(.with {
+                    $0.frameworkID.value = pair.frameworkID
+                    $0.offerIds = [offer.id]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = [task]
+                    }]
+                }, metadata: bearer(pair.token))
+                pair.agentWriter.yield(.with {
+                    $0.statusUpdate.frameworkID.value = pair.frameworkID
+                    $0.statusUpdate.status = .with {
+                        $0.taskID.value = "t-lost"
+                        $0.state = .taskRunning
+                        $0.agentID = pair.agentID
+                        $0.uuid = Data([4, 5, 6])
+                        $0.source = .agent
+                    }
+                })
+                _ = try await pair.frameworkInbox.wait(for: "RUNNING") { $0.update.status.state == .taskRunning }
+                // The health checker finds the agent unreachable: the task is LOST for this
+                // framework (not partition aware).
+                _ = try await cluster.operator_.reportAgentReachability(.with {
+                    $0.agentID = pair.agentID
+                    $0.reachable = false
+                })
+                _ = try await pair.frameworkInbox.wait(for: "LOST") { $0.update.status.state == .taskLost }
+
+                // The launcher comes back with the task still running.
+                let frameworkID = pair.frameworkID
+                let agentID = pair.agentID
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    defer { group.cancelAll() }
+                    let register = Keel_V1_AgentMessage.Register.with {
+                        $0.agentInfo.hostname = "node-l"
+                        $0.agentInfo.id = agentID
+                        $0.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
+                        $0.agentInfo.launcherAddress.ip = "127.0.0.1"
+                        $0.agentInfo.launcherAddress.port = 7002
+                        $0.agentInfo.bootID = "boot-1"
+                        $0.runningTasks = [.with {
+                            $0.frameworkID.value = frameworkID
+                            $0.task = task
+                        }]
+                    }
+                    let (inbox, writer) = Self.attach(cluster, register, in: &group)
+                    defer { writer.finish() }
+                    let kill = try await inbox.wait(for: "kill of the lost task") { $0.kill.taskID.value == "t-lost" }
+                    #expect(kill.kill.frameworkID.value == frameworkID)
+                }
+            }
+        }
+    }
 }

@@ -88,6 +88,19 @@ extension BrokerState {
         for running in register.runningTasks where running.hasLatestStatus {
             applyStatus(running.latestStatus, frameworkID: FrameworkID(running.frameworkID.value), agentID: id, now: now)
         }
+        // A task still running that its framework was told is over (LOST while the agent was
+        // unreachable, or its framework torn down meanwhile) must not run on unseen: kill it.
+        for running in register.runningTasks where !(running.hasLatestStatus && running.latestStatus.state.isTerminal) {
+            let key = TaskKey(frameworkID: FrameworkID(running.frameworkID.value), taskID: TaskID(running.task.taskID.value))
+            guard let task = tasks[key] else { continue }
+            let frameworkGone = frameworks[key.frameworkID]?.completed ?? false
+            if task.state.isTerminal || frameworkGone {
+                pendingNotices.append(
+                    "killing task \(key.taskID) on re-attached agent \(id): it is \(task.state.name) for its framework"
+                        + (frameworkGone ? " (torn down)" : ""))
+                sendKill(key, task: task, gracePeriod: nil)
+            }
+        }
         for (key, task) in tasks where task.agentID.value == id.value && !task.state.isTerminal && !reported.contains(key) {
             // Staging tasks may still be in flight to the new stream; only running ones are lost.
             guard task.state != .taskStaging else { continue }
