@@ -32,6 +32,7 @@ struct EndToEndTests {
             try await everyDaemonServesMetricsAndHealth(cluster)
             try await listsState(cluster)
             try await managesRoles(cluster)
+            try await tearsDownAFramework(cluster)
         } catch {
             await cluster.stop()
             stopped = true
@@ -178,6 +179,29 @@ struct EndToEndTests {
         let unreserve = try await cluster.keelResult(["unreserve", agentID, "cpus(eng):0.1;mem(eng):16"])
         #expect(unreserve.exitStatus == 0, "keel unreserve: \(unreserve.stderr)")
         #expect(!unreserve.stdout.contains("(eng)"))
+    }
+
+    private func tearsDownAFramework(_ cluster: LocalClusterFixture) async throws {
+        let victim = try cluster.keel(["run", "--name", "victim", "--", "sleep", "600"])
+        try await victim.waitForStderr("TASK_RUNNING")
+        let frameworks = try await cluster.keelResult(["frameworks", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(frameworks.stdout.utf8)) as? [String: Any]
+        let entries = (json?["frameworks"] as? [[String: Any]]) ?? []
+        let info = entries.compactMap { $0["frameworkInfo"] as? [String: Any] }.first { ($0["name"] as? String)?.hasSuffix("victim") == true }
+        let id = try #require((info?["id"] as? [String: Any])?["value"] as? String, "no victim in \(frameworks.stdout)")
+
+        let unknown = try await cluster.keelResult(["teardown", "no-such-framework"])
+        #expect(unknown.exitStatus != 0)
+        #expect(unknown.stderr.contains("not registered"), "keel teardown: \(unknown.stderr)")
+
+        let teardown = try await cluster.keelResult(["teardown", id])
+        #expect(teardown.exitStatus == 0, "keel teardown: \(teardown.stderr)")
+        _ = try await victim.wait(timeout: .seconds(60))
+        #expect(victim.exitStatus != 0)
+        try await waitUntil("the victim's task is killed", timeout: .seconds(60)) {
+            let tasks = try await cluster.keelResult(["tasks"])
+            return tasks.stdout.split(separator: "\n").contains { $0.contains("victim") && $0.contains("TASK_KILLED") }
+        }
     }
 
     // MARK: Helpers

@@ -13,6 +13,7 @@ package struct KeelCommand: AsyncParsableCommand {
             UpCommand.self, RunCommand.self, AgentsCommand.self, TasksCommand.self, FrameworksCommand.self,
             LogsCommand.self, TraceCommand.self, RolesCommand.self, QuotaCommand.self, WeightsCommand.self,
             ReserveCommand.self, UnreserveCommand.self, ExplainCommand.self, DrainCommand.self, ReactivateCommand.self,
+            TeardownCommand.self,
         ]
     )
 
