@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCInProcessTransport
 import KeelAPI
+import KeelCore
 import KeelRPC
 import KeelSDK
 import SwiftProtobuf
@@ -74,6 +75,14 @@ struct SchedulerFlowTests {
 
                 let tasks = try await cluster.operator_.getTasks(Keel_V1_GetTasksRequest())
                 #expect(tasks.tasks.map(\.state) == [.taskRunning])
+                // The agent view: the task's resources are allocated; offers are apart.
+                let agentView = try #require(try await cluster.operator_.getAgents(.init()).agents.first)
+                let allocatedNow = try Resources(proto: agentView.allocatedResources)
+                let offeredNow = try Resources(proto: agentView.offeredResources)
+                let taskResources = try Resources(parsing: "cpus:0.5;mem:128")
+                let rest = try Resources(parsing: "cpus:3.5;mem:3968")
+                #expect(allocatedNow == taskResources)
+                #expect(offeredNow.isEmpty || offeredNow == rest)
 
                 let kill = Keel_V1_KillRequest.with {
                     $0.frameworkID.value = frameworkID

@@ -83,7 +83,6 @@ package final class Broker: Service {
                 state.tasks[key] = task
             }
             for id in state.agents.keys {
-                state.recomputeAllocated(id)
                 if let agent = state.agents[id] {
                     state.ledger { allocator in
                         try allocator.addAgent(id: id, total: agent.total, now: Instant(date: now))

@@ -27,7 +27,6 @@ extension BrokerState {
                 role: offer.role, createdAt: now
             )
             offers[entry.id] = entry
-            agents[offer.agent]?.offered += offer.resources
             batches[offer.framework, default: []].append(.with {
                 $0.id = .with { $0.value = entry.id.value }
                 $0.frameworkID = .with { $0.value = offer.framework.value }

@@ -4,6 +4,7 @@ package import KeelAPI
 import Logging
 import SwiftProtobuf
 import KeelCore
+import KeelAllocator
 import KeelRPC
 import ServiceLifecycle
 
@@ -145,11 +146,25 @@ extension BrokerState {
     }
 
     /// The operator API's view of every agent, by id; dynamic reservations are marked DYNAMIC.
+    ///
+    /// Allocated and offered resources come from the allocator's books (which count offers as
+    /// allocated) and the outstanding offers, so the view cannot drift from what is offered.
     func agentViews() -> [Keel_V1_Agent] {
-        agents.values.sorted { $0.id < $1.id }.map { agent in
-            var view = agent.proto
-            view.totalResources = agent.total.proto(markingDynamic: policy.reservations[agent.id])
-            return view
+        var offered: [AgentID: Resources] = [:]
+        for offer in offers.values { offered[offer.agentID, default: []] += offer.resources }
+        return agents.values.sorted { $0.id < $1.id }.map { agent in
+            let offers = offered[agent.id] ?? []
+            let held = (try? allocator.usage(of: agent.id).allocated) ?? []
+            let dynamic = policy.reservations[agent.id]
+            return .with {
+                $0.agentInfo = agent.info
+                $0.state = agent.state
+                $0.totalResources = agent.total.proto(markingDynamic: dynamic)
+                $0.allocatedResources = (held - offers).proto(markingDynamic: dynamic)
+                $0.offeredResources = offers.proto(markingDynamic: dynamic)
+                $0.registeredAt = .init(date: agent.registeredAt)
+                $0.lastSeenAt = .init(date: agent.lastSeenAt)
+            }
         }
     }
 

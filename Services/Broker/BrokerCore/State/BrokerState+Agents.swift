@@ -67,7 +67,6 @@ extension BrokerState {
         entry.lastSeenAt = now
         entry.connection = connection
         entry.outbound = outbound
-        entry.offered = []
         agents[id] = entry
         pendingWrites.append(.putAgent(info))
         if allocator.agentIDs.contains(id) {
@@ -106,7 +105,6 @@ extension BrokerState {
             guard task.state != .taskStaging else { continue }
             markLost(key, reason: .agentRestarted, message: "the agent re-attached without this task", now: now)
         }
-        recomputeAllocated(id)
         return (id, connection)
     }
 
@@ -136,7 +134,6 @@ extension BrokerState {
             for (key, task) in tasks where task.agentID.value == entry.id.value && !task.state.isTerminal {
                 markLost(key, reason: .agentRestarted, message: message, now: now)
             }
-            recomputeAllocated(entry.id)
             if allocator.agentIDs.contains(entry.id) {
                 ledger { try $0.removeAgent(id: entry.id) }
             }
@@ -245,17 +242,6 @@ extension BrokerState {
             throw KeelError.notFound("agent \(id) is not known to the broker; list them with keel agents")
         }
         return agent
-    }
-
-    /// Recomputes an agent's allocation from its non-terminal tasks.
-    mutating func recomputeAllocated(_ id: AgentID) {
-        guard var entry = agents[id] else { return }
-        var allocated = Resources()
-        for task in tasks.values where task.agentID.value == id.value && !task.state.isTerminal {
-            allocated += (try? Resources(proto: task.resources)) ?? []
-        }
-        entry.allocated = allocated
-        agents[id] = entry
     }
 
     /// Sends a message down an agent's stream; false when the agent is not attached.

@@ -129,7 +129,6 @@ extension BrokerState {
                 }]
             }
             tasks[key] = task
-            agents[agentID]?.allocated += resources
             let delivered = send(.with {
                 $0.launch.frameworkInfo = framework.info
                 $0.launch.task = info
@@ -222,7 +221,6 @@ extension BrokerState {
             }
             tasks[key] = task
             if status.state.isTerminal && !wasTerminal {
-                recomputeAllocated(agentID)
                 if let resources = try? Resources(proto: task.resources), !resources.isEmpty {
                     ledger { try $0.recoverResources(framework: frameworkID, agent: agentID, resources: resources) }
                 }

@@ -222,10 +222,6 @@ struct BrokerState: Sendable {
     /// for them itself (an accept that used part of them).
     mutating func removeOffer(_ id: OfferID, filterUntil: Date? = nil, recover: Bool = true) {
         guard let offer = offers.removeValue(forKey: id) else { return }
-        if var agent = agents[offer.agentID] {
-            agent.offered = agent.offered - offer.resources
-            agents[offer.agentID] = agent
-        }
         if recover {
             ledger {
                 try $0.recoverResources(

@@ -10,11 +10,9 @@ struct AgentEntry: Sendable {
     var info: Keel_V1_AgentInfo
     var id: AgentID
     var state: Keel_V1_Agent.State
+    /// What the agent offers: its launcher's report with dynamic reservations applied. What is
+    /// allocated and offered on it is the allocator's to know (``BrokerState/agentViews()``).
     var total: Resources
-    /// Resources of the agent's non-terminal tasks.
-    var allocated: Resources = []
-    /// Resources in outstanding offers.
-    var offered: Resources = []
     var registeredAt: Date
     var lastSeenAt: Date
     /// Identifies the current stream; a stale stream's end must not disconnect a newer one.
@@ -22,21 +20,7 @@ struct AgentEntry: Sendable {
     /// Sends messages down the agent's stream while it is attached.
     var outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation?
 
-    /// What is neither allocated nor offered.
-    var free: Resources { total - allocated - offered }
 
-    /// The operator API's view.
-    var proto: Keel_V1_Agent {
-        .with {
-            $0.agentInfo = info
-            $0.state = state
-            $0.totalResources = total.proto
-            $0.allocatedResources = allocated.proto
-            $0.offeredResources = offered.proto
-            $0.registeredAt = .init(date: registeredAt)
-            $0.lastSeenAt = .init(date: lastSeenAt)
-        }
-    }
 }
 
 /// A framework as the broker holds it.
