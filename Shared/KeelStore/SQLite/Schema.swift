@@ -83,8 +83,7 @@ enum Schema {
                 "applying store schema migration",
                 metadata: ["keel.store.schema_version": "\(migration.version)"]
             )
-            _ = try await connection.execute("BEGIN IMMEDIATE")
-            do {
+            try await connection.inTransaction {
                 for statement in migration.statements {
                     _ = try await connection.execute(statement)
                 }
@@ -92,10 +91,6 @@ enum Schema {
                     "INSERT INTO keel_schema (version) VALUES (?)",
                     [.integer(numericCast(migration.version))]
                 )
-                _ = try await connection.execute("COMMIT")
-            } catch {
-                _ = try? await connection.execute("ROLLBACK")
-                throw error
             }
         }
     }

@@ -1,5 +1,6 @@
 import KeelCore
 import Logging
+import KeelStore
 import SQLiteNIO
 
 /// The span store's file layout and its forward-only migrations.
@@ -70,18 +71,18 @@ enum SpanSchema {
     /// after a power loss the last few hundred milliseconds of spans may be gone, which is acceptable
     /// for debug traces and keeps exports cheap. The WAL file is trimmed back to 64 MiB after checkpoints.
     static func configure(_ connection: SQLiteConnection) async throws {
-        _ = try await connection.runStatement("PRAGMA journal_mode = WAL")
-        _ = try await connection.runStatement("PRAGMA synchronous = NORMAL")
-        _ = try await connection.runStatement("PRAGMA foreign_keys = ON")
-        _ = try await connection.runStatement("PRAGMA journal_size_limit = 67108864")
+        _ = try await connection.execute("PRAGMA journal_mode = WAL")
+        _ = try await connection.execute("PRAGMA synchronous = NORMAL")
+        _ = try await connection.execute("PRAGMA foreign_keys = ON")
+        _ = try await connection.execute("PRAGMA journal_size_limit = 67108864")
     }
 
     /// Creates the schema table if needed and applies every pending migration.
     static func migrate(_ connection: SQLiteConnection, path: String, logger: Logger) async throws {
-        _ = try await connection.runStatement(
+        _ = try await connection.execute(
             "CREATE TABLE IF NOT EXISTS tracer_schema (version INTEGER PRIMARY KEY NOT NULL) STRICT"
         )
-        let rows = try await connection.runStatement("SELECT coalesce(max(version), 0) AS version FROM tracer_schema")
+        let rows = try await connection.execute("SELECT coalesce(max(version), 0) AS version FROM tracer_schema")
         let current = rows.first?.column("version")?.integer ?? 0
         guard current <= latestVersion else {
             throw KeelError.failedPrecondition(
@@ -93,9 +94,9 @@ enum SpanSchema {
             logger.info("applying span store migration", metadata: ["keel.store.schema_version": "\(migration.version)"])
             try await connection.inTransaction {
                 for statement in migration.statements {
-                    _ = try await connection.runStatement(statement)
+                    _ = try await connection.execute(statement)
                 }
-                _ = try await connection.runStatement(
+                _ = try await connection.execute(
                     "INSERT INTO tracer_schema (version) VALUES (?)",
                     [.integer(numericCast(migration.version))]
                 )

@@ -1,3 +1,4 @@
+import KeelStore
 import SQLiteNIO
 
 extension SpanStore {
@@ -8,7 +9,7 @@ extension SpanStore {
     package func taskHops(_ taskID: String, limit: Int) async throws -> [HopRecord] {
         try await storeOperation("reading the timeline of task \(taskID)") {
             try await gate.read {
-                let rows = try await reader.runStatement(
+                let rows = try await reader.execute(
                     """
                     SELECT * FROM (
                         SELECT \(SpanRows.spanHopColumns), s.id AS seq, -1 AS idx
@@ -68,7 +69,7 @@ extension SpanStore {
             """
         return try await storeOperation("searching spans") {
             try await gate.read {
-                try await reader.runStatement(sql, binds).map { try SpanRows.hop($0, isEvent: false) }
+                try await reader.execute(sql, binds).map { try SpanRows.hop($0, isEvent: false) }
             }
         }
     }

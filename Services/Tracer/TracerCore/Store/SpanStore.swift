@@ -1,6 +1,7 @@
 package import Foundation
 import KeelCore
 package import Logging
+import KeelStore
 import SQLiteNIO
 
 /// The span store: one SQLite file in WAL mode holding spans, their events, and an index on the task id.
@@ -48,7 +49,7 @@ package final class SpanStore: Sendable {
         logger[metadataKey: "keel.store.path"] = "\(path)"
         let writer: SQLiteConnection
         do {
-            writer = try await SQLiteConnection.openRunningToCompletion(path: path, logger: logger)
+            writer = try await SQLiteConnection.openIgnoringCancellation(path: path, logger: logger)
         } catch {
             throw KeelError.unavailable(
                 "cannot open the span store at \(path); check that its directory exists and is writable (--data-dir)",
@@ -59,17 +60,17 @@ package final class SpanStore: Sendable {
         do {
             try await SpanSchema.configure(writer)
             try await SpanSchema.migrate(writer, path: path, logger: logger)
-            let opened = try await SQLiteConnection.openRunningToCompletion(path: path, logger: logger)
+            let opened = try await SQLiteConnection.openIgnoringCancellation(path: path, logger: logger)
             reader = opened
             try await SpanSchema.configure(opened)
-            _ = try await opened.runStatement("PRAGMA query_only = ON")
+            _ = try await opened.execute("PRAGMA query_only = ON")
             let store = SpanStore(path: path, configuration: configuration, logger: logger, writer: writer, reader: opened)
             let spans = try await store.count()
             logger.info("opened span store", metadata: ["keel.store.spans": "\(spans)"])
             return store
         } catch {
-            try? await reader?.closeRunningToCompletion()
-            try? await writer.closeRunningToCompletion()
+            try? await reader?.closeIgnoringCancellation()
+            try? await writer.closeIgnoringCancellation()
             throw storeError(error, path: path, while: "opening the span store")
         }
     }
@@ -79,8 +80,8 @@ package final class SpanStore: Sendable {
     package func close() async throws {
         let closed = try await gate.close {
             do {
-                try await reader.closeRunningToCompletion()
-                try await writer.closeRunningToCompletion()
+                try await reader.closeIgnoringCancellation()
+                try await writer.closeIgnoringCancellation()
             } catch {
                 throw Self.storeError(error, path: path, while: "closing the span store")
             }
@@ -132,7 +133,7 @@ package final class SpanStore: Sendable {
             let deleted = try await storeOperation("pruning spans past the retention") {
                 try await gate.write {
                     try await writer.inTransaction {
-                        _ = try await writer.runStatement(
+                        _ = try await writer.execute(
                             "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE received_ns < ? LIMIT ?)",
                             [SpanRows.integer(cutoff), SpanRows.integer(Self.pruneChunk)]
                         )
@@ -157,7 +158,7 @@ package final class SpanStore: Sendable {
     package func count() async throws -> Int {
         try await storeOperation("counting spans") {
             try await gate.read {
-                let rows = try await reader.runStatement("SELECT count(*) AS n FROM spans")
+                let rows = try await reader.execute("SELECT count(*) AS n FROM spans")
                 return rows.first?.column("n")?.integer.map { Int($0) } ?? 0
             }
         }
@@ -165,7 +166,7 @@ package final class SpanStore: Sendable {
 
     /// Inserts one span unless (trace id, span id) is already stored. - Returns: whether it was new.
     private func insertSpan(_ span: SpanRecord, attributes: String, receivedNanos: Int64) async throws -> Bool {
-        let rows = try await writer.runStatement(
+        let rows = try await writer.execute(
             """
             INSERT INTO spans (trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns,
                                error, task_id, attributes, received_ns)
@@ -184,7 +185,7 @@ package final class SpanStore: Sendable {
     }
 
     private func insertEvent(_ event: SpanEventRecord, index: Int, of span: SpanRecord, attributes: String) async throws {
-        _ = try await writer.runStatement(
+        _ = try await writer.execute(
             """
             INSERT INTO span_events (trace_id, span_id, idx, name, time_ns, task_id, attributes)
             VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -200,11 +201,11 @@ package final class SpanStore: Sendable {
     /// Deletes up to ``pruneChunk`` of the first-arrived spans beyond the cap; call inside a write
     /// transaction. Ids grow with arrival, so the newest `maxSpans` spans all have ids above `max(id) - maxSpans`.
     private func trimToCap() async throws -> Int {
-        let rows = try await writer.runStatement("SELECT max(id) AS top FROM spans")
+        let rows = try await writer.execute("SELECT max(id) AS top FROM spans")
         guard let top = rows.first?.column("top")?.integer else { return 0 }
         let limit = Int64(top) - Int64(configuration.maxSpans)
         guard limit > 0 else { return 0 }
-        _ = try await writer.runStatement(
+        _ = try await writer.execute(
             "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE id <= ? ORDER BY id LIMIT ?)",
             [SpanRows.integer(limit), SpanRows.integer(Self.pruneChunk)]
         )
@@ -213,7 +214,7 @@ package final class SpanStore: Sendable {
 
     /// Rows changed by the writer's last statement.
     private func changes() async throws -> Int {
-        let rows = try await writer.runStatement("SELECT changes() AS n")
+        let rows = try await writer.execute("SELECT changes() AS n")
         return rows.first?.column("n")?.integer.map { Int($0) } ?? 0
     }
 }
