@@ -52,31 +52,35 @@ extension OperatorService {
         request: Keel_V1_ReserveResourcesRequest,
         context: ServerContext
     ) async throws -> Keel_V1_ReserveResourcesResponse {
-        try await mappingErrors {
-            let agentID = AgentID(request.agentID.value)
-            let total = try await broker.mutateDurably { state in
-                try state.reserve(agent: agentID, resources: request.resources)
-                    .proto(markingDynamic: state.policy.reservations[agentID])
-            }
-            broker.logger.notice("resources reserved", metadata: ["keel.agent_id": "\(agentID)"])
-            broker.requestAllocation()
-            return .with { $0.totalResources = total }
+        let total = try await changeReservations(on: request.agentID, done: "resources reserved") { state, agent in
+            try state.reserve(agent: agent, resources: request.resources)
         }
+        return .with { $0.totalResources = total }
     }
 
     package func unreserveResources(
         request: Keel_V1_UnreserveResourcesRequest,
         context: ServerContext
     ) async throws -> Keel_V1_UnreserveResourcesResponse {
+        let total = try await changeReservations(on: request.agentID, done: "resources unreserved") { state, agent in
+            try state.unreserve(agent: agent, resources: request.resources)
+        }
+        return .with { $0.totalResources = total }
+    }
+
+    /// Applies a reservation change durably, logs it, asks for an allocation cycle and returns
+    /// the agent's new total in wire form (dynamic reservations marked).
+    private func changeReservations(
+        on agent: Keel_V1_AgentID, done: String, _ change: (inout BrokerState, AgentID) throws -> Resources
+    ) async throws -> [Keel_V1_Resource] {
         try await mappingErrors {
-            let agentID = AgentID(request.agentID.value)
+            let agentID = AgentID(agent.value)
             let total = try await broker.mutateDurably { state in
-                try state.unreserve(agent: agentID, resources: request.resources)
-                    .proto(markingDynamic: state.policy.reservations[agentID])
+                try change(&state, agentID).proto(markingDynamic: state.policy.reservations[agentID])
             }
-            broker.logger.notice("resources unreserved", metadata: ["keel.agent_id": "\(agentID)"])
+            broker.logger.notice("\(done)", metadata: ["keel.agent_id": "\(agentID)"])
             broker.requestAllocation()
-            return .with { $0.totalResources = total }
+            return total
         }
     }
 
