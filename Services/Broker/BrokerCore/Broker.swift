@@ -159,10 +159,19 @@ package final class Broker: Service {
 
     /// Like ``mutate(_:)``, and returns only once the store holds the writes of the change (and
     /// of every change before it), so that what an operator was told is done survives a crash.
-    func mutateDurably<T: Sendable>(_ body: (inout BrokerState) throws -> T) async rethrows -> T {
+    ///
+    /// - Throws: what `body` throws; ``KeelError/Code/unavailable`` when a write could not be
+    ///   stored (the change holds in this broker but would be lost on a restart; retry it).
+    func mutateDurably<T: Sendable>(_ body: (inout BrokerState) throws -> T) async throws -> T {
         let result = try mutate(body)
-        await withCheckedContinuation { continuation in
-            if case .terminated = writes.yield(.barrier(continuation)) { continuation.resume() }
+        let failure: String? = await withCheckedContinuation { continuation in
+            if case .terminated = writes.yield(.barrier(continuation)) {
+                continuation.resume(returning: "the broker is shutting down")
+            }
+        }
+        if let failure {
+            throw KeelError.unavailable(
+                "the change was applied but could not be stored (\(failure)); it would be lost on a broker restart, so retry it")
         }
         return result
     }
@@ -240,6 +249,8 @@ package final class Broker: Service {
     }
 
     private func persist() async {
+        // The first failure since the last barrier, reported to the barrier's waiter.
+        var failure: String?
         for await write in writeStream {
             do {
                 switch write {
@@ -268,10 +279,12 @@ package final class Broker: Service {
                 case .deleteDraining(let id):
                     _ = try await store.delete(ClusterPolicy.drainingPrefix + id.value)
                 case .barrier(let continuation):
-                    continuation.resume()
+                    continuation.resume(returning: failure)
+                    failure = nil
                 }
             } catch {
                 logger.error("could not persist a change", metadata: ["keel.error": "\(error)"])
+                failure = failure ?? "\(error)"
             }
         }
     }

@@ -284,8 +284,9 @@ enum StoreWrite: Sendable {
     case deleteReservations(AgentID)
     case putDraining(AgentID)
     case deleteDraining(AgentID)
-    /// Resumed once every write before it is in the store.
-    case barrier(CheckedContinuation<Void, Never>)
+    /// Resumed once every write before it was tried: with nil when they were all stored, or
+    /// the first failure since the previous barrier.
+    case barrier(CheckedContinuation<String?, Never>)
 }
 
 /// One step of a task's life, recorded as a span for keel-tracer.
