@@ -31,6 +31,7 @@ enum Deploy {
         "launcher": [
             "KEEL_BROKER", "KEEL_WORK_DIR", "KEEL_RESOURCES", "KEEL_ATTRIBUTES", "KEEL_HOSTNAME", "KEEL_ADVERTISE",
             "KEEL_STOP_TASKS_ON_EXIT", "KEEL_FETCHER_CACHE_SIZE", "KEEL_FAULT_DOMAIN", "KEEL_SYSTEM_RESERVED",
+            "KEEL_CPU_HARD_LIMIT",
         ],
         "health": ["KEEL_BROKER", "KEEL_PING_INTERVAL", "KEEL_PING_BUDGET"],
         "tracer": ["KEEL_RETENTION", "KEEL_MAX_SPANS"],

@@ -44,6 +44,9 @@ struct LauncherCommand: AsyncParsableCommand {
     @Option(help: "Directory under each cgroup hierarchy that holds the task cgroups. [env: KEEL_CGROUP_ROOT] (default: keel)")
     var cgroupRoot: String?
 
+    @Flag(help: "Cap each task's CPU time at its cpus (CFS quota), not only weight it. [env: KEEL_CPU_HARD_LIMIT=1]")
+    var cpuHardLimit = false
+
     @Flag(help: "Do not use cgroups; isolate tasks by process group and rlimits only. [env: KEEL_NO_CGROUPS=1]")
     var noCgroups = false
 
@@ -178,6 +181,7 @@ extension LauncherCommand {
             settings.maxProcessesPerTask = value
         }
         settings.useCgroups = !(noCgroups || environment["KEEL_NO_CGROUPS"] == "1")
+        settings.cpuHardLimit = cpuHardLimit || environment["KEEL_CPU_HARD_LIMIT"] == "1"
         return settings
     }
 }

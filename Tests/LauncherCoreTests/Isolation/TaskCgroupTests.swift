@@ -31,6 +31,25 @@ struct TaskCgroupTests {
         #expect(CgroupTestSupport.allRemoved(result.directories))
     }
 
+    @Test(
+        "a hard CPU limit writes the CFS quota for the task's cpus",
+        .enabled(if: CgroupTestSupport.available(.cpu), CgroupTestSupport.skipReason)
+    )
+    func hardCPULimit() async throws {
+        var limits = TaskResourceLimits(memoryMiB: 64, cpus: 0.25, maxProcesses: 16)
+        limits.hardCPULimit = true
+        #expect(limits.cfsQuotaMicros == 25_000)
+        _ = try await CgroupTestSupport.withCgroup("cfs", limits: limits) { cgroup in
+            let cpuDir = try #require(cgroup.directory(for: .cpu))
+            if FileManager.default.fileExists(atPath: cpuDir + "/cpu.cfs_quota_us") {
+                #expect(ProcessTestSupport.contents(cpuDir + "/cpu.cfs_quota_us")?.hasPrefix("25000") == true)
+                #expect(ProcessTestSupport.contents(cpuDir + "/cpu.cfs_period_us")?.hasPrefix("100000") == true)
+            } else {
+                #expect(ProcessTestSupport.contents(cpuDir + "/cpu.max")?.hasPrefix("25000 100000") == true)
+            }
+        }
+    }
+
     @Test("a memory hog over its 64 MiB limit is OOM-killed and reported with limit and peak")
     func memoryHog() async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()

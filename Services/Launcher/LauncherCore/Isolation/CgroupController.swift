@@ -26,6 +26,19 @@ package struct TaskResourceLimits: Sendable, Hashable {
     package var cpus: Double?
     /// The most processes/threads the task may have at once, or `nil` for no limit.
     package var maxProcesses: Int?
+    /// Whether ``cpus`` is also a hard ceiling (CFS bandwidth: the task gets at most `cpus`
+    /// CPUs of time per period even when the node is idle), not only a relative weight.
+    package var hardCPULimit = false
+
+    /// The CFS period, 100 ms, as the kernel's default.
+    package static let cfsPeriodMicros: UInt64 = 100_000
+
+    /// The CFS quota per ``cfsPeriodMicros`` for a hard ``cpus`` limit (at least 1 ms, the
+    /// kernel minimum), or `nil` when the limit is not hard.
+    package var cfsQuotaMicros: UInt64? {
+        guard hardCPULimit, let cpus else { return nil }
+        return max(1000, UInt64((cpus * Double(Self.cfsPeriodMicros)).rounded()))
+    }
 
     /// Creates limits; `memoryMiB` and `cpus` come from the task's resources.
     package init(memoryMiB: Double?, cpus: Double?, maxProcesses: Int?) {

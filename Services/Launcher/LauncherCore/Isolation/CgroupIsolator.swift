@@ -81,6 +81,11 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
         if controllers.contains(.cpu), let shares = limits.cpuShares {
             try CgroupFiles.write("\(shares)", to: dir + "/cpu.shares", purpose: "set the task's CPU shares")
         }
+        if controllers.contains(.cpu), let quota = limits.cfsQuotaMicros {
+            try CgroupFiles.write(
+                "\(TaskResourceLimits.cfsPeriodMicros)", to: dir + "/cpu.cfs_period_us", purpose: "set the task's CPU period")
+            try CgroupFiles.write("\(quota)", to: dir + "/cpu.cfs_quota_us", purpose: "cap the task's CPU time")
+        }
         if controllers.contains(.pids), let maxProcesses = limits.maxProcesses {
             try CgroupFiles.write("\(maxProcesses)", to: dir + "/pids.max", purpose: "limit the task's processes")
         }
@@ -157,6 +162,10 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
         }
         if controllers.contains(.cpu), let weight = limits.cpuWeight {
             try CgroupFiles.write("\(weight)", to: dir + "/cpu.weight", purpose: "set the task's CPU weight")
+        }
+        if controllers.contains(.cpu), let quota = limits.cfsQuotaMicros {
+            try CgroupFiles.write(
+                "\(quota) \(TaskResourceLimits.cfsPeriodMicros)", to: dir + "/cpu.max", purpose: "cap the task's CPU time")
         }
         if controllers.contains(.pids), let maxProcesses = limits.maxProcesses {
             try CgroupFiles.write("\(maxProcesses)", to: dir + "/pids.max", purpose: "limit the task's processes")

@@ -17,6 +17,8 @@ package struct NodeIsolation: Sendable {
         package var cgroupMount: String
         /// `false` turns cgroups off altogether (then only rlimits are used).
         package var useCgroups: Bool
+        /// Cap each task at its `cpus` with CFS bandwidth (a hard limit), not only weight it.
+        package var cpuHardLimit = false
 
         /// Creates settings; see each property.
         package init(
@@ -81,6 +83,7 @@ package struct NodeIsolation: Sendable {
     package func makeTaskCgroup(name: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup? {
         var limits = limits
         if limits.maxProcesses == nil { limits.maxProcesses = settings.maxProcessesPerTask }
+        limits.hardCPULimit = limits.hardCPULimit || settings.cpuHardLimit
         let path = taskCgroupPath(name: name)
         var members: [TaskCgroup.Member] = []
         do {
