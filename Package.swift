@@ -258,7 +258,7 @@ let package = Package(
             name: "BrokerCoreTests",
             dependencies: [
                 "BrokerCore", "RegistryCore", "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelSDK", grpcCore,
-                grpcInProcess, logging, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
+                grpcInProcess, grpcHTTP2, logging, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: keelSettings
         ),

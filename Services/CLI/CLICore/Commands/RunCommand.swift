@@ -109,7 +109,9 @@ struct RunCommand: AsyncParsableCommand {
             registry: try cluster.registryEndpoint().description,
             broker: try cluster.brokerEndpoint().description,
             frameworkInfo: frameworkInfo,
-            credential: try credential()
+            credential: try credential(),
+            // A broker that stays away for about a minute ends the run instead of hanging it.
+            reconnect: ReconnectPolicy(initialDelay: .milliseconds(100), maxDelay: .seconds(5), maxConsecutiveFailures: 20)
         ))
         let brokerEndpoint = try cluster.brokerEndpoint()
         let json = cluster.json
