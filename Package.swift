@@ -263,6 +263,11 @@ let package = Package(
             swiftSettings: keelSettings
         ),
         .testTarget(
+            name: "KeelSDKTests",
+            dependencies: ["KeelSDK", "KeelAPI", swiftProtobuf],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
             name: "TracerCoreTests",
             dependencies: ["TracerCore", "KeelAPI", "KeelRPC", grpcCore, grpcInProcess, logging, swiftProtobuf],
             swiftSettings: keelSettings
