@@ -36,6 +36,7 @@ let package = Package(
         .executable(name: "keel-health", targets: ["keel-health"]),
         .executable(name: "keel-tracer", targets: ["keel-tracer"]),
         .executable(name: "keel-bench", targets: ["keel-bench"]),
+        .executable(name: "keel-job-runner", targets: ["keel-job-runner"]),
         .library(name: "KeelSDK", targets: ["KeelSDK"]),
         .library(name: "KeelAPI", targets: ["KeelAPI"]),
     ],
@@ -213,6 +214,15 @@ let package = Package(
             name: "keel-bench",
             dependencies: ["KeelAllocator", "KeelCore", argumentParser],
             path: "Benchmarks/keel-bench",
+            swiftSettings: keelSettings
+        ),
+
+        // MARK: Examples
+
+        .executableTarget(
+            name: "keel-job-runner",
+            dependencies: ["KeelSDK", "KeelAPI", swiftProtobuf, argumentParser],
+            path: "Examples/job-runner",
             swiftSettings: keelSettings
         ),
 
