@@ -8,13 +8,14 @@ import GRPCNIOTransportHTTP2Posix
 import KeelAPI
 import KeelRPC
 import KeelSDK
+import RegistryCore
 import SwiftProtobuf
 import Testing
 
 /// The SDK's driver against the real registry and broker served over loopback HTTP/2: it
 /// survives a broker restart with the same framework id, reconciles and acknowledges by itself,
 /// follows a leader redirect, and ends its events with a typed error when it must.
-@Suite("Scheduler driver")
+@Suite("Scheduler driver", .timeLimit(.minutes(2)))
 struct SchedulerDriverTests {
     @Test("after a broker restart the driver resubscribes with the same id, its tasks live on, and reconciliation brings the latest states")
     func reconnectAfterBrokerRestart() async throws {
@@ -189,6 +190,41 @@ struct SchedulerDriverTests {
             }
             #expect(code == .reconnectLimitReached)
             #expect(started.all.isEmpty, "the body must not run without a subscription")
+        }
+    }
+
+    @Test("a broker that refuses the token even after a renewal ends the first subscription with unauthenticated")
+    func refusedToken() async throws {
+        try await InProcessCluster.with(loopbackPort: 0) { cluster in
+            let registry = try #require(cluster.loopbackPort)
+            // A broker front that trusts another registry's keys: it refuses this registry's
+            // tokens with UNAUTHENTICATED, renewed or not.
+            let verifier = TokenVerifier()
+            try await InProcessCluster.with { other in try await verifier.install(jwksJSON: other.authority.jwksJSON) }
+            let refusing = GRPCServer(
+                transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+                services: [SchedulerService(broker: cluster.broker)],
+                interceptorPipeline: [.apply(FrameworkAuthInterceptor(verifier: verifier), to: .all)]
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await refusing.serve() }
+                defer {
+                    refusing.beginGracefulShutdown()
+                    group.cancelAll()
+                }
+                let brokerPort = try #require(try await refusing.listeningAddress?.port)
+                var configuration = Self.configuration(registry: registry, broker: brokerPort, name: "refused")
+                // Bounded, so that a refusal wrongly taken for a passing failure fails the test.
+                configuration.reconnect.maxConsecutiveFailures = 5
+                let driver = SchedulerDriver(configuration: configuration)
+                var code: SchedulerError.Code?
+                do {
+                    try await driver.run { _ in }
+                } catch let error as SchedulerError {
+                    code = error.code
+                }
+                #expect(code == .unauthenticated)
+            }
         }
     }
 
