@@ -37,6 +37,7 @@ let package = Package(
         .executable(name: "keel-health", targets: ["keel-health"]),
         .executable(name: "keel-tracer", targets: ["keel-tracer"]),
         .executable(name: "keel-bench", targets: ["keel-bench"]),
+        .executable(name: "keel-job-runner", targets: ["keel-job-runner"]),
         .library(name: "KeelSDK", targets: ["KeelSDK"]),
         .library(name: "KeelAPI", targets: ["KeelAPI"]),
     ],
@@ -222,6 +223,15 @@ let package = Package(
             swiftSettings: keelSettings
         ),
 
+        // MARK: Examples
+
+        .executableTarget(
+            name: "keel-job-runner",
+            dependencies: ["KeelSDK", "KeelAPI", swiftProtobuf, argumentParser],
+            path: "Examples/job-runner",
+            swiftSettings: keelSettings
+        ),
+
         // MARK: Tests
 
         .testTarget(
@@ -264,8 +274,13 @@ let package = Package(
             name: "BrokerCoreTests",
             dependencies: [
                 "BrokerCore", "RegistryCore", "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelSDK", grpcCore,
-                grpcInProcess, logging, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
+                grpcInProcess, grpcHTTP2, logging, serviceLifecycle, swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
             ],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
+            name: "KeelSDKTests",
+            dependencies: ["KeelSDK", "KeelAPI", swiftProtobuf],
             swiftSettings: keelSettings
         ),
         .testTarget(

@@ -1,41 +1,66 @@
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix
-public import KeelAPI
+import KeelAPI
 import KeelRPC
+public import Logging
 import SwiftProtobuf
-import Synchronization
 
-/// Runs a framework against Keel: registers with the registry, subscribes to the broker and
-/// hands the body a ``SchedulerSession`` whose ``SchedulerSession/events`` are the broker's
-/// events as an `AsyncSequence`.
+/// Runs a framework against Keel: registers with the registry, keeps it subscribed to the broker,
+/// and hands the body a ``SchedulerSession`` whose ``SchedulerSession/events`` are the framework's
+/// ``SchedulerEvent``s.
 ///
 /// ```swift
 /// let info = Keel_V1_FrameworkInfo.with { $0.name = "hello"; $0.user = "root" }
 /// try await SchedulerDriver(configuration: .init(frameworkInfo: info)).run { session in
 ///     for try await event in session.events {
-///         if event.type == .offers { ... try await session.launch(...) }
+///         if case .offers(let offers) = event { ... try await session.launch(...) }
 ///     }
 /// }
 /// ```
 ///
-/// The driver renews the framework's token with the registry before it expires (tokens are
-/// short-lived), so `body` can run for as long as it likes.
+/// What the driver does so the body does not have to:
+/// - **Reconnects.** When the subscription ends or fails for a reason that may pass (the broker
+///   restarted, the network broke, `UNAVAILABLE`, missed heartbeats), it subscribes again with the
+///   same framework id after a jittered exponential backoff (``ReconnectPolicy``). The framework's
+///   tasks keep running as long as it is back within its failover timeout. The body sees
+///   ``SchedulerEvent/disconnected(_:)`` and then ``SchedulerEvent/subscribed(_:)`` again, in the
+///   same event sequence.
+/// - **Follows the leader.** A broker that is not the leader answers `UNAVAILABLE` with the
+///   leader's address in the `keel-leader` metadata; the driver subscribes there, and the session's
+///   calls go there too.
+/// - **Reconciles** every task of the framework after each SUBSCRIBED
+///   (``SchedulerConfiguration/reconcileOnSubscribe``).
+/// - **Acknowledges** status updates (``SchedulerConfiguration/automaticAcknowledgement``).
+/// - **Renews the token** with the registry before it expires, and once more when the broker
+///   refuses it.
+///
+/// It gives up, ending the event sequence with a ``SchedulerError``, when going on cannot help:
+/// the broker sent an ERROR event (torn down, or replaced by a newer subscription), the framework
+/// is gone, the principal is refused, or the token is refused after a renewal.
 ///
 /// Everything the driver starts ends when `run` returns: the subscription closes, the token is
-/// no longer renewed, and the connections are shut down.
+/// no longer renewed, and the connections are shut down. The framework is not torn down; call
+/// ``SchedulerSession/teardown()`` for that.
 public struct SchedulerDriver: Sendable {
-    /// Where to connect and who to be.
+    /// Where to connect, who to be, and how to behave.
     public let configuration: SchedulerConfiguration
+    private let logger: Logger
 
-    /// Creates a driver.
-    public init(configuration: SchedulerConfiguration) {
+    /// Creates a driver; it logs to `logger` (nothing by default).
+    public init(
+        configuration: SchedulerConfiguration,
+        logger: Logger = Logger(label: "keel.sdk", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.configuration = configuration
+        self.logger = logger
     }
 
-    /// Registers, subscribes and runs `body` with the session; returns what `body` returns.
+    /// Registers, subscribes and runs `body` with the session once the first SUBSCRIBED has
+    /// arrived (it is the first event of ``SchedulerSession/events``); returns what `body` returns.
     ///
-    /// - Throws: ``SchedulerError`` when an address is malformed; the registry's or broker's
-    ///   `RPCError` when registration or the subscription is refused.
+    /// - Throws: ``SchedulerError`` when an address is malformed
+    ///   (``SchedulerError/Code/invalidConfiguration``), the registry refuses the registration
+    ///   (``SchedulerError/Code/registrationFailed``), or the first subscription fails for good;
+    ///   whatever `body` throws.
     public func run<Result: Sendable>(
         _ body: @Sendable (SchedulerSession) async throws -> Result
     ) async throws -> Result {
@@ -45,13 +70,19 @@ public struct SchedulerDriver: Sendable {
             registryEndpoint = try KeelRPC.Endpoint(parsing: configuration.registry)
             brokerEndpoint = try KeelRPC.Endpoint(parsing: configuration.broker)
         } catch {
-            throw SchedulerError("bad address", cause: error)
+            throw SchedulerError(code: .invalidConfiguration, message: "bad registry or broker address", cause: error)
         }
-        let registration = try await withKeelClient(registryEndpoint) { client in
-            try await Keel_V1_Registry.Client(wrapping: client).registerFramework(.with {
-                $0.frameworkInfo = configuration.frameworkInfo
-                if let credential = configuration.credential { $0.credential = credential }
-            })
+        let registration: Keel_V1_RegisterFrameworkResponse
+        do {
+            registration = try await withKeelClient(registryEndpoint) { client in
+                try await Keel_V1_Registry.Client(wrapping: client).registerFramework(.with {
+                    $0.frameworkInfo = configuration.frameworkInfo
+                    if let credential = configuration.credential { $0.credential = credential }
+                })
+            }
+        } catch {
+            let message = (error as? RPCError)?.message ?? "cannot reach keel-registry at \(registryEndpoint)"
+            throw SchedulerError(code: .registrationFailed, message: message, cause: error)
         }
         var info = registration.record.frameworkInfo
         info.id = registration.frameworkID
@@ -59,144 +90,29 @@ public struct SchedulerDriver: Sendable {
             token: registration.token, expiresAt: registration.tokenExpiresAt.date, frameworkID: registration.frameworkID,
             registry: registryEndpoint, credential: configuration.credential
         )
-        let frameworkInfo = info
-        return try await withKeelClient(brokerEndpoint, token: { tokens.token }) { client in
-            let scheduler = Keel_V1_Scheduler.Client(wrapping: client)
-            let (events, continuation) = AsyncThrowingStream.makeStream(of: Keel_V1_Event.self)
-            let (subscribed, subscribedContinuation) = AsyncThrowingStream.makeStream(of: Void.self)
-            let session = SchedulerSession(frameworkInfo: frameworkInfo, scheduler: scheduler, events: events)
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    do {
-                        try await scheduler.subscribe(.with { $0.frameworkInfo = frameworkInfo }) { response in
-                            for try await event in response.messages {
-                                continuation.yield(event)
-                                if event.type == .subscribed { subscribedContinuation.finish() }
-                            }
-                        }
-                        let ended = SchedulerError("the broker closed the subscription")
-                        continuation.finish(throwing: ended)
-                        subscribedContinuation.finish(throwing: ended)
-                    } catch {
-                        continuation.finish(throwing: error)
-                        subscribedContinuation.finish(throwing: error)
-                    }
-                }
-                group.addTask { await tokens.run() }
-                defer { group.cancelAll() }
-                // Calls made before the broker has the subscription could miss their answers
-                // (reconciliation updates go to the subscribed stream), so wait for SUBSCRIBED.
-                for try await _ in subscribed {}
-                return try await body(session)
-            }
+        let (events, eventsContinuation) = AsyncThrowingStream.makeStream(of: SchedulerEvent.self)
+        let (subscribed, subscribedContinuation) = AsyncThrowingStream.makeStream(of: Void.self)
+        let link = BrokerLink()
+        let acknowledged = AcknowledgedUpdates()
+        let loop = SubscriptionLoop(
+            frameworkInfo: info, broker: brokerEndpoint, policy: configuration.reconnect,
+            automaticAcknowledgement: configuration.automaticAcknowledgement,
+            reconcileOnSubscribe: configuration.reconcileOnSubscribe, tokens: tokens, link: link,
+            acknowledged: acknowledged, events: eventsContinuation, firstSubscription: subscribedContinuation,
+            logger: logger
+        )
+        let session = SchedulerSession(
+            frameworkInfo: info, link: link, events: events,
+            acknowledged: configuration.automaticAcknowledgement ? acknowledged : nil
+        )
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await loop.run() }
+            group.addTask { await tokens.run() }
+            defer { group.cancelAll() }
+            // Calls made before the broker has the subscription could miss their answers
+            // (reconciliation updates go to the subscribed stream), so wait for SUBSCRIBED.
+            for try await _ in subscribed {}
+            return try await body(session)
         }
-    }
-}
-
-/// A subscribed framework: its events and the calls it can make.
-public struct SchedulerSession: Sendable {
-    /// The framework as registered, with its id.
-    public let frameworkInfo: Keel_V1_FrameworkInfo
-    /// The broker's events: SUBSCRIBED first, then OFFERS, UPDATE, RESCIND, HEARTBEAT, ...
-    public let events: AsyncThrowingStream<Keel_V1_Event, any Error>
-    private let scheduler: Keel_V1_Scheduler.Client<HTTP2ClientTransport.Posix>
-
-    init(
-        frameworkInfo: Keel_V1_FrameworkInfo,
-        scheduler: Keel_V1_Scheduler.Client<HTTP2ClientTransport.Posix>,
-        events: AsyncThrowingStream<Keel_V1_Event, any Error>
-    ) {
-        self.frameworkInfo = frameworkInfo
-        self.scheduler = scheduler
-        self.events = events
-    }
-
-    /// The framework's id.
-    public var frameworkID: Keel_V1_FrameworkID { frameworkInfo.id }
-
-    /// Launches `tasks` on the resources of `offers` (all from one agent). What the tasks do
-    /// not use is declined, filtered from this framework for `refuseSeconds`.
-    @discardableResult
-    public func launch(
-        _ tasks: [Keel_V1_TaskInfo],
-        on offers: [Keel_V1_Offer],
-        refuseSeconds: Double? = nil
-    ) async throws -> [Keel_V1_TaskID] {
-        let request = Keel_V1_AcceptRequest.with {
-            $0.frameworkID = frameworkID
-            $0.offerIds = offers.map(\.id)
-            $0.operations = [.with {
-                $0.type = .launch
-                $0.launch.taskInfos = tasks
-            }]
-            if let refuseSeconds { $0.filters.refuseSeconds = refuseSeconds }
-        }
-        return try await scheduler.accept(request).launched
-    }
-
-    /// Accepts offers with arbitrary operations.
-    @discardableResult
-    public func accept(_ request: Keel_V1_AcceptRequest) async throws -> Keel_V1_AcceptResponse {
-        var request = request
-        request.frameworkID = frameworkID
-        return try await scheduler.accept(request)
-    }
-
-    /// Declines offers; their resources are not offered to this framework again for
-    /// `refuseSeconds` (the broker's default when nil).
-    public func decline(_ offers: [Keel_V1_Offer], refuseSeconds: Double? = nil) async throws {
-        let request = Keel_V1_DeclineRequest.with {
-            $0.frameworkID = frameworkID
-            $0.offerIds = offers.map(\.id)
-            if let refuseSeconds { $0.filters.refuseSeconds = refuseSeconds }
-        }
-        _ = try await scheduler.decline(request)
-    }
-
-    /// Kills a task; its terminal state arrives as an UPDATE event.
-    public func kill(_ taskID: Keel_V1_TaskID, gracePeriodSeconds: Int64? = nil) async throws {
-        let request = Keel_V1_KillRequest.with {
-            $0.frameworkID = frameworkID
-            $0.taskID = taskID
-            if let gracePeriodSeconds { $0.killPolicy.gracePeriod = Google_Protobuf_Duration(seconds: gracePeriodSeconds) }
-        }
-        _ = try await scheduler.kill(request)
-    }
-
-    /// Acknowledges a status update; updates without a uuid need no acknowledgement and are
-    /// ignored here.
-    public func acknowledge(_ status: Keel_V1_TaskStatus) async throws {
-        guard !status.uuid.isEmpty else { return }
-        let request = Keel_V1_AcknowledgeRequest.with {
-            $0.frameworkID = frameworkID
-            $0.agentID = status.agentID
-            $0.taskID = status.taskID
-            $0.uuid = status.uuid
-        }
-        _ = try await scheduler.acknowledge(request)
-    }
-
-    /// Asks for the latest state of `tasks` (every task of the framework when empty).
-    public func reconcile(_ tasks: [Keel_V1_TaskID] = []) async throws {
-        let request = Keel_V1_ReconcileRequest.with {
-            $0.frameworkID = frameworkID
-            $0.tasks = tasks.map { id in .with { $0.taskID = id } }
-        }
-        _ = try await scheduler.reconcile(request)
-    }
-
-    /// Stops offers to this framework until ``revive()``.
-    public func suppress() async throws {
-        _ = try await scheduler.suppress(.with { $0.frameworkID = frameworkID })
-    }
-
-    /// Resumes offers and clears decline filters.
-    public func revive() async throws {
-        _ = try await scheduler.revive(.with { $0.frameworkID = frameworkID })
-    }
-
-    /// Ends the framework: its tasks are killed and it cannot subscribe again.
-    public func teardown() async throws {
-        _ = try await scheduler.teardown(.with { $0.frameworkID = frameworkID })
     }
 }

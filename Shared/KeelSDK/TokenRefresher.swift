@@ -67,6 +67,17 @@ final class TokenRefresher: Sendable {
         }
     }
 
+    /// Renews the token now, with the token itself and then with the credential (if any);
+    /// keeps the current token when both fail.
+    func renewNow() async {
+        for usingCredential in [false, true] where !usingCredential || credential != nil {
+            if let response = try? await refresh(usingCredential: usingCredential) {
+                current.withLock { $0 = Current(token: response.token, expiresAt: response.tokenExpiresAt.date) }
+                return
+            }
+        }
+    }
+
     private func refresh(usingCredential: Bool) async throws -> Keel_V1_RefreshTokenResponse {
         let credential = usingCredential ? self.credential : nil
         let token: String? = credential == nil ? self.token : nil

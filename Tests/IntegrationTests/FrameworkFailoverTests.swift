@@ -35,8 +35,10 @@ struct FrameworkFailoverTests {
         // First process: launch a long task, see it running, then vanish without a teardown.
         let frameworkID = try await SchedulerDriver(configuration: .init(registry: registry, broker: broker, frameworkInfo: info)).run { session in
             var launched = false
-            for try await event in session.events {
-                if event.type == .offers, !launched, let offer = event.offers.offers.first {
+            events: for try await event in session.events {
+                switch event {
+                case .offers(let offers) where !launched:
+                    guard let offer = offers.first else { continue }
                     let task = Keel_V1_TaskInfo.with {
                         $0.name = "survivor"
                         $0.taskID = taskID
@@ -46,10 +48,10 @@ struct FrameworkFailoverTests {
                     }
                     try await session.launch([task], on: [offer])
                     launched = true
-                }
-                if event.type == .update {
-                    try await session.acknowledge(event.update.status)
-                    if event.update.status.state == .taskRunning { break }
+                case .update(let status) where status.state == .taskRunning:
+                    break events
+                default:
+                    break
                 }
             }
             return session.frameworkID
@@ -59,8 +61,8 @@ struct FrameworkFailoverTests {
         info.id = frameworkID
         let reconciled = try await SchedulerDriver(configuration: .init(registry: registry, broker: broker, frameworkInfo: info)).run { session in
             try await session.reconcile([taskID])
-            for try await event in session.events where event.type == .update {
-                let status = event.update.status
+            for try await event in session.events {
+                guard let status = event.update else { continue }
                 if status.taskID == taskID && status.reason == .reconciliation { return status.state }
             }
             return Keel_V1_TaskState.unspecified

@@ -33,10 +33,10 @@ struct TokenRefreshTests {
         let final = try await SchedulerDriver(configuration: configuration).run { session in
             var launched = false
             for try await event in session.events {
+                switch event {
                 // Several token lifetimes pass before the framework does anything.
-                if event.type == .offers, !launched, ContinuousClock.now - started > .seconds(12),
-                    let offer = event.offers.offers.first
-                {
+                case .offers(let offers) where !launched && ContinuousClock.now - started > .seconds(12):
+                    guard let offer = offers.first else { continue }
                     let task = Keel_V1_TaskInfo.with {
                         $0.name = "late"
                         $0.taskID.value = "late"
@@ -46,20 +46,24 @@ struct TokenRefreshTests {
                     }
                     try await session.launch([task], on: [offer])
                     launched = true
-                } else if event.type == .offers {
-                    try await session.decline(event.offers.offers, refuseSeconds: 0.5)
-                }
-                if event.type == .update {
-                    try await session.acknowledge(event.update.status)
-                    if event.update.status.state == .taskFinished { return event.update.status.state }
-                    if [.taskFailed, .taskError, .taskLost, .taskKilled].contains(event.update.status.state) {
-                        return event.update.status.state
-                    }
+                case .offers(let offers):
+                    try await session.decline(offers, refuseSeconds: 0.5)
+                case .update(let status) where status.state.isTerminalForTest:
+                    return status.state
+                default:
+                    break
                 }
             }
             return Keel_V1_TaskState.unspecified
         }
         #expect(final == .taskFinished)
         #expect(ContinuousClock.now - started > .seconds(12))
+    }
+}
+
+extension Keel_V1_TaskState {
+    /// The states a task of these tests ends in.
+    var isTerminalForTest: Bool {
+        [.taskFinished, .taskFailed, .taskError, .taskLost, .taskKilled].contains(self)
     }
 }

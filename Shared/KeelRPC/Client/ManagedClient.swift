@@ -47,12 +47,13 @@ package func makeClientTransport(_ endpoint: Endpoint) throws -> HTTP2ClientTran
 package func withKeelClient<Result: Sendable>(
     _ endpoint: Endpoint,
     token: (@Sendable () -> String?)? = nil,
+    streamID: (@Sendable () -> String?)? = nil,
     isolation: isolated (any Actor)? = #isolation,
     _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
     try await withGRPCClient(
         transport: try makeClientTransport(endpoint),
-        interceptors: [ClientCallInterceptor(token: token)],
+        interceptors: [ClientCallInterceptor(token: token, streamID: streamID)],
         isolation: isolation,
         handleClient: body
     )

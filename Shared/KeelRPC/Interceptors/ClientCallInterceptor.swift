@@ -5,10 +5,13 @@ import Tracing
 /// caller's bearer token.
 package struct ClientCallInterceptor: ClientInterceptor {
     private let token: (@Sendable () -> String?)?
+    private let streamID: (@Sendable () -> String?)?
 
-    /// Creates the interceptor. `token` is asked for the bearer token on every call.
-    package init(token: (@Sendable () -> String?)? = nil) {
+    /// Creates the interceptor. `token` is asked for the bearer token on every call, and
+    /// `streamID` for the framework's current subscription (sent as `keel-stream-id`).
+    package init(token: (@Sendable () -> String?)? = nil, streamID: (@Sendable () -> String?)? = nil) {
         self.token = token
+        self.streamID = streamID
     }
 
     package func intercept<Input: Sendable, Output: Sendable>(
@@ -22,6 +25,9 @@ package struct ClientCallInterceptor: ClientInterceptor {
         }
         if let token = token?(), !token.isEmpty {
             request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+        }
+        if let streamID = streamID?(), !streamID.isEmpty {
+            request.metadata.replaceOrAddString(streamID, forKey: RequestAuth.streamIDKey)
         }
         return try await next(request, context)
     }

@@ -2,6 +2,7 @@ import BrokerCore
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport
+import GRPCNIOTransportHTTP2Posix
 import KeelSDK
 import KeelAPI
 import KeelCore
@@ -18,6 +19,8 @@ struct InProcessCluster {
     let client: GRPCClient<InProcessTransport.Client>
     let broker: Broker
     let authority: TokenAuthority
+    /// The loopback port the services are also served on over HTTP/2, when asked for.
+    let loopbackPort: Int?
 
     var registry: Keel_V1_Registry.Client<InProcessTransport.Client> { .init(wrapping: client) }
     var scheduler: Keel_V1_Scheduler.Client<InProcessTransport.Client> { .init(wrapping: client) }
@@ -29,10 +32,13 @@ struct InProcessCluster {
     /// With `directory`, the stores live there and are kept (the caller removes it), so a second
     /// cluster on the same directory recovers what the first one stored, like a restart.
     /// `registryConfiguration` sets the registry's credentials, ACLs and token lifetime; `acls`
-    /// are the broker's.
+    /// are the broker's. With `loopbackPort`, the same services are also served over real HTTP/2
+    /// on 127.0.0.1 at that port (0: a free one, see ``loopbackPort``), for clients such as the
+    /// SDK that dial an address.
     static func with(
         offerTimeout: Duration? = nil,
         directory kept: URL? = nil,
+        loopbackPort requestedPort: Int? = nil,
         registryConfiguration: RegistryConfiguration = .defaults,
         acls: ACLs = .allowAll,
         _ body: @Sendable (InProcessCluster) async throws -> Void
@@ -61,27 +67,37 @@ struct InProcessCluster {
         )
         try await broker.recover()
         try await broker.verifier.install(jwksJSON: authority.jwksJSON)
-        let server = GRPCServer(
-            transport: inProcess.server,
-            services: [
-                RegistryService(store: registryStore, authority: authority, configuration: registryConfiguration, logger: logger),
-                SchedulerService(broker: broker), AgentStreamService(broker: broker), OperatorService(broker: broker),
-            ],
-            interceptorPipeline: [
-                .apply(FrameworkAuthInterceptor(verifier: broker.verifier), to: .services([Keel_V1_Scheduler.descriptor]))
-            ] + (try await RegistryService.interceptors(authority: authority))
-        )
-        let cluster = InProcessCluster(client: client, broker: broker, authority: authority)
+        let services: [any RegistrableRPCService] = [
+            RegistryService(store: registryStore, authority: authority, configuration: registryConfiguration, logger: logger),
+            SchedulerService(broker: broker), AgentStreamService(broker: broker), OperatorService(broker: broker),
+        ]
+        let interceptors: [ConditionalInterceptor<any ServerInterceptor>] = [
+            .apply(FrameworkAuthInterceptor(verifier: broker.verifier), to: .services([Keel_V1_Scheduler.descriptor]))
+        ] + (try await RegistryService.interceptors(authority: authority))
+        let server = GRPCServer(transport: inProcess.server, services: services, interceptorPipeline: interceptors)
+        let loopbackServer = requestedPort.map { port in
+            GRPCServer(
+                transport: HTTP2ServerTransport.Posix(
+                    address: .ipv4(host: "127.0.0.1", port: port), transportSecurity: .plaintext
+                ),
+                services: services,
+                interceptorPipeline: interceptors
+            )
+        }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await server.serve() }
+                if let loopbackServer { group.addTask { try await loopbackServer.serve() } }
                 group.addTask { try await client.runConnections() }
                 group.addTask { try await broker.run() }
                 defer {
                     server.beginGracefulShutdown()
+                    loopbackServer?.beginGracefulShutdown()
                     client.beginGracefulShutdown()
                     group.cancelAll()
                 }
+                let loopbackPort = try await loopbackServer?.listeningAddress?.port
+                let cluster = InProcessCluster(client: client, broker: broker, authority: authority, loopbackPort: loopbackPort)
                 try await body(cluster)
             }
         } catch {

@@ -82,19 +82,6 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    /// The credential from `--principal`/`KEEL_PRINCIPAL` and `KEEL_SECRET`; nil for an open cluster.
-    private func credential() throws -> Keel_V1_Credential? {
-        let environment = ProcessInfo.processInfo.environment
-        guard let principal = principal ?? environment["KEEL_PRINCIPAL"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
-        guard let secret = environment["KEEL_SECRET"], !secret.isEmpty else {
-            throw ValidationError("principal '\(principal)' needs its secret in the KEEL_SECRET variable")
-        }
-        return .with {
-            $0.principal = principal
-            $0.secret = secret
-        }
-    }
-
     func run() async throws {
         let args = command.first == "--" ? Array(command.dropFirst()) : command
         let taskID = "\(name)-\(UUID().uuidString.prefix(8).lowercased())"
@@ -109,7 +96,9 @@ struct RunCommand: AsyncParsableCommand {
             registry: try cluster.registryEndpoint().description,
             broker: try cluster.brokerEndpoint().description,
             frameworkInfo: frameworkInfo,
-            credential: try credential()
+            credential: try CLICredential.resolve(principal: principal),
+            // A broker that stays away for about a minute ends the run instead of hanging it.
+            reconnect: ReconnectPolicy(initialDelay: .milliseconds(100), maxDelay: .seconds(5), maxConsecutiveFailures: 20)
         ))
         let brokerEndpoint = try cluster.brokerEndpoint()
         let json = cluster.json

@@ -48,12 +48,16 @@ struct RunSession: Sendable {
         let ended = EndFlag()
         try await withThrowingTaskGroup(of: Void.self) { logs in
             for try await event in session.events {
-                switch event.type {
-                case .subscribed:
-                    Output.note("keel: framework \(event.subscribed.frameworkID.value) subscribed")
-                case .offers:
+                switch event {
+                case .subscribed(let subscription):
+                    if subscription.isResubscription {
+                        Output.note("keel: framework \(subscription.frameworkID.value) subscribed again at \(subscription.broker)")
+                    } else {
+                        Output.note("keel: framework \(subscription.frameworkID.value) subscribed")
+                    }
+                case .offers(let offers):
                     var decline: [Keel_V1_Offer] = []
-                    for offer in event.offers.offers {
+                    for offer in offers {
                         if !launched, request.fits(offer) {
                             try await session.launch([request.taskInfo(on: offer)], on: [offer], refuseSeconds: 3600)
                             launched = true
@@ -69,8 +73,7 @@ struct RunSession: Sendable {
                         waitingNoted = true
                         Output.note("keel: waiting for an offer with cpus:\(request.cpus) mem:\(request.mem)")
                     }
-                case .update:
-                    let status = event.update.status
+                case .update(let status):
                     guard status.taskID.value == request.taskID else { continue }
                     var line = "keel: task \(request.taskID) is \(status.state.name)"
                     if status.hasHealthy { line += status.healthy ? " (healthy)" : " (unhealthy)" }
@@ -80,7 +83,6 @@ struct RunSession: Sendable {
                     } else {
                         Output.note(line)
                     }
-                    try await session.acknowledge(status)
                     if status.state == .taskRunning, !printedLog {
                         printedLog = true
                         let agentID = status.agentID.value
@@ -94,9 +96,9 @@ struct RunSession: Sendable {
                         }
                         exitCode = Self.exitCode(status)
                     }
-                case .error:
-                    throw RPCError(code: .aborted, message: "the broker ended the subscription: \(event.error.message)")
-                case .rescind, .heartbeat, .message, .failure, .unspecified, .UNRECOGNIZED:
+                case .disconnected(let disconnection):
+                    Output.note("keel: lost the broker at \(disconnection.broker) (\(disconnection.reason)); reconnecting")
+                case .rescind, .message, .failure:
                     break
                 }
                 if exitCode != nil { break }
