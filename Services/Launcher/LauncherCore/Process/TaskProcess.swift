@@ -141,6 +141,17 @@ package final class TaskProcess: Sendable {
         return process
     }
 
+    /// The `setpriv` options that turn a root process into a plain process of `user`: its uid
+    /// and gid, exactly the user's own groups (none of root's), no capabilities in any set (the
+    /// bounding set too, so nothing can regain them), and `no_new_privs`, so setuid and
+    /// file-capability programs cannot raise privileges either.
+    static func privilegeDrop(to user: TaskUser) -> [String] {
+        [
+            "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--inh-caps=-all", "--ambient-caps=-all",
+            "--bounding-set=-all", "--no-new-privs",
+        ]
+    }
+
     /// Wraps the request in `setpriv` so the child drops to `user` just before executing the program.
     private static func switchUser(of request: inout ProcessSpawner.Request, to user: TaskUser) throws(LauncherError) {
         guard geteuid() == 0 else {
@@ -159,8 +170,7 @@ package final class TaskProcess: Sendable {
             )
         }
         request.arguments =
-            [setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", request.executable]
-            + request.arguments.dropFirst()
+            [setpriv] + privilegeDrop(to: user) + ["--", request.executable] + request.arguments.dropFirst()
         request.executable = setpriv
     }
 

@@ -210,6 +210,15 @@ package final class TaskManager: Service {
             return
         }
         update(key) { $0.sandbox = sandbox }
+        if !task.command.user.isEmpty, geteuid() == 0 {
+            // The task's user gets its sandbox (its working directory); an unknown user ends here.
+            do {
+                try sandbox.setOwner(try TaskUser.lookup(name: task.command.user))
+            } catch {
+                finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: error.message)
+                return
+            }
+        }
         if let checkpoints {
             var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
             record.runID = runID
