@@ -52,6 +52,9 @@ struct LauncherCommand: AsyncParsableCommand {
     @Option(help: "Size limit of the node's fetcher cache in MiB (least recently used artifacts are evicted). [env: KEEL_FETCHER_CACHE_SIZE] (default: 2048)")
     var fetcherCacheSize: Int?
 
+    @Flag(help: "Keep tasks in the node's PID namespace even where they could have their own (with a private /proc, seeing only their own processes). [env: KEEL_NO_PID_NAMESPACE=1]")
+    var noPidNamespace = false
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -98,7 +101,8 @@ struct LauncherCommand: AsyncParsableCommand {
             let ready = ReadyGate()
             var advertised = try advertisedText.map { try Endpoint(parsing: $0) } ?? listenEndpoint
             if advertisedText == nil, ["0.0.0.0", "::"].contains(advertised.host) { advertised.host = host }
-            let isolation = NodeIsolation.detect(settings: try isolationSettings(options, environment), logger: context.logger)
+            let isolation = NodeIsolation.detect(
+                settings: try isolationSettings(options, environment), taskSupervisor: supervisor, logger: context.logger)
             let configuration = LauncherConfiguration(
                 broker: brokerEndpoint,
                 advertisedAddress: advertised,
@@ -166,6 +170,7 @@ extension LauncherCommand {
             settings.maxProcessesPerTask = value
         }
         settings.useCgroups = !(noCgroups || environment["KEEL_NO_CGROUPS"] == "1")
+        settings.usePIDNamespaces = !(noPidNamespace || environment["KEEL_NO_PID_NAMESPACE"] == "1")
         return settings
     }
 }

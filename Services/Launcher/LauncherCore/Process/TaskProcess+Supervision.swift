@@ -9,16 +9,22 @@ package struct TaskSupervision: Sendable, Hashable {
     package var supervisor: String
     /// The file the supervisor writes the task's exit status to; its directory must exist.
     package var exitStatusFile: String
+    /// Whether the task runs in PID and mount namespaces of its own, as PID 2 under the
+    /// supervisor's small init, with a private `/proc` (needs root; see
+    /// ``NodeIsolation/pidNamespaces``).
+    package var pidNamespace: Bool
 
     /// Creates a supervision.
-    package init(supervisor: String, exitStatusFile: String) {
+    package init(supervisor: String, exitStatusFile: String, pidNamespace: Bool = false) {
         self.supervisor = supervisor
         self.exitStatusFile = exitStatusFile
+        self.pidNamespace = pidNamespace
     }
 
-    /// `keel-task-supervisor STATUS_FILE EXECUTABLE ARGV0 ARG...`.
+    /// `keel-task-supervisor [--pid-namespace] STATUS_FILE EXECUTABLE ARGV0 ARG...`.
     func wrap(executable: String, arguments: [String]) -> (executable: String, arguments: [String]) {
-        (supervisor, [supervisor, exitStatusFile, executable] + arguments)
+        let options = pidNamespace ? ["--pid-namespace"] : []
+        return (supervisor, [supervisor] + options + [exitStatusFile, executable] + arguments)
     }
 
     /// The supervisor next to the running executable (`keel-task-supervisor` is installed

@@ -281,7 +281,8 @@ package final class TaskManager: Service {
         let supervision = configuration.taskSupervisor.map { supervisor in
             TaskSupervision(
                 supervisor: supervisor,
-                exitStatusFile: checkpoints?.exitStatusPath(key) ?? sandbox.root + "/.keel-exit-status")
+                exitStatusFile: checkpoints?.exitStatusPath(key) ?? sandbox.root + "/.keel-exit-status",
+                pidNamespace: configuration.isolation.pidNamespaces)
         }
         let process: TaskProcess
         do {
