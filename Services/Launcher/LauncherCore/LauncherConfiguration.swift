@@ -37,6 +37,9 @@ package struct LauncherConfiguration: Sendable {
     /// The most bytes the node's fetcher cache (`WORK_DIR/fetcher-cache`) holds; least recently
     /// used artifacts are evicted beyond it.
     package var fetcherCacheBytes: UInt64
+    /// The cap and rotation of each task's `stdout` and `stderr` (applied by
+    /// `keel-task-supervisor`, so only with ``taskSupervisor``).
+    package var taskLogLimits: TaskLogLimits
 
     /// Creates a configuration with the usual intervals.
     package init(
@@ -53,8 +56,10 @@ package struct LauncherConfiguration: Sendable {
         isolation: NodeIsolation = .processGroupOnly,
         taskSupervisor: String? = nil,
         stopTasksOnExit: Bool = false,
-        fetcherCacheBytes: UInt64 = 2 << 30
+        fetcherCacheBytes: UInt64 = 2 << 30,
+        taskLogLimits: TaskLogLimits = .defaults
     ) {
+        self.taskLogLimits = taskLogLimits
         self.fetcherCacheBytes = fetcherCacheBytes
         self.taskSupervisor = taskSupervisor
         self.stopTasksOnExit = stopTasksOnExit

@@ -55,6 +55,12 @@ struct LauncherCommand: AsyncParsableCommand {
     @Flag(help: "Keep tasks in the node's PID namespace even where they could have their own (with a private /proc, seeing only their own processes). [env: KEEL_NO_PID_NAMESPACE=1]")
     var noPidNamespace = false
 
+    @Option(help: "Size at which a task's stdout/stderr file is rotated, in bytes or with a K, M or G suffix (binary units). [env: KEEL_TASK_LOG_MAX_SIZE] (default: 10M)")
+    var taskLogMaxSize: String?
+
+    @Option(help: "Most files kept per task output stream, the live one included (stdout, stdout.1, ...). [env: KEEL_TASK_LOG_MAX_FILES] (default: 5)")
+    var taskLogMaxFiles: Int?
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -103,6 +109,9 @@ struct LauncherCommand: AsyncParsableCommand {
             if advertisedText == nil, ["0.0.0.0", "::"].contains(advertised.host) { advertised.host = host }
             let isolation = NodeIsolation.detect(
                 settings: try isolationSettings(options, environment), taskSupervisor: supervisor, logger: context.logger)
+            if supervisor == nil {
+                logger.warning("without keel-task-supervisor the tasks' stdout and stderr are not capped or rotated")
+            }
             let configuration = LauncherConfiguration(
                 broker: brokerEndpoint,
                 advertisedAddress: advertised,
@@ -113,7 +122,8 @@ struct LauncherCommand: AsyncParsableCommand {
                 isolation: isolation,
                 taskSupervisor: supervisor,
                 stopTasksOnExit: stopTasksOnExit || environment["KEEL_STOP_TASKS_ON_EXIT"] == "1",
-                fetcherCacheBytes: try fetcherCacheBytes(options)
+                fetcherCacheBytes: try fetcherCacheBytes(options),
+                taskLogLimits: try taskLogLimits(options)
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
             let tasks = TaskManager(
@@ -157,6 +167,26 @@ extension LauncherCommand {
             throw ValidationError("KEEL_FETCHER_CACHE_SIZE must be a whole number of MiB greater than 0, got '\(text)'")
         }
         return mebibytes << 20
+    }
+
+    /// The cap of task output files from `--task-log-max-size`/`KEEL_TASK_LOG_MAX_SIZE` and
+    /// `--task-log-max-files`/`KEEL_TASK_LOG_MAX_FILES`.
+    func taskLogLimits(_ options: EnvironmentOptions) throws -> TaskLogLimits {
+        var size = TaskLogLimits.defaultMaxFileBytes
+        if let text = options.optionalString(taskLogMaxSize, "KEEL_TASK_LOG_MAX_SIZE") {
+            guard let bytes = TaskLogLimits.parseSize(text) else {
+                throw ValidationError("KEEL_TASK_LOG_MAX_SIZE must be a positive size such as 10M, 512K or 1048576, got '\(text)'")
+            }
+            size = bytes
+        }
+        var files = TaskLogLimits.defaultMaxFiles
+        if let text = options.optionalString(taskLogMaxFiles.map { "\($0)" }, "KEEL_TASK_LOG_MAX_FILES") {
+            guard let count = Int(text), count > 0 else {
+                throw ValidationError("KEEL_TASK_LOG_MAX_FILES must be a whole number of files greater than 0, got '\(text)'")
+            }
+            files = count
+        }
+        return try TaskLogLimits(maxFileBytes: size, maxFiles: files)
     }
 
     /// The cgroup settings from flags and `KEEL_*` variables.

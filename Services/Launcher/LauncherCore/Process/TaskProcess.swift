@@ -118,7 +118,8 @@ package final class TaskProcess: Sendable {
         }
         if let supervision {
             (request.executable, request.arguments) = supervision.wrap(
-                executable: request.executable, arguments: request.arguments)
+                executable: request.executable, arguments: request.arguments, stdoutPath: request.stdoutPath,
+                stderrPath: request.stderrPath)
         }
         let pid = try ProcessSpawner.spawn(request)
 

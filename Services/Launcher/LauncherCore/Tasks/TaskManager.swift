@@ -282,7 +282,8 @@ package final class TaskManager: Service {
             TaskSupervision(
                 supervisor: supervisor,
                 exitStatusFile: checkpoints?.exitStatusPath(key) ?? sandbox.root + "/.keel-exit-status",
-                pidNamespace: configuration.isolation.pidNamespaces)
+                pidNamespace: configuration.isolation.pidNamespaces,
+                logLimits: configuration.taskLogLimits)
         }
         let process: TaskProcess
         do {
