@@ -40,6 +40,8 @@ package struct LauncherConfiguration: Sendable {
     /// The cap and rotation of each task's `stdout` and `stderr` (applied by
     /// `keel-task-supervisor`, so only with ``taskSupervisor``).
     package var taskLogLimits: TaskLogLimits
+    /// When the sandboxes (and checkpoints) of ended tasks are removed.
+    package var sandboxGC: SandboxGarbageCollector.Settings
 
     /// Creates a configuration with the usual intervals.
     package init(
@@ -57,9 +59,11 @@ package struct LauncherConfiguration: Sendable {
         taskSupervisor: String? = nil,
         stopTasksOnExit: Bool = false,
         fetcherCacheBytes: UInt64 = 2 << 30,
-        taskLogLimits: TaskLogLimits = .defaults
+        taskLogLimits: TaskLogLimits = .defaults,
+        sandboxGC: SandboxGarbageCollector.Settings = SandboxGarbageCollector.Settings()
     ) {
         self.taskLogLimits = taskLogLimits
+        self.sandboxGC = sandboxGC
         self.fetcherCacheBytes = fetcherCacheBytes
         self.taskSupervisor = taskSupervisor
         self.stopTasksOnExit = stopTasksOnExit

@@ -61,6 +61,15 @@ struct LauncherCommand: AsyncParsableCommand {
     @Option(help: "Most files kept per task output stream, the live one included (stdout, stdout.1, ...). [env: KEEL_TASK_LOG_MAX_FILES] (default: 5)")
     var taskLogMaxFiles: Int?
 
+    @Option(help: "How long the sandbox (and checkpoint) of an ended task is kept, e.g. 7d, 12h. [env: KEEL_SANDBOX_GC_AGE] (default: 7d)")
+    var sandboxGcAge: String?
+
+    @Option(help: "Percentage of the work dir's disk in use above which sandboxes of ended tasks are removed early, oldest first. [env: KEEL_SANDBOX_GC_DISK_WATERMARK] (default: 90)")
+    var sandboxGcDiskWatermark: String?
+
+    @Option(help: "How often sandboxes are checked for removal, e.g. 1m. [env: KEEL_SANDBOX_GC_INTERVAL] (default: 1m)")
+    var sandboxGcInterval: String?
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -123,7 +132,8 @@ struct LauncherCommand: AsyncParsableCommand {
                 taskSupervisor: supervisor,
                 stopTasksOnExit: stopTasksOnExit || environment["KEEL_STOP_TASKS_ON_EXIT"] == "1",
                 fetcherCacheBytes: try fetcherCacheBytes(options),
-                taskLogLimits: try taskLogLimits(options)
+                taskLogLimits: try taskLogLimits(options),
+                sandboxGC: try sandboxGCSettings(options)
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
             let tasks = TaskManager(
@@ -152,7 +162,9 @@ struct LauncherCommand: AsyncParsableCommand {
                     if let port = await ready.registered() { await context.markReady(port) }
                 }
             )
-            return [tasks, brokerClient, launcherServer, connection]
+            let sandboxGC = SandboxGarbageCollector(
+                workDir: workDirectory, settings: configuration.sandboxGC, tasks: tasks, logger: context.logger)
+            return [tasks, brokerClient, launcherServer, connection, sandboxGC]
         }
     }
 }
@@ -187,6 +199,24 @@ extension LauncherCommand {
             files = count
         }
         return try TaskLogLimits(maxFileBytes: size, maxFiles: files)
+    }
+
+    /// When sandboxes of ended tasks are removed, from the `--sandbox-gc-*` flags and
+    /// `KEEL_SANDBOX_GC_*` variables.
+    func sandboxGCSettings(_ options: EnvironmentOptions) throws -> SandboxGarbageCollector.Settings {
+        var settings = SandboxGarbageCollector.Settings()
+        settings.maxAge = try options.duration(sandboxGcAge, "KEEL_SANDBOX_GC_AGE", default: settings.maxAge)
+        settings.interval = try options.duration(sandboxGcInterval, "KEEL_SANDBOX_GC_INTERVAL", default: settings.interval)
+        guard settings.interval > .zero else {
+            throw ValidationError("KEEL_SANDBOX_GC_INTERVAL must be longer than 0, e.g. 1m")
+        }
+        if let text = options.optionalString(sandboxGcDiskWatermark, "KEEL_SANDBOX_GC_DISK_WATERMARK") {
+            guard let percent = Double(text), percent >= 0, percent <= 100 else {
+                throw ValidationError("KEEL_SANDBOX_GC_DISK_WATERMARK must be a percentage from 0 to 100, got '\(text)'")
+            }
+            settings.diskWatermark = percent / 100
+        }
+        return settings
     }
 
     /// The cgroup settings from flags and `KEEL_*` variables.
