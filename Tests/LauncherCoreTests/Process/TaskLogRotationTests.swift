@@ -1,6 +1,9 @@
 import Foundation
 @preconcurrency import Glibc
+import KeelAPI
+import KeelRPC
 import LauncherCore
+import SwiftProtobuf
 import Testing
 
 @Suite("Task output capped and rotated by keel-task-supervisor")
@@ -122,6 +125,48 @@ struct TaskLogRotationTests {
         }
         #expect(read == expected, "every byte read exactly once, in order")
         #expect(rotations >= 3, "the file was rotated while followed (\(rotations) times)")
+    }
+
+    @Test("the cap holds while the launcher is down: the supervisor rotates on its own")
+    func rotatesWhileLauncherIsDown() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        let gate = workDir + "/gate"
+        defer {
+            try? ProcessTestSupport.write("", to: gate)
+            ProcessTestSupport.removeTree(workDir)
+        }
+        let limits = try TaskLogLimits(maxFileBytes: 2048, maxFiles: 2)
+        let key = LauncherTaskKey(frameworkID: "fw-1", taskID: "t-chatty")
+        let task = Keel_V1_TaskInfo.with {
+            $0.taskID.value = key.taskID
+            $0.command.shell = """
+                while [ ! -e '\(gate)' ]; do sleep 0.05; done
+                i=1; while [ $i -le 1000 ]; do echo "line $i"; i=$((i+1)); done
+                """
+        }
+        let first = try LauncherUnderTest(workDir: workDir, taskLogLimits: limits)
+        try await first.running {
+            first.manager.launch(framework: .with { $0.id.value = "fw-1" }, task: task)
+            #expect(await first.waitForUpdate(key) { $0.state == .taskRunning } != nil)
+        }
+        let supervisor = try #require(first.checkpoints.record(key)?.supervisorPID)
+        let sandbox = try TaskSandbox(existingAt: try #require(first.checkpoints.record(key)?.sandbox))
+        // No launcher runs now; the task writes about 8 KiB and ends.
+        try ProcessTestSupport.write("", to: gate)
+        #expect(await ProcessTestSupport.eventually { ProcessTestSupport.isDead(supervisor) })
+        let names = try FileManager.default.contentsOfDirectory(atPath: sandbox.root).filter { $0.hasPrefix("stdout") }
+        #expect(names.sorted() == ["stdout", "stdout.1"])
+        for name in names {
+            #expect((Self.size(sandbox.root + "/" + name) ?? 0) <= 2048, "\(name)")
+        }
+        #expect(ProcessTestSupport.contents(sandbox.stdoutPath)?.hasSuffix("line 999\nline 1000\n") == true)
+
+        let second = try LauncherUnderTest(workDir: workDir, taskLogLimits: limits)
+        second.manager.recover(.sameBoot(agentID: "agent-1"))
+        try await second.running {
+            let terminal = await second.waitForUpdate(key) { $0.state.isTerminal }
+            #expect(terminal?.state == .taskFinished)
+        }
     }
 
     @Test("sizes are parsed as bytes or with binary K, M, G suffixes; nonsense is refused")

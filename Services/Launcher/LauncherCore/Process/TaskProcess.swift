@@ -34,6 +34,12 @@ import Synchronization
 /// never taken for it) and reads the status file when the supervisor is gone. The supervisor
 /// stays outside the task's cgroups (the cgroup join happens in its child), so a cgroup kill
 /// never takes it down before it has written the status.
+///
+/// With ``TaskSupervision/pidNamespace`` the supervisor's child is a small init, PID 1 of the
+/// task's own PID namespace, and the task is PID 2 there, in a process group of its own. The
+/// group signals above then reach the supervisor (which ignores the stopping ones) and init,
+/// which forwards them to the task's group; `SIGKILL` kills init, and with it every process in
+/// the namespace. ``pid`` stays the supervisor's pid on the node.
 package final class TaskProcess: Sendable {
     /// The leader's pid, which is also its process group ID and session ID: the supervisor's
     /// pid for a supervised task.
