@@ -132,7 +132,7 @@ struct TaskLogRotationTests {
         let workDir = try ProcessTestSupport.makeWorkDir()
         let gate = workDir + "/gate"
         defer {
-            try? ProcessTestSupport.write("", to: gate)
+            ProcessTestSupport.killProcesses(mentioning: workDir)
             ProcessTestSupport.removeTree(workDir)
         }
         let limits = try TaskLogLimits(maxFileBytes: 2048, maxFiles: 2)

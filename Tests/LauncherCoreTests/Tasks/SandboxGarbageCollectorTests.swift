@@ -47,7 +47,8 @@ struct SandboxGarbageCollectorTests {
         let workDir = try ProcessTestSupport.makeWorkDir()
         let gate = workDir + "/gate"
         defer {
-            try? ProcessTestSupport.write("", to: gate)
+            // The manager stops without touching its tasks: end them here, also on failure.
+            ProcessTestSupport.killProcesses(mentioning: workDir)
             ProcessTestSupport.removeTree(workDir)
         }
         let launcher = try LauncherUnderTest(workDir: workDir)
@@ -107,7 +108,8 @@ struct SandboxGarbageCollectorTests {
         let workDir = try ProcessTestSupport.makeWorkDir()
         let gate = workDir + "/gate"
         defer {
-            try? ProcessTestSupport.write("", to: gate)
+            // The manager stops without touching its tasks: end them here, also on failure.
+            ProcessTestSupport.killProcesses(mentioning: workDir)
             ProcessTestSupport.removeTree(workDir)
         }
         let launcher = try LauncherUnderTest(workDir: workDir)

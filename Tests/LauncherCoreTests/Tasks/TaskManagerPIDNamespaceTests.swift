@@ -32,7 +32,7 @@ struct TaskManagerPIDNamespaceTests {
         let workDir = try ProcessTestSupport.makeWorkDir()
         let gate = workDir + "/gate"
         defer {
-            try? ProcessTestSupport.write("", to: gate)
+            ProcessTestSupport.killProcesses(mentioning: workDir)
             ProcessTestSupport.removeTree(workDir)
         }
         let task = Keel_V1_TaskInfo.with {
