@@ -31,10 +31,19 @@ struct LauncherRecoveryTests {
                 + "echo \(name) done; exit \(code) # \(marker)"
             return try cluster.keel(["run", "--name", name, "--cpus", "0.1", "--mem", "32", "--shell", "--", script])
         }
+        // The task's own `$$` is its pid in its PID namespace where the launcher gives it one, so
+        // its pid on the node is found by its command line: the shell running the script (not the
+        // supervisor or `keel run`, whose arguments hold the script too).
         @Sendable func pid(_ name: String) throws -> Int32 {
-            let text = try String(contentsOfFile: "\(gates)/\(name).pid", encoding: .utf8)
-            guard let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw TestFailure("\(name).pid holds no pid: '\(text)'")
+            guard FileManager.default.fileExists(atPath: "\(gates)/\(name).pid") else {
+                throw TestFailure("\(name) has not started yet")
+            }
+            let shells = processes(containing: "\(gates)/\(name).pid").filter { pid in
+                let commandLine = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+                return String(decoding: commandLine.prefix { $0 != 0 }, as: UTF8.self) == "/bin/sh"
+            }
+            guard shells.count == 1, let pid = shells.first else {
+                throw TestFailure("expected one shell running task \(name), found \(shells)")
             }
             return pid
         }

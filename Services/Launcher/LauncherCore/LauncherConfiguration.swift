@@ -39,6 +39,11 @@ package struct LauncherConfiguration: Sendable {
     /// The most bytes the node's fetcher cache (`WORK_DIR/fetcher-cache`) holds; least recently
     /// used artifacts are evicted beyond it.
     package var fetcherCacheBytes: UInt64
+    /// The cap and rotation of each task's `stdout` and `stderr` (applied by
+    /// `keel-task-supervisor`, so only with ``taskSupervisor``).
+    package var taskLogLimits: TaskLogLimits
+    /// When the sandboxes (and checkpoints) of ended tasks are removed.
+    package var sandboxGC: SandboxGarbageCollector.Settings
 
     /// Creates a configuration with the usual intervals.
     package init(
@@ -56,9 +61,13 @@ package struct LauncherConfiguration: Sendable {
         taskSupervisor: String? = nil,
         stopTasksOnExit: Bool = false,
         fetcherCacheBytes: UInt64 = 2 << 30,
-        faultDomain: (region: String, zone: String)? = nil
+        faultDomain: (region: String, zone: String)? = nil,
+        taskLogLimits: TaskLogLimits = .defaults,
+        sandboxGC: SandboxGarbageCollector.Settings = SandboxGarbageCollector.Settings()
     ) {
         self.faultDomain = faultDomain
+        self.taskLogLimits = taskLogLimits
+        self.sandboxGC = sandboxGC
         self.fetcherCacheBytes = fetcherCacheBytes
         self.taskSupervisor = taskSupervisor
         self.stopTasksOnExit = stopTasksOnExit

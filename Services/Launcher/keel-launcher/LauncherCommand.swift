@@ -62,6 +62,24 @@ struct LauncherCommand: AsyncParsableCommand {
     @Option(help: "Size limit of the node's fetcher cache in MiB (least recently used artifacts are evicted). [env: KEEL_FETCHER_CACHE_SIZE] (default: 2048)")
     var fetcherCacheSize: Int?
 
+    @Flag(help: "Keep tasks in the node's PID namespace even where they could have their own (with a private /proc, seeing only their own processes). [env: KEEL_NO_PID_NAMESPACE=1]")
+    var noPidNamespace = false
+
+    @Option(help: "Size at which a task's stdout/stderr file is rotated, in bytes or with a K, M or G suffix (binary units). [env: KEEL_TASK_LOG_MAX_SIZE] (default: 10M)")
+    var taskLogMaxSize: String?
+
+    @Option(help: "Most files kept per task output stream, the live one included (stdout, stdout.1, ...). [env: KEEL_TASK_LOG_MAX_FILES] (default: 5)")
+    var taskLogMaxFiles: Int?
+
+    @Option(help: "How long the sandbox (and checkpoint) of an ended task is kept, e.g. 7d, 12h. [env: KEEL_SANDBOX_GC_AGE] (default: 7d)")
+    var sandboxGcAge: String?
+
+    @Option(help: "Percentage of the work dir's disk in use above which sandboxes of ended tasks are removed early, oldest first. [env: KEEL_SANDBOX_GC_DISK_WATERMARK] (default: 90)")
+    var sandboxGcDiskWatermark: String?
+
+    @Option(help: "How often sandboxes are checked for removal, e.g. 1m. [env: KEEL_SANDBOX_GC_INTERVAL] (default: 1m)")
+    var sandboxGcInterval: String?
+
     @OptionGroup var common: CommonDaemonOptions
 
     func run() async throws {
@@ -112,7 +130,11 @@ struct LauncherCommand: AsyncParsableCommand {
             let ready = ReadyGate()
             var advertised = try advertisedText.map { try Endpoint(parsing: $0) } ?? listenEndpoint
             if advertisedText == nil, ["0.0.0.0", "::"].contains(advertised.host) { advertised.host = host }
-            let isolation = NodeIsolation.detect(settings: try isolationSettings(options, environment), logger: context.logger)
+            let isolation = NodeIsolation.detect(
+                settings: try isolationSettings(options, environment), taskSupervisor: supervisor, logger: context.logger)
+            if supervisor == nil {
+                logger.warning("without keel-task-supervisor the tasks' stdout and stderr are not capped or rotated")
+            }
             let configuration = LauncherConfiguration(
                 broker: brokerEndpoint,
                 advertisedAddress: advertised,
@@ -124,7 +146,9 @@ struct LauncherCommand: AsyncParsableCommand {
                 taskSupervisor: supervisor,
                 stopTasksOnExit: stopTasksOnExit || environment["KEEL_STOP_TASKS_ON_EXIT"] == "1",
                 fetcherCacheBytes: try fetcherCacheBytes(options),
-                faultDomain: domain
+                faultDomain: domain,
+                taskLogLimits: try taskLogLimits(options),
+                sandboxGC: try sandboxGCSettings(options)
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
             let tasks = TaskManager(
@@ -153,7 +177,9 @@ struct LauncherCommand: AsyncParsableCommand {
                     if let port = await ready.registered() { await context.markReady(port) }
                 }
             )
-            return [tasks, brokerClient, launcherServer, connection]
+            let sandboxGC = SandboxGarbageCollector(
+                workDir: workDirectory, settings: configuration.sandboxGC, tasks: tasks, logger: context.logger)
+            return [tasks, brokerClient, launcherServer, connection, sandboxGC]
         }
     }
 }
@@ -170,6 +196,44 @@ extension LauncherCommand {
         return mebibytes << 20
     }
 
+    /// The cap of task output files from `--task-log-max-size`/`KEEL_TASK_LOG_MAX_SIZE` and
+    /// `--task-log-max-files`/`KEEL_TASK_LOG_MAX_FILES`.
+    func taskLogLimits(_ options: EnvironmentOptions) throws -> TaskLogLimits {
+        var size = TaskLogLimits.defaultMaxFileBytes
+        if let text = options.optionalString(taskLogMaxSize, "KEEL_TASK_LOG_MAX_SIZE") {
+            guard let bytes = TaskLogLimits.parseSize(text) else {
+                throw ValidationError("KEEL_TASK_LOG_MAX_SIZE must be a positive size such as 10M, 512K or 1048576, got '\(text)'")
+            }
+            size = bytes
+        }
+        var files = TaskLogLimits.defaultMaxFiles
+        if let text = options.optionalString(taskLogMaxFiles.map { "\($0)" }, "KEEL_TASK_LOG_MAX_FILES") {
+            guard let count = Int(text), count > 0 else {
+                throw ValidationError("KEEL_TASK_LOG_MAX_FILES must be a whole number of files greater than 0, got '\(text)'")
+            }
+            files = count
+        }
+        return try TaskLogLimits(maxFileBytes: size, maxFiles: files)
+    }
+
+    /// When sandboxes of ended tasks are removed, from the `--sandbox-gc-*` flags and
+    /// `KEEL_SANDBOX_GC_*` variables.
+    func sandboxGCSettings(_ options: EnvironmentOptions) throws -> SandboxGarbageCollector.Settings {
+        var settings = SandboxGarbageCollector.Settings()
+        settings.maxAge = try options.duration(sandboxGcAge, "KEEL_SANDBOX_GC_AGE", default: settings.maxAge)
+        settings.interval = try options.duration(sandboxGcInterval, "KEEL_SANDBOX_GC_INTERVAL", default: settings.interval)
+        guard settings.interval > .zero else {
+            throw ValidationError("KEEL_SANDBOX_GC_INTERVAL must be longer than 0, e.g. 1m")
+        }
+        if let text = options.optionalString(sandboxGcDiskWatermark, "KEEL_SANDBOX_GC_DISK_WATERMARK") {
+            guard let percent = Double(text), percent >= 0, percent <= 100 else {
+                throw ValidationError("KEEL_SANDBOX_GC_DISK_WATERMARK must be a percentage from 0 to 100, got '\(text)'")
+            }
+            settings.diskWatermark = percent / 100
+        }
+        return settings
+    }
+
     /// The cgroup settings from flags and `KEEL_*` variables.
     func isolationSettings(_ options: EnvironmentOptions, _ environment: [String: String]) throws -> NodeIsolation.Settings {
         var settings = NodeIsolation.Settings()
@@ -182,6 +246,7 @@ extension LauncherCommand {
         }
         settings.useCgroups = !(noCgroups || environment["KEEL_NO_CGROUPS"] == "1")
         settings.cpuHardLimit = cpuHardLimit || environment["KEEL_CPU_HARD_LIMIT"] == "1"
+        settings.usePIDNamespaces = !(noPidNamespace || environment["KEEL_NO_PID_NAMESPACE"] == "1")
         return settings
     }
 }

@@ -1,9 +1,10 @@
-// keel-task-supervisor EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
+// keel-task-supervisor [OPTIONS] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
 //
 // The parent of one task process, started by keel-launcher as the leader of the task's session
-// and process group. It starts EXECUTABLE with ARGV0 ARG... (same environment, working
-// directory and standard files, every signal at its default action), waits for it, and writes
-// how it ended to EXIT_STATUS_FILE atomically: `exited CODE` or `signaled SIGNAL [core]`.
+// and process group. It starts EXECUTABLE with ARGV0 ARG... (same environment and working
+// directory, every signal at its default action), waits for it, and writes how it ended to
+// EXIT_STATUS_FILE atomically: `exited CODE` or `signaled SIGNAL [core]`. It exits with the
+// task's code (128 + N for a signal).
 //
 // It exists so that tasks outlive the launcher: when keel-launcher is killed or restarted, the
 // task keeps its parent, the supervisor still collects its true exit status, and the next
@@ -11,6 +12,20 @@
 // SIGHUP and SIGQUIT, which the launcher sends to the whole group to stop the task, so that it
 // survives to record the outcome; SIGKILL to the group ends it together with the task.
 // It links nothing but the C library, so it costs a few hundred kilobytes per task.
+//
+// Options:
+//   --pid-namespace    run the task in new PID and mount namespaces, under a small init that
+//                      mounts a private /proc, reaps orphans and forwards signals (see
+//                      NamespaceInit); the task then sees only its own processes.
+//   --stdout PATH --stderr PATH --log-max-size BYTES --log-max-files COUNT
+//                      read the task's output through pipes and write it to PATH, rotated
+//                      like logrotate (PATH.1 … PATH.<COUNT-1>) before a file would pass BYTES
+//                      (see RotatingFile). Without them the task writes to the supervisor's own
+//                      standard output and error.
+//
+// It also runs as `--namespace-init STATUS_FD EXECUTABLE ARGV0 [ARG...]`, PID 1 of a task's
+// namespace (started by itself, see NamespaceInit), and as `--namespace-check`, the task that
+// keel-launcher runs at start to check that PID namespaces work.
 @preconcurrency import Glibc
 
 func fail(_ message: String) -> Never {
@@ -18,81 +33,75 @@ func fail(_ message: String) -> Never {
     exit(127)
 }
 
-/// Writes `text` to `path` through a temporary file, fsync and rename, then syncs the directory.
-func writeAtomically(_ text: String, to path: String) -> Bool {
-    let temporary = path + ".tmp"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { return false }
-    let bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-        if written < 0 {
-            if errno == EINTR { continue }
-            close(fd)
-            return false
-        }
-        offset += written
+switch SupervisorMode.parse(Array(CommandLine.arguments.dropFirst())) {
+case .failure(let error):
+    fail(error.message)
+case .success(.namespaceCheck):
+    NamespaceInit.check()
+case .success(.namespaceInit(let descriptor, let executable, let arguments)):
+    NamespaceInit.run(statusDescriptor: descriptor, executable: executable, arguments: arguments)
+case .success(.supervise(let options)):
+    supervise(options)
+}
+
+func supervise(_ options: SupervisorOptions) -> Never {
+    for signalNumber in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] {
+        signal(signalNumber, SIG_IGN)
     }
-    guard fsync(fd) == 0, close(fd) == 0, rename(temporary, path) == 0 else { return false }
-    var directory = path
-    if let slash = directory.lastIndex(of: "/") { directory = String(directory[..<slash]) } else { directory = "." }
-    let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if directoryFD >= 0 {
-        fsync(directoryFD)
-        close(directoryFD)
+    func giveUp(_ message: String) -> Never {
+        _ = writeAtomically("exited 127\n", to: options.exitStatusFile)
+        fail(message)
     }
-    return true
-}
 
-let arguments = CommandLine.arguments
-guard arguments.count >= 4 else {
-    fail("usage: keel-task-supervisor EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]")
-}
-let statusPath = arguments[1]
-let executable = arguments[2]
-let taskArguments = Array(arguments[3...])
+    var executable = options.executable
+    var arguments = options.arguments
+    var blocked: [Int32] = []
+    var redirections: [(Int32, Int32)] = []
+    var closeAfterStart: [Int32] = []
+    var initStatus: Int32?
+    if options.pidNamespace {
+        guard let supervisor = ChildProcess.ownExecutable() else { giveUp("cannot find its own executable") }
+        if let problem = NamespaceInit.unshareNamespaces() { giveUp(problem) }
+        guard let pipe = ChildProcess.makePipe() else { giveUp("cannot create a pipe: \(String(cString: strerror(errno)))") }
+        // The write end is inherited by init (it is no standard descriptor, so its number is > 2).
+        _ = fcntl(pipe.write, F_SETFD, 0)
+        initStatus = pipe.read
+        closeAfterStart.append(pipe.write)
+        executable = supervisor
+        arguments = ["keel-task-supervisor", "--namespace-init", "\(pipe.write)", options.executable] + options.arguments
+        blocked = NamespaceInit.forwardedSignals + [SIGCHLD]
+    }
 
-for signalNumber in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] {
-    signal(signalNumber, SIG_IGN)
-}
+    var pump: OutputPump?
+    if let output = options.output {
+        guard let stdoutPipe = ChildProcess.makePipe(), let stderrPipe = ChildProcess.makePipe(),
+            let wake = ChildProcess.makePipe()
+        else { giveUp("cannot create the output pipes: \(String(cString: strerror(errno)))") }
+        redirections = [(stdoutPipe.write, STDOUT_FILENO), (stderrPipe.write, STDERR_FILENO)]
+        closeAfterStart += [stdoutPipe.write, stderrPipe.write]
+        pump = OutputPump(stdout: stdoutPipe.read, stderr: stderrPipe.read, files: output, wake: wake)
+    }
 
-var attributes = posix_spawnattr_t()
-posix_spawnattr_init(&attributes)
-var noSignals = sigset_t()
-sigemptyset(&noSignals)
-var allSignals = sigset_t()
-sigfillset(&allSignals)
-posix_spawnattr_setsigmask(&attributes, &noSignals)
-posix_spawnattr_setsigdefault(&attributes, &allSignals)
-posix_spawnattr_setflags(&attributes, Int16(Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)))
+    let child: pid_t
+    switch ChildProcess.spawn(executable, arguments, blocked: blocked, redirections: redirections) {
+    case .success(let pid): child = pid
+    case .failure(let error): giveUp("cannot start '\(executable)': \(error.text)")
+    }
+    for descriptor in closeAfterStart { close(descriptor) }
 
-let pointers: [UnsafeMutablePointer<CChar>?] = taskArguments.map { strdup($0) } + [nil]
-var child: pid_t = 0
-let spawned = pointers.withUnsafeBufferPointer { argv in
-    posix_spawn(&child, executable, nil, &attributes, argv.baseAddress!, environ)
+    let waited = pump != nil ? pump!.run(until: child) : ChildProcess.waitBlocking(child)
+    guard var raw = waited else {
+        giveUp("cannot wait for the task (pid \(child)): \(String(cString: strerror(errno)))")
+    }
+    if let initStatus {
+        // Init reports the task's own status; if it died first (SIGKILL), its status stands.
+        var reported: Int32 = 0
+        let count = withUnsafeMutableBytes(of: &reported) { read(initStatus, $0.baseAddress!, $0.count) }
+        if count == MemoryLayout<Int32>.size { raw = reported }
+    }
+    let status = WaitStatus(raw: raw)
+    if !writeAtomically(status.record, to: options.exitStatusFile) {
+        fputs("keel-task-supervisor: cannot write '\(options.exitStatusFile)': \(String(cString: strerror(errno)))\n", stderr)
+    }
+    exit(status.exitCode)
 }
-guard spawned == 0 else {
-    let reason = String(cString: strerror(spawned))
-    _ = writeAtomically("exited 127\n", to: statusPath)
-    fail("cannot start '\(executable)': \(reason)")
-}
-
-var raw: Int32 = 0
-while waitpid(child, &raw, 0) < 0 {
-    if errno != EINTR { fail("cannot wait for the task (pid \(child)): \(String(cString: strerror(errno)))") }
-}
-let low = raw & 0x7f
-let record: String
-let code: Int32
-if low == 0 {
-    code = (raw >> 8) & 0xff
-    record = "exited \(code)\n"
-} else {
-    code = 128 + low
-    record = "signaled \(low)\(raw & 0x80 != 0 ? " core" : "")\n"
-}
-if !writeAtomically(record, to: statusPath) {
-    fputs("keel-task-supervisor: cannot write '\(statusPath)': \(String(cString: strerror(errno)))\n", stderr)
-}
-exit(code)

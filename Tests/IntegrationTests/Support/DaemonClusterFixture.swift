@@ -18,11 +18,13 @@ final class DaemonClusterFixture: Sendable {
     private let daemons = DaemonTable()
 
     /// Starts the registry, the broker and the launcher, each once the previous one is ready.
-    init(launcherResources: String) async throws {
+    /// `launcherEnvironment` adds to (or overrides) the launcher's `KEEL_*` settings.
+    init(launcherResources: String, launcherEnvironment: [String: String] = [:]) async throws {
         binDir = LocalClusterFixture.buildDirectory()
         dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("keel-daemons-\(UUID().uuidString)").path
         basePort = try LocalClusterFixture.freeBasePort()
         self.launcherResources = launcherResources
+        self.launcherEnvironment = launcherEnvironment
         try FileManager.default.createDirectory(atPath: "\(dataDir)/run", withIntermediateDirectories: true)
         do {
             try await start("registry", offset: 2, extra: [:])
@@ -35,6 +37,7 @@ final class DaemonClusterFixture: Sendable {
     }
 
     private let launcherResources: String
+    private let launcherEnvironment: [String: String]
 
     /// The environment that points the CLI at this cluster.
     var environment: [String: String] {
@@ -52,7 +55,7 @@ final class DaemonClusterFixture: Sendable {
             extra: [
                 "KEEL_BROKER": "127.0.0.1:\(basePort)", "KEEL_HOSTNAME": "localhost",
                 "KEEL_RESOURCES": launcherResources, "KEEL_STOP_TASKS_ON_EXIT": "1",
-            ])
+            ].merging(launcherEnvironment) { $1 })
     }
 
     /// `kill -9` of the launcher; returns once it is gone.

@@ -101,6 +101,18 @@ enum ProcessTestSupport {
         }
     }
 
+    /// Sends `SIGKILL` to every live process whose command line mentions `text` (e.g. a test's
+    /// work dir), for cleanup of tasks a stopped launcher left running.
+    static func killProcesses(mentioning text: String) {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for pid in entries.compactMap({ Int32($0) }) where pid != getpid() {
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+            if String(decoding: data, as: UTF8.self).contains(text) {
+                kill(pid, SIGKILL)
+            }
+        }
+    }
+
     /// The process group of `pid`, from `/proc`.
     static func processGroup(of pid: Int32) -> Int32? {
         guard let fields = statFields(pid), fields.count > 2 else { return nil }

@@ -10,7 +10,12 @@ extension NodeIsolation {
     /// controller is available there (on hybrid hosts it usually is not, except the core v2
     /// freezer), then cgroup v1. Memory and pids without any cgroup fall back to rlimits,
     /// which are crude and logged as such; CPU and freezer have no fallback.
-    package static func detect(settings: Settings = Settings(), logger: Logger) -> NodeIsolation {
+    ///
+    /// With `taskSupervisor` (the `keel-task-supervisor` tasks run under), PID namespaces are
+    /// checked too (``checkPIDNamespaces(supervisor:logger:)``) unless the settings turn them off.
+    package static func detect(
+        settings: Settings = Settings(), taskSupervisor: String? = nil, logger: Logger
+    ) -> NodeIsolation {
         let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].first { (path: String) in access(path, X_OK) == 0 }
         var assignments: [CgroupController: any CgroupIsolator] = [:]
         if settings.useCgroups {
@@ -27,7 +32,16 @@ extension NodeIsolation {
                 for controller in usable { assignments[controller] = hierarchy }
             }
         }
-        let isolation = NodeIsolation(settings: settings, assignments: assignments, prlimitPath: prlimit)
+        var pidNamespaces = false
+        if !settings.usePIDNamespaces {
+            logger.notice("PID namespaces are turned off; tasks see every process of the node")
+        } else if let taskSupervisor {
+            pidNamespaces = checkPIDNamespaces(supervisor: taskSupervisor, logger: logger)
+        } else {
+            logger.warning("tasks run without keel-task-supervisor, so not in PID namespaces of their own; they see every process of the node")
+        }
+        let isolation = NodeIsolation(
+            settings: settings, assignments: assignments, prlimitPath: prlimit, pidNamespaces: pidNamespaces)
         isolation.log(to: logger)
         return isolation
     }

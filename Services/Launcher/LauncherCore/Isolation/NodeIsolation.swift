@@ -19,12 +19,15 @@ package struct NodeIsolation: Sendable {
         package var useCgroups: Bool
         /// Cap each task at its `cpus` with CFS bandwidth (a hard limit), not only weight it.
         package var cpuHardLimit = false
+        /// `false` keeps tasks in the node's PID namespace even where they could have their own.
+        package var usePIDNamespaces: Bool
 
         /// Creates settings; see each property.
         package init(
             root: String = "keel", maxProcessesPerTask: Int = 1024, cgroupMount: String = "/sys/fs/cgroup",
-            useCgroups: Bool = true
+            useCgroups: Bool = true, usePIDNamespaces: Bool = true
         ) {
+            self.usePIDNamespaces = usePIDNamespaces
             self.root = root
             self.maxProcessesPerTask = maxProcessesPerTask
             self.cgroupMount = cgroupMount
@@ -38,13 +41,21 @@ package struct NodeIsolation: Sendable {
     package let assignments: [CgroupController: any CgroupIsolator]
     /// The path of `prlimit` (util-linux), used for rlimit fallbacks, if installed.
     package let prlimitPath: String?
+    /// Whether each task gets PID and mount namespaces of its own (it then sees and signals
+    /// only its own processes, under a private `/proc`); found to work at start by
+    /// ``checkPIDNamespaces(supervisor:logger:)``.
+    package let pidNamespaces: Bool
 
     /// Isolation by process group only: no cgroups, no rlimits (used by tests and when off).
     package static let processGroupOnly = NodeIsolation(settings: Settings(useCgroups: false), assignments: [:], prlimitPath: nil)
 
     /// Creates an isolation from already chosen hierarchies; ``detect(settings:logger:)`` is the usual way.
-    package init(settings: Settings, assignments: [CgroupController: any CgroupIsolator], prlimitPath: String?) {
+    package init(
+        settings: Settings, assignments: [CgroupController: any CgroupIsolator], prlimitPath: String?,
+        pidNamespaces: Bool = false
+    ) {
         self.settings = settings
+        self.pidNamespaces = pidNamespaces
         self.assignments = assignments
         self.prlimitPath = prlimitPath
     }
@@ -58,9 +69,11 @@ package struct NodeIsolation: Sendable {
     }
 
     /// The strings advertised in `AgentInfo.capabilities`, e.g. `cgroups/v1:memory`,
-    /// `cgroups/v2:freezer`, `rlimits:memory`, always with `isolation:process-group`.
+    /// `cgroups/v2:freezer`, `rlimits:memory`, always with `isolation:process-group`, and
+    /// `isolation:pid-namespace` when tasks get their own PID namespace.
     package var capabilities: [String] {
         var result = ["isolation:process-group"]
+        if pidNamespaces { result.append("isolation:pid-namespace") }
         result += assignments.sorted { $0.key < $1.key }.map { "\($0.value.mechanism):\($0.key)" }
         result += rlimitFallbacks.map { "rlimits:\($0)" }
         return result

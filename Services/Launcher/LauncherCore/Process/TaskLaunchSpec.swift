@@ -47,7 +47,8 @@ package struct TaskLaunchSpec: Sendable, Hashable {
     ///
     /// Switching users requires the launcher to run as root. `posix_spawn` cannot change
     /// credentials, so the command is executed through util-linux `setpriv` (`--reuid`,
-    /// `--regid`, `--init-groups`). The files are opened, and the working directory entered,
+    /// `--regid`, `--init-groups`, every capability set and the bounding set cleared,
+    /// `--no-new-privs`). The files are opened, and the working directory entered,
     /// before the switch; give the sandbox to the user with ``TaskSandbox/setOwner(_:)`` so the
     /// task can write in it.
     package var user: String?

@@ -9,16 +9,38 @@ package struct TaskSupervision: Sendable, Hashable {
     package var supervisor: String
     /// The file the supervisor writes the task's exit status to; its directory must exist.
     package var exitStatusFile: String
+    /// Whether the task runs in PID and mount namespaces of its own, as PID 2 under the
+    /// supervisor's small init, with a private `/proc` (needs root; see
+    /// ``NodeIsolation/pidNamespaces``).
+    package var pidNamespace: Bool
+    /// How the supervisor caps the task's `stdout` and `stderr` files, or `nil` to let the task
+    /// write to them directly, without a cap.
+    package var logLimits: TaskLogLimits?
 
     /// Creates a supervision.
-    package init(supervisor: String, exitStatusFile: String) {
+    package init(
+        supervisor: String, exitStatusFile: String, pidNamespace: Bool = false, logLimits: TaskLogLimits? = nil
+    ) {
         self.supervisor = supervisor
         self.exitStatusFile = exitStatusFile
+        self.pidNamespace = pidNamespace
+        self.logLimits = logLimits
     }
 
-    /// `keel-task-supervisor STATUS_FILE EXECUTABLE ARGV0 ARG...`.
-    func wrap(executable: String, arguments: [String]) -> (executable: String, arguments: [String]) {
-        (supervisor, [supervisor, exitStatusFile, executable] + arguments)
+    /// `keel-task-supervisor [OPTIONS] STATUS_FILE EXECUTABLE ARGV0 ARG...`, where the options
+    /// ask for a PID namespace and for rotated output files at `stdoutPath` and `stderrPath`.
+    func wrap(
+        executable: String, arguments: [String], stdoutPath: String, stderrPath: String
+    ) -> (executable: String, arguments: [String]) {
+        var options: [String] = []
+        if pidNamespace { options.append("--pid-namespace") }
+        if let logLimits {
+            options += [
+                "--stdout", stdoutPath, "--stderr", stderrPath,
+                "--log-max-size", "\(logLimits.maxFileBytes)", "--log-max-files", "\(logLimits.maxFiles)",
+            ]
+        }
+        return (supervisor, [supervisor] + options + [exitStatusFile, executable] + arguments)
     }
 
     /// The supervisor next to the running executable (`keel-task-supervisor` is installed

@@ -34,6 +34,12 @@ import Synchronization
 /// never taken for it) and reads the status file when the supervisor is gone. The supervisor
 /// stays outside the task's cgroups (the cgroup join happens in its child), so a cgroup kill
 /// never takes it down before it has written the status.
+///
+/// With ``TaskSupervision/pidNamespace`` the supervisor's child is a small init, PID 1 of the
+/// task's own PID namespace, and the task is PID 2 there, in a process group of its own. The
+/// group signals above then reach the supervisor (which ignores the stopping ones) and init,
+/// which forwards them to the task's group; `SIGKILL` kills init, and with it every process in
+/// the namespace. ``pid`` stays the supervisor's pid on the node.
 package final class TaskProcess: Sendable {
     /// The leader's pid, which is also its process group ID and session ID: the supervisor's
     /// pid for a supervised task.
@@ -118,7 +124,8 @@ package final class TaskProcess: Sendable {
         }
         if let supervision {
             (request.executable, request.arguments) = supervision.wrap(
-                executable: request.executable, arguments: request.arguments)
+                executable: request.executable, arguments: request.arguments, stdoutPath: request.stdoutPath,
+                stderrPath: request.stderrPath)
         }
         let pid = try ProcessSpawner.spawn(request)
 
@@ -141,6 +148,17 @@ package final class TaskProcess: Sendable {
         return process
     }
 
+    /// The `setpriv` options that turn a root process into a plain process of `user`: its uid
+    /// and gid, exactly the user's own groups (none of root's), no capabilities in any set (the
+    /// bounding set too, so nothing can regain them), and `no_new_privs`, so setuid and
+    /// file-capability programs cannot raise privileges either.
+    static func privilegeDrop(to user: TaskUser) -> [String] {
+        [
+            "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--inh-caps=-all", "--ambient-caps=-all",
+            "--bounding-set=-all", "--no-new-privs",
+        ]
+    }
+
     /// Wraps the request in `setpriv` so the child drops to `user` just before executing the program.
     private static func switchUser(of request: inout ProcessSpawner.Request, to user: TaskUser) throws(LauncherError) {
         guard geteuid() == 0 else {
@@ -159,8 +177,7 @@ package final class TaskProcess: Sendable {
             )
         }
         request.arguments =
-            [setpriv, "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", request.executable]
-            + request.arguments.dropFirst()
+            [setpriv] + privilegeDrop(to: user) + ["--", request.executable] + request.arguments.dropFirst()
         request.executable = setpriv
     }
 

@@ -37,6 +37,14 @@ extension TaskSandbox {
     /// `stdout`. Negative `offset`/`length` and directories are ``LauncherError/Code/invalidArgument``;
     /// paths outside the sandbox are rejected as by ``resolve(relativePath:)``.
     package func read(path: String, offset: Int64, length: Int) throws(LauncherError) -> SandboxFileChunk {
+        try readIdentified(path: path, offset: offset, length: length).chunk
+    }
+
+    /// ``read(path:offset:length:)``, also returning the identity (device and inode) of the file
+    /// read, so a reader can tell that a path now names another file (a rotated log).
+    func readIdentified(
+        path: String, offset: Int64, length: Int
+    ) throws(LauncherError) -> (chunk: SandboxFileChunk, file: SandboxFileIdentity) {
         guard offset >= 0, length >= 0 else {
             throw LauncherError(
                 code: .invalidArgument,
@@ -75,7 +83,10 @@ extension TaskSandbox {
             filled += count
         }
         data.removeSubrange(filled...)
-        return SandboxFileChunk(data: data, offset: offset, fileSize: size)
+        return (
+            SandboxFileChunk(data: data, offset: offset, fileSize: size),
+            SandboxFileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        )
     }
 
     /// Lists the directory at the sandbox-relative `path` (`""` for the sandbox itself),

@@ -65,26 +65,25 @@ package struct LauncherService: Keel_V1_Launcher.SimpleServiceProtocol {
             case .stdout, .unspecified, .UNRECOGNIZED: path = "stdout"
             }
             let sandbox = try sandbox(for: request.taskID.value)
-            var offset: Int64 = 0
-            if request.lastBytes > 0 {
-                let size = try sandbox.read(path: path, offset: 0, length: 0).fileSize
-                offset = max(0, size - Int64(clamping: request.lastBytes))
-            }
+            // Follows the file across rotations by keel-task-supervisor (stdout → stdout.1).
+            var follower =
+                try request.lastBytes > 0
+                ? SandboxLogFollower(sandbox: sandbox, path: path, lastBytes: Int64(clamping: request.lastBytes))
+                : SandboxLogFollower(sandbox: sandbox, path: path)
             while true {
                 // Read the state first so output written just before the end is not missed.
                 let ended = tasks.container(taskID: request.taskID.value)?.state.isTerminal ?? true
                 while true {
-                    let chunk = try sandbox.read(path: path, offset: offset, length: 64 * 1024)
+                    let chunk = try follower.next(length: 64 * 1024)
                     guard !chunk.data.isEmpty else { break }
                     try await response.write(.with {
                         $0.data = Data(chunk.data)
                         $0.offset = UInt64(chunk.offset)
                     })
-                    offset = chunk.offset + Int64(chunk.data.count)
                 }
                 if !request.follow || ended {
                     try await response.write(.with {
-                        $0.offset = UInt64(offset)
+                        $0.offset = UInt64(follower.offset)
                         $0.endOfLog = ended
                     })
                     return

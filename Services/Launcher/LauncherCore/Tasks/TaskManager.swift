@@ -210,6 +210,15 @@ package final class TaskManager: Service {
             return
         }
         update(key) { $0.sandbox = sandbox }
+        if !task.command.user.isEmpty, geteuid() == 0 {
+            // The task's user gets its sandbox (its working directory); an unknown user ends here.
+            do {
+                try sandbox.setOwner(try TaskUser.lookup(name: task.command.user))
+            } catch {
+                finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: error.message)
+                return
+            }
+        }
         if let checkpoints {
             var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
             record.runID = runID
@@ -272,7 +281,9 @@ package final class TaskManager: Service {
         let supervision = configuration.taskSupervisor.map { supervisor in
             TaskSupervision(
                 supervisor: supervisor,
-                exitStatusFile: checkpoints?.exitStatusPath(key) ?? sandbox.root + "/.keel-exit-status")
+                exitStatusFile: checkpoints?.exitStatusPath(key) ?? sandbox.root + "/.keel-exit-status",
+                pidNamespace: configuration.isolation.pidNamespaces,
+                logLimits: configuration.taskLogLimits)
         }
         let process: TaskProcess
         do {
