@@ -47,7 +47,8 @@ struct TaskSupervisionTests {
         let status = await process.terminate(gracePeriod: .seconds(20))
         #expect(status == .signaled(signal: SIGTERM, coreDumped: false))
         #expect(TaskProcess.readExitStatus(statusFile) == status)
-        #expect(ProcessTestSupport.liveMembers(ofGroup: process.pid).isEmpty)
+        // The kernel tears the group down asynchronously after SIGKILL.
+        #expect(await ProcessTestSupport.eventually { ProcessTestSupport.liveMembers(ofGroup: process.pid).isEmpty })
     }
 
     @Test("a program the supervisor cannot start is recorded as exit code 127, with the reason on stderr")
