@@ -133,6 +133,7 @@ struct LaunchRun: Sendable {
     ) async throws -> LaunchRun {
         let frameworkInfo = Keel_V1_FrameworkInfo.with {
             $0.name = "keel-bench launch"
+            $0.user = String(cString: getpwuid(geteuid()).pointee.pw_name)
             $0.roles = ["*"]
         }
         let driver = SchedulerDriver(configuration: .init(
