@@ -72,6 +72,26 @@ final class BenchCluster: Sendable {
         if !keepData { try? FileManager.default.removeItem(atPath: dataDir) }
     }
 
+    /// CPU time (user + system, seconds) each daemon has used so far, by name, from the pids in
+    /// their ready files; tasks' own processes are not included.
+    func daemonCPUSeconds() -> [String: Double] {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var result: [String: Double] = [:]
+        for name in ["broker", "registry", "launcher", "health", "tracer"] {
+            guard let data = FileManager.default.contents(atPath: "\(dataDir)/run/\(name).ready"),
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let pid = object["pid"] as? Int,
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // Fields after the command name: state is field 3, utime 14 and stime 15.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            result[name] = (user + system) / ticks
+        }
+        return result
+    }
+
     /// A base port with twenty free loopback ports above it.
     private static func freeBasePort() throws -> Int {
         for _ in 0..<200 {

@@ -66,9 +66,14 @@ struct LaunchBenchmark: AsyncParsableCommand {
         let log: (@Sendable (String) -> Void)? = json ? nil : { @Sendable text in Self.note(text) }
         let cluster = try await BenchCluster.start(environment: environment, log: log)
         let keel: LaunchRun
+        var cpuPerTask: [String: Double] = [:]
         do {
+            let cpuBefore = cluster.daemonCPUSeconds()
             keel = try await LaunchRun.run(
                 tasks: tasks, program: program, cpus: cpus, mem: mem, cluster: cluster, timeout: .seconds(timeout))
+            for (name, seconds) in cluster.daemonCPUSeconds() {
+                cpuPerTask[name] = Self.round((seconds - (cpuBefore[name] ?? 0)) * 1000 / Double(tasks), 2)
+            }
         } catch {
             await cluster.stop(keepData: true)
             Self.note("keel-bench: failed; the cluster's logs are in \(cluster.dataDir)/logs")
@@ -93,6 +98,7 @@ struct LaunchBenchmark: AsyncParsableCommand {
                 "offers_used": keel.offersUsed, "max_tasks_per_offer": keel.maxPerOffer,
                 "first_update_ms_p50": Self.round(keel.launchToFinishedP50 * 1000, 1),
                 "failed_tasks": keel.failed, "offer_interval": offerInterval ?? "default",
+                "daemon_cpu_ms_per_task": cpuPerTask,
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -104,6 +110,7 @@ struct LaunchBenchmark: AsyncParsableCommand {
             print(String(format: "posix_spawn, %2d wide: %8.1f tasks/s", width, parallelRate))
             print(String(format: "ratio keel/serial:    %8.3f   (keel/parallel %.3f)", ratio, keelRate / parallelRate))
             print(String(format: "launch → TASK_FINISHED per task, p50: %.1f ms", keel.launchToFinishedP50 * 1000))
+            print("daemon CPU ms per task: " + cpuPerTask.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             if keel.failed > 0 { print("tasks not finished successfully: \(keel.failed)") }
         }
     }
