@@ -222,9 +222,13 @@ extension BrokerState {
             }
             tasks[key] = task
             if status.state.isTerminal && !wasTerminal {
-                recomputeAllocated(agentID)
+                // What the launch added, taken off again; scalars are fixed point, so this equals
+                // recomputing the sum over the agent's live tasks without scanning every task known.
                 if let resources = try? Resources(proto: task.resources), !resources.isEmpty {
+                    agents[agentID]?.allocated -= resources
                     ledger { try $0.recoverResources(framework: frameworkID, agent: agentID, resources: resources) }
+                } else {
+                    recomputeAllocated(agentID)
                 }
             }
             recordTaskChange(key)
