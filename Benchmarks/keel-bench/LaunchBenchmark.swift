@@ -96,7 +96,7 @@ struct LaunchBenchmark: AsyncParsableCommand {
                 "raw_parallel_per_s": Self.round(parallelRate), "raw_parallelism": width, "ratio": Self.round(ratio, 3),
                 "ratio_parallel": Self.round(keelRate / parallelRate, 3), "keel_seconds": Self.round(keel.seconds, 3),
                 "offers_used": keel.offersUsed, "max_tasks_per_offer": keel.maxPerOffer,
-                "first_update_ms_p50": Self.round(keel.launchToFinishedP50 * 1000, 1),
+                "launch_to_finished_ms_p50": Self.round(keel.launchToFinishedP50 * 1000, 1),
                 "failed_tasks": keel.failed, "offer_interval": offerInterval ?? "default",
                 "daemon_cpu_ms_per_task": cpuPerTask,
             ]
