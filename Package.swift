@@ -218,7 +218,7 @@ let package = Package(
 
         .executableTarget(
             name: "keel-bench",
-            dependencies: ["KeelAllocator", "KeelCore", argumentParser],
+            dependencies: ["KeelAllocator", "KeelCore", "KeelAPI", "KeelRPC", "KeelSDK", argumentParser, swiftProtobuf],
             path: "Benchmarks/keel-bench",
             swiftSettings: keelSettings
         ),

@@ -11,7 +11,8 @@ package struct KeelCommand: AsyncParsableCommand {
             """,
         subcommands: [
             UpCommand.self, RunCommand.self, AgentsCommand.self, TasksCommand.self, FrameworksCommand.self,
-            LogsCommand.self, TraceCommand.self, RolesCommand.self, QuotaCommand.self, WeightsCommand.self,
+            LogsCommand.self, ExecCommand.self, ListSandboxCommand.self, CatSandboxCommand.self, TraceCommand.self,
+            RolesCommand.self, QuotaCommand.self, WeightsCommand.self,
             ReserveCommand.self, UnreserveCommand.self, ExplainCommand.self, DrainCommand.self, ReactivateCommand.self,
             TeardownCommand.self,
         ]

@@ -1,5 +1,5 @@
 /// The launcher's own API, served on every node: sandbox files and logs, containers,
-/// liveness pings and command health checks.
+/// liveness pings, command health checks and operator exec.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -101,6 +101,19 @@ public enum Keel_V1_Launcher: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Exec" metadata.
+        public enum Exec: Sendable {
+            /// Request type for "Exec".
+            public typealias Input = Keel_V1_ExecInput
+            /// Response type for "Exec".
+            public typealias Output = Keel_V1_ExecOutput
+            /// Descriptor for "Exec".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "keel.v1.Launcher"),
+                method: "Exec",
+                type: .bidirectionalStreaming
+            )
+        }
         /// Descriptors for all methods in the "keel.v1.Launcher" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ListFiles.descriptor,
@@ -108,7 +121,8 @@ public enum Keel_V1_Launcher: Sendable {
             TailLog.descriptor,
             ListContainers.descriptor,
             Ping.descriptor,
-            RunCommandCheck.descriptor
+            RunCommandCheck.descriptor,
+            Exec.descriptor
         ]
     }
 }
@@ -226,6 +240,29 @@ extension Keel_V1_Launcher {
             request: GRPCCore.StreamingServerRequest<Keel_V1_RunCommandCheckRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_RunCommandCheckResponse>
+
+        /// Handle the "Exec" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a command inside a running task: in its cgroups (so it counts against the task's
+        /// > limits), as its user, in its sandbox, with its environment, and in its PID and mount
+        /// > namespaces when it has its own. Output streams back, and the last message is the exit
+        /// > status. The command is killed when the call ends early (client gone, cancelled).
+        /// > Errors: INVALID_ARGUMENT (no start message, empty command), NOT_FOUND (the task is not on
+        /// > this node), FAILED_PRECONDITION (the task is not running).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_ExecInput` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_ExecOutput` messages.
+        func exec(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_ExecInput>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ExecOutput>
     }
 
     /// Service protocol for the "keel.v1.Launcher" service.
@@ -327,6 +364,29 @@ extension Keel_V1_Launcher {
             request: GRPCCore.ServerRequest<Keel_V1_RunCommandCheckRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Keel_V1_RunCommandCheckResponse>
+
+        /// Handle the "Exec" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a command inside a running task: in its cgroups (so it counts against the task's
+        /// > limits), as its user, in its sandbox, with its environment, and in its PID and mount
+        /// > namespaces when it has its own. Output streams back, and the last message is the exit
+        /// > status. The command is killed when the call ends early (client gone, cancelled).
+        /// > Errors: INVALID_ARGUMENT (no start message, empty command), NOT_FOUND (the task is not on
+        /// > this node), FAILED_PRECONDITION (the task is not running).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Keel_V1_ExecInput` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Keel_V1_ExecOutput` messages.
+        func exec(
+            request: GRPCCore.StreamingServerRequest<Keel_V1_ExecInput>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ExecOutput>
     }
 
     /// Simple service protocol for the "keel.v1.Launcher" service.
@@ -427,6 +487,30 @@ extension Keel_V1_Launcher {
             request: Keel_V1_RunCommandCheckRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Keel_V1_RunCommandCheckResponse
+
+        /// Handle the "Exec" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a command inside a running task: in its cgroups (so it counts against the task's
+        /// > limits), as its user, in its sandbox, with its environment, and in its PID and mount
+        /// > namespaces when it has its own. Output streams back, and the last message is the exit
+        /// > status. The command is killed when the call ends early (client gone, cancelled).
+        /// > Errors: INVALID_ARGUMENT (no start message, empty command), NOT_FOUND (the task is not on
+        /// > this node), FAILED_PRECONDITION (the task is not running).
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Keel_V1_ExecInput` messages.
+        ///   - response: A response stream of `Keel_V1_ExecOutput` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func exec(
+            request: GRPCCore.RPCAsyncSequence<Keel_V1_ExecInput, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Keel_V1_ExecOutput>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -495,6 +579,17 @@ extension Keel_V1_Launcher.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_RunCommandCheckResponse>(),
             handler: { request, context in
                 try await self.runCommandCheck(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Keel_V1_Launcher.Method.Exec.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ExecInput>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ExecOutput>(),
+            handler: { request, context in
+                try await self.exec(
                     request: request,
                     context: context
                 )
@@ -657,6 +752,23 @@ extension Keel_V1_Launcher.SimpleServiceProtocol {
             metadata: [:]
         )
     }
+
+    public func exec(
+        request: GRPCCore.StreamingServerRequest<Keel_V1_ExecInput>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Keel_V1_ExecOutput> {
+        return GRPCCore.StreamingServerResponse<Keel_V1_ExecOutput>(
+            metadata: [:],
+            producer: { writer in
+                try await self.exec(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
 }
 
 // MARK: keel.v1.Launcher (client)
@@ -788,6 +900,34 @@ extension Keel_V1_Launcher {
             deserializer: some GRPCCore.MessageDeserializer<Keel_V1_RunCommandCheckResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Keel_V1_RunCommandCheckResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Exec" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a command inside a running task: in its cgroups (so it counts against the task's
+        /// > limits), as its user, in its sandbox, with its environment, and in its PID and mount
+        /// > namespaces when it has its own. Output streams back, and the last message is the exit
+        /// > status. The command is killed when the call ends early (client gone, cancelled).
+        /// > Errors: INVALID_ARGUMENT (no start message, empty command), NOT_FOUND (the task is not on
+        /// > this node), FAILED_PRECONDITION (the task is not running).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Keel_V1_ExecInput` messages.
+        ///   - serializer: A serializer for `Keel_V1_ExecInput` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ExecOutput` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func exec<Result>(
+            request: GRPCCore.StreamingClientRequest<Keel_V1_ExecInput>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ExecInput>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ExecOutput>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Keel_V1_ExecOutput>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -992,6 +1132,43 @@ extension Keel_V1_Launcher {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Exec" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs a command inside a running task: in its cgroups (so it counts against the task's
+        /// > limits), as its user, in its sandbox, with its environment, and in its PID and mount
+        /// > namespaces when it has its own. Output streams back, and the last message is the exit
+        /// > status. The command is killed when the call ends early (client gone, cancelled).
+        /// > Errors: INVALID_ARGUMENT (no start message, empty command), NOT_FOUND (the task is not on
+        /// > this node), FAILED_PRECONDITION (the task is not running).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Keel_V1_ExecInput` messages.
+        ///   - serializer: A serializer for `Keel_V1_ExecInput` messages.
+        ///   - deserializer: A deserializer for `Keel_V1_ExecOutput` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func exec<Result>(
+            request: GRPCCore.StreamingClientRequest<Keel_V1_ExecInput>,
+            serializer: some GRPCCore.MessageSerializer<Keel_V1_ExecInput>,
+            deserializer: some GRPCCore.MessageDeserializer<Keel_V1_ExecOutput>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Keel_V1_ExecOutput>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: Keel_V1_Launcher.Method.Exec.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1149,6 +1326,38 @@ extension Keel_V1_Launcher.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_RunCommandCheckRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_RunCommandCheckResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Exec" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs a command inside a running task: in its cgroups (so it counts against the task's
+    /// > limits), as its user, in its sandbox, with its environment, and in its PID and mount
+    /// > namespaces when it has its own. Output streams back, and the last message is the exit
+    /// > status. The command is killed when the call ends early (client gone, cancelled).
+    /// > Errors: INVALID_ARGUMENT (no start message, empty command), NOT_FOUND (the task is not on
+    /// > this node), FAILED_PRECONDITION (the task is not running).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Keel_V1_ExecInput` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exec<Result>(
+        request: GRPCCore.StreamingClientRequest<Keel_V1_ExecInput>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Keel_V1_ExecOutput>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.exec(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Keel_V1_ExecInput>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Keel_V1_ExecOutput>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1332,6 +1541,43 @@ extension Keel_V1_Launcher.ClientProtocol {
             metadata: metadata
         )
         return try await self.runCommandCheck(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Exec" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs a command inside a running task: in its cgroups (so it counts against the task's
+    /// > limits), as its user, in its sandbox, with its environment, and in its PID and mount
+    /// > namespaces when it has its own. Output streams back, and the last message is the exit
+    /// > status. The command is killed when the call ends early (client gone, cancelled).
+    /// > Errors: INVALID_ARGUMENT (no start message, empty command), NOT_FOUND (the task is not on
+    /// > this node), FAILED_PRECONDITION (the task is not running).
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exec<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Keel_V1_ExecInput>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Keel_V1_ExecOutput>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Keel_V1_ExecInput>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.exec(
             request: request,
             options: options,
             onResponse: handleResponse

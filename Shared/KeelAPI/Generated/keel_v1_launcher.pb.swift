@@ -9,7 +9,7 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// The launcher's own API, served on every node: sandbox files and logs, containers,
-/// liveness pings and command health checks.
+/// liveness pings, command health checks and operator exec.
 
 #if canImport(FoundationEssentials)
 public import FoundationEssentials
@@ -392,6 +392,144 @@ public nonisolated struct Keel_V1_RunCommandCheckResponse: Sendable {
   public var output: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The first message of an Exec call: which task, and what to run in it.
+public nonisolated struct Keel_V1_ExecStart: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: Keel_V1_TaskID {
+    get {_taskID ?? Keel_V1_TaskID()}
+    set {_taskID = newValue}
+  }
+  /// Returns true if `taskID` has been explicitly set.
+  public var hasTaskID: Bool {self._taskID != nil}
+  /// Clears the value of `taskID`. Subsequent reads from it will return its default value.
+  public mutating func clearTaskID() {self._taskID = nil}
+
+  /// The program and its arguments (argv[0] is searched in the task's PATH); must not be empty.
+  public var command: [String] = []
+
+  /// Keep the command's standard input open for ExecInput.stdin; otherwise it reads /dev/null.
+  public var stdin: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _taskID: Keel_V1_TaskID? = nil
+}
+
+/// A client message of Exec: first `start`, then any number of `stdin` chunks, then
+/// optionally `close_stdin`.
+public nonisolated struct Keel_V1_ExecInput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var input: Keel_V1_ExecInput.OneOf_Input? = nil
+
+  public var start: Keel_V1_ExecStart {
+    get {
+      if case .start(let v)? = input {return v}
+      return Keel_V1_ExecStart()
+    }
+    set {input = .start(newValue)}
+  }
+
+  /// Bytes for the command's standard input.
+  public var stdin: Data {
+    get {
+      if case .stdin(let v)? = input {return v}
+      return Data()
+    }
+    set {input = .stdin(newValue)}
+  }
+
+  /// End of standard input (the command reads EOF). Ending the request stream does the same.
+  public var closeStdin: Bool {
+    get {
+      if case .closeStdin(let v)? = input {return v}
+      return false
+    }
+    set {input = .closeStdin(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Input: Equatable, Sendable {
+    case start(Keel_V1_ExecStart)
+    /// Bytes for the command's standard input.
+    case stdin(Data)
+    /// End of standard input (the command reads EOF). Ending the request stream does the same.
+    case closeStdin(Bool)
+
+  }
+
+  public init() {}
+}
+
+/// A server message of Exec: output chunks as they come, then exactly one `exit` as the last message.
+public nonisolated struct Keel_V1_ExecOutput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var output: Keel_V1_ExecOutput.OneOf_Output? = nil
+
+  public var stdout: Data {
+    get {
+      if case .stdout(let v)? = output {return v}
+      return Data()
+    }
+    set {output = .stdout(newValue)}
+  }
+
+  public var stderr: Data {
+    get {
+      if case .stderr(let v)? = output {return v}
+      return Data()
+    }
+    set {output = .stderr(newValue)}
+  }
+
+  public var exit: Keel_V1_ExecOutput.Exit {
+    get {
+      if case .exit(let v)? = output {return v}
+      return Keel_V1_ExecOutput.Exit()
+    }
+    set {output = .exit(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Output: Equatable, Sendable {
+    case stdout(Data)
+    case stderr(Data)
+    case exit(Keel_V1_ExecOutput.Exit)
+
+  }
+
+  /// How the command ended.
+  public nonisolated struct Exit: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// The exit code, when it exited.
+    public var exitCode: Int32 = 0
+
+    /// The signal number, when a signal ended it (exit_code is then 0).
+    public var signal: Int32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
 
   public init() {}
 }
@@ -960,6 +1098,233 @@ nonisolated extension Keel_V1_RunCommandCheckResponse: SwiftProtobuf.Message, Sw
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.timedOut != rhs.timedOut {return false}
     if lhs.output != rhs.output {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_ExecStart: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecStart"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}command\0\u{1}stdin\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._taskID) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.command) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.stdin) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._taskID {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.command.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.command, fieldNumber: 2)
+    }
+    if self.stdin != false {
+      try visitor.visitSingularBoolField(value: self.stdin, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_ExecStart, rhs: Keel_V1_ExecStart) -> Bool {
+    if lhs._taskID != rhs._taskID {return false}
+    if lhs.command != rhs.command {return false}
+    if lhs.stdin != rhs.stdin {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_ExecInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecInput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}stdin\0\u{3}close_stdin\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Keel_V1_ExecStart?
+        var hadOneofValue = false
+        if let current = self.input {
+          hadOneofValue = true
+          if case .start(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.input = .start(v)
+        }
+      }()
+      case 2: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.input != nil {try decoder.handleConflictingOneOf()}
+          self.input = .stdin(v)
+        }
+      }()
+      case 3: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.input != nil {try decoder.handleConflictingOneOf()}
+          self.input = .closeStdin(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.input {
+    case .start?: try {
+      guard case .start(let v)? = self.input else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .stdin?: try {
+      guard case .stdin(let v)? = self.input else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
+    }()
+    case .closeStdin?: try {
+      guard case .closeStdin(let v)? = self.input else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_ExecInput, rhs: Keel_V1_ExecInput) -> Bool {
+    if lhs.input != rhs.input {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_ExecOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecOutput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}stdout\0\u{1}stderr\0\u{1}exit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.output != nil {try decoder.handleConflictingOneOf()}
+          self.output = .stdout(v)
+        }
+      }()
+      case 2: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.output != nil {try decoder.handleConflictingOneOf()}
+          self.output = .stderr(v)
+        }
+      }()
+      case 3: try {
+        var v: Keel_V1_ExecOutput.Exit?
+        var hadOneofValue = false
+        if let current = self.output {
+          hadOneofValue = true
+          if case .exit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.output = .exit(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.output {
+    case .stdout?: try {
+      guard case .stdout(let v)? = self.output else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 1)
+    }()
+    case .stderr?: try {
+      guard case .stderr(let v)? = self.output else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
+    }()
+    case .exit?: try {
+      guard case .exit(let v)? = self.output else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_ExecOutput, rhs: Keel_V1_ExecOutput) -> Bool {
+    if lhs.output != rhs.output {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_ExecOutput.Exit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Keel_V1_ExecOutput.protoMessageName + ".Exit"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}exit_code\0\u{1}signal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.signal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.exitCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 1)
+    }
+    if self.signal != 0 {
+      try visitor.visitSingularInt32Field(value: self.signal, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_ExecOutput.Exit, rhs: Keel_V1_ExecOutput.Exit) -> Bool {
+    if lhs.exitCode != rhs.exitCode {return false}
+    if lhs.signal != rhs.signal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -68,6 +68,14 @@ final class FakeLauncher: Keel_V1_Launcher.SimpleServiceProtocol {
     ) async throws -> Keel_V1_ListContainersResponse {
         throw RPCError(code: .unimplemented, message: "not in the fake")
     }
+
+    func exec(
+        request: RPCAsyncSequence<Keel_V1_ExecInput, any Error>,
+        response: RPCWriter<Keel_V1_ExecOutput>,
+        context: ServerContext
+    ) async throws {
+        throw RPCError(code: .unimplemented, message: "not in the fake")
+    }
 }
 
 /// A connector that sends every launcher call to one in-process client, noting the endpoints asked for.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -93,13 +94,21 @@ final class LocalClusterFixture: Sendable {
     }
 
     /// A base port with twenty free loopback ports above it.
+    ///
+    /// Ranges come from below the kernel's ephemeral range (`ip_local_port_range`, usually
+    /// 32768–60999), so outgoing connections do not take them between this check and the
+    /// daemons' binds, and two clusters of this test process never get overlapping ranges.
     static func freeBasePort() throws -> Int {
         for _ in 0..<200 {
-            let base = Int.random(in: 20_000...40_000)
+            let base = 10_000 + 20 * Int.random(in: 0..<1_100)  // 10000...31980, in blocks of 20
+            guard handedOut.withLock({ $0.insert(base).inserted }) else { continue }
             if (0..<20).allSatisfy({ isFree(base + $0) }) { return base }
         }
         throw TestFailure("found no range of 20 free loopback ports")
     }
+
+    /// Base ports already given to a cluster of this process.
+    private static let handedOut = Mutex<Set<Int>>([])
 
     private static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

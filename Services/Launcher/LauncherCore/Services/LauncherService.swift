@@ -10,7 +10,7 @@ import SwiftProtobuf
 /// The `keel.v1.Launcher` gRPC service of a node: sandbox files and logs, containers, liveness
 /// pings and command checks.
 package struct LauncherService: Keel_V1_Launcher.SimpleServiceProtocol {
-    private let tasks: TaskManager
+    let tasks: TaskManager
     private let identity: AgentIdentity
 
     /// Creates the service.

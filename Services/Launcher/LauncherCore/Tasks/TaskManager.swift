@@ -473,7 +473,8 @@ package final class TaskManager: Service {
         report(key, state: state, reason: reason, message: message, exitCode: exitCode, signal: signal)
     }
 
-    private func environment(for task: Keel_V1_TaskInfo, frameworkID: String, sandbox: TaskSandbox) -> [String: String] {
+    /// The environment a task runs with (also given to commands exec'd into it).
+    func environment(for task: Keel_V1_TaskInfo, frameworkID: String, sandbox: TaskSandbox) -> [String: String] {
         var environment: [String: String] = [
             "PATH": TaskLaunchSpec.defaultSearchPath,
             "HOME": sandbox.root,

@@ -1,0 +1,236 @@
+import ArgumentParser
+import Foundation
+import KeelAPI
+import KeelRPC
+import KeelSDK
+import SwiftProtobuf
+
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// `keel-bench launch`: launches N short real tasks through a real local cluster (broker,
+/// registry, one launcher, a KeelSDK framework in the loop) and compares the rate with
+/// spawning the same program directly.
+struct LaunchBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "launch",
+        abstract: "Tasks per second through broker, framework and launcher, against posix_spawn of the same program.",
+        discussion: """
+            Starts `keel up` (from the folder of keel-bench) on free loopback ports with a \
+            temporary data directory, registers a framework with KeelSDK, launches --tasks \
+            tasks of --program, as many per offer as fit, acknowledges every update, and times \
+            the first launch to the last TASK_FINISHED. Then spawns --program the same number \
+            of times with posix_spawn, one after the other (waiting for each), and with \
+            --parallelism spawners at once. ratio = keel_per_s / raw_per_s (the sequential rate).
+            """
+    )
+
+    @Option(help: "Number of tasks.")
+    var tasks = 200
+
+    @Option(help: "The program each task runs (no arguments).")
+    var program = "/bin/true"
+
+    @Option(help: "CPUs per task.")
+    var cpus = 0.01
+
+    @Option(help: "Memory per task, MiB.")
+    var mem = 16.0
+
+    @Option(help: "Concurrent spawners for the parallel raw rate (default: the number of CPUs).")
+    var parallelism: Int?
+
+    @Option(help: "The broker's offer interval (KEEL_OFFER_INTERVAL), e.g. 1s or 100ms.")
+    var offerInterval: String?
+
+    @Option(help: "Give up after this many seconds.")
+    var timeout = 600.0
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    @Flag(help: "Keep the cluster's data directory (daemon logs) and print where it is.")
+    var keepData = false
+
+    func validate() throws {
+        guard tasks > 0 else { throw ValidationError("--tasks must be at least 1") }
+        guard cpus > 0, mem > 0 else { throw ValidationError("--cpus and --mem must be positive") }
+        guard access(program, X_OK) == 0 else { throw ValidationError("\(program) is not an executable file") }
+        if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
+    }
+
+    func run() async throws {
+        var environment: [String: String] = [:]
+        if let offerInterval { environment["KEEL_OFFER_INTERVAL"] = offerInterval }
+        let log: (@Sendable (String) -> Void)? = json ? nil : { @Sendable text in Self.note(text) }
+        let cluster = try await BenchCluster.start(environment: environment, log: log)
+        let keel: LaunchRun
+        var cpuPerTask: [String: Double] = [:]
+        do {
+            let cpuBefore = cluster.daemonCPUSeconds()
+            keel = try await LaunchRun.run(
+                tasks: tasks, program: program, cpus: cpus, mem: mem, cluster: cluster, timeout: .seconds(timeout))
+            for (name, seconds) in cluster.daemonCPUSeconds() {
+                cpuPerTask[name] = Self.round((seconds - (cpuBefore[name] ?? 0)) * 1000 / Double(tasks), 2)
+            }
+        } catch {
+            await cluster.stop(keepData: true)
+            Self.note("keel-bench: failed; the cluster's logs are in \(cluster.dataDir)/logs")
+            throw error
+        }
+        await cluster.stop(keepData: keepData)
+        if keepData { Self.note("keel-bench: the cluster's data and logs are in \(cluster.dataDir)") }
+
+        let width = parallelism ?? ProcessInfo.processInfo.activeProcessorCount
+        let sequential = try RawSpawn.run(program: program, count: tasks, parallelism: 1)
+        let parallel = try RawSpawn.run(program: program, count: tasks, parallelism: width)
+        let keelRate = Double(tasks) / keel.seconds
+        let rawRate = Double(tasks) / sequential
+        let parallelRate = Double(tasks) / parallel
+        let ratio = keelRate / rawRate
+        if json {
+            let object: [String: Any] = [
+                "benchmark": "launch", "tasks": tasks, "program": program, "cpus_per_task": cpus, "mem_per_task": mem,
+                "keel_per_s": Self.round(keelRate), "raw_per_s": Self.round(rawRate),
+                "raw_parallel_per_s": Self.round(parallelRate), "raw_parallelism": width, "ratio": Self.round(ratio, 3),
+                "ratio_parallel": Self.round(keelRate / parallelRate, 3), "keel_seconds": Self.round(keel.seconds, 3),
+                "offers_used": keel.offersUsed, "max_tasks_per_offer": keel.maxPerOffer,
+                "launch_to_finished_ms_p50": Self.round(keel.launchToFinishedP50 * 1000, 1),
+                "failed_tasks": keel.failed, "offer_interval": offerInterval ?? "default",
+                "daemon_cpu_ms_per_task": cpuPerTask,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("tasks: \(tasks) × \(program) (cpus \(cpus), mem \(mem) MiB each)")
+            print(String(format: "keel:                 %8.1f tasks/s  (%.2f s first launch → last TASK_FINISHED, %d offers, up to %d tasks per offer)",
+                keelRate, keel.seconds, keel.offersUsed, keel.maxPerOffer))
+            print(String(format: "posix_spawn, serial:  %8.1f tasks/s", rawRate))
+            print(String(format: "posix_spawn, %2d wide: %8.1f tasks/s", width, parallelRate))
+            print(String(format: "ratio keel/serial:    %8.3f   (keel/parallel %.3f)", ratio, keelRate / parallelRate))
+            print(String(format: "launch → TASK_FINISHED per task, p50: %.1f ms", keel.launchToFinishedP50 * 1000))
+            print("daemon CPU ms per task: " + cpuPerTask.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            if keel.failed > 0 { print("tasks not finished successfully: \(keel.failed)") }
+        }
+    }
+
+    static func note(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    static func round(_ value: Double, _ digits: Int = 1) -> Double {
+        let scale = pow(10, Double(digits))
+        return (value * scale).rounded() / scale
+    }
+}
+
+/// What the framework side measured.
+struct LaunchRun: Sendable {
+    var seconds: Double
+    var offersUsed: Int
+    var maxPerOffer: Int
+    var failed: Int
+    /// Median time from a task's launch (Accept sent) to its TASK_FINISHED arriving.
+    var launchToFinishedP50: Double
+
+    /// Registers a framework and launches `tasks` tasks, as many per offer as fit.
+    static func run(
+        tasks total: Int, program: String, cpus: Double, mem: Double, cluster: BenchCluster, timeout: Duration
+    ) async throws -> LaunchRun {
+        let frameworkInfo = Keel_V1_FrameworkInfo.with {
+            $0.name = "keel-bench launch"
+            $0.user = String(cString: getpwuid(geteuid()).pointee.pw_name)
+            $0.roles = ["*"]
+        }
+        let driver = SchedulerDriver(configuration: .init(
+            registry: "127.0.0.1:\(cluster.basePort + 2)", broker: "127.0.0.1:\(cluster.basePort)",
+            frameworkInfo: frameworkInfo))
+        return try await driver.run { session in
+            try await withThrowingTaskGroup(of: LaunchRun?.self) { group in
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw ValidationError("the tasks did not all finish within \(timeout)")
+                }
+                group.addTask {
+                    try await drive(session, total: total, program: program, cpus: cpus, mem: mem)
+                }
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let result {
+                        try? await session.teardown()
+                        return result
+                    }
+                }
+                throw ValidationError("the framework's event stream ended early")
+            }
+        }
+    }
+
+    private static func drive(
+        _ session: SchedulerSession, total: Int, program: String, cpus: Double, mem: Double
+    ) async throws -> LaunchRun {
+        var launched = 0
+        var ended = 0
+        var failed = 0
+        var offersUsed = 0
+        var maxPerOffer = 0
+        var firstLaunch: ContinuousClock.Instant?
+        var launchTimes: [String: ContinuousClock.Instant] = [:]
+        var latencies: [Double] = []
+        for try await event in session.events {
+            switch event {
+            case .offers(let offers):
+                var unused: [Keel_V1_Offer] = []
+                for offer in offers {
+                    let fit = Int(min((offer.scalar("cpus") + 1e-9) / cpus, (offer.scalar("mem") + 1e-9) / mem))
+                    let count = min(fit, total - launched)
+                    guard count > 0 else {
+                        unused.append(offer)
+                        continue
+                    }
+                    let infos = (0..<count).map { index in
+                        Keel_V1_TaskInfo.with {
+                            $0.name = "bench"
+                            $0.taskID.value = "bench-\(launched + index)"
+                            $0.agentID = offer.agentID
+                            $0.resources = [.scalar("cpus", cpus), .scalar("mem", mem)]
+                            $0.command.argv.args = [program]
+                        }
+                    }
+                    let now = ContinuousClock.now
+                    if firstLaunch == nil { firstLaunch = now }
+                    for info in infos { launchTimes[info.taskID.value] = now }
+                    launched += count
+                    offersUsed += 1
+                    maxPerOffer = max(maxPerOffer, count)
+                    // Unused resources come back at the next offer cycle (no long filter).
+                    try await session.launch(infos, on: [offer], refuseSeconds: 0)
+                }
+                if !unused.isEmpty { try await session.decline(unused, refuseSeconds: launched < total ? 0 : 3600) }
+            case .update(let status):
+                try await session.acknowledge(status)
+                guard status.state.isTerminal else { continue }
+                ended += 1
+                if status.state != .taskFinished { failed += 1 }
+                if let start = launchTimes.removeValue(forKey: status.taskID.value) {
+                    latencies.append(Self.seconds(ContinuousClock.now - start))
+                }
+                if ended == total, let firstLaunch {
+                    latencies.sort()
+                    return LaunchRun(
+                        seconds: Self.seconds(ContinuousClock.now - firstLaunch), offersUsed: offersUsed,
+                        maxPerOffer: maxPerOffer, failed: failed,
+                        launchToFinishedP50: latencies.isEmpty ? 0 : latencies[latencies.count / 2])
+                }
+            default:
+                continue
+            }
+        }
+        throw ValidationError("the framework's event stream ended after \(ended) of \(total) tasks")
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+    }
+}
