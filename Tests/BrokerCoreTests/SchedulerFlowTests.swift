@@ -426,3 +426,60 @@ struct SupersededSubscriptionTests {
         }
     }
 }
+
+@Suite("Updates across a failover")
+struct FailoverUpdateTests {
+    @Test("an update the old process never acknowledged reaches the new process when the launcher resends it, and its acknowledgement reaches the launcher")
+    func unacknowledgedUpdateReachesNewProcess() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "handover", hostname: "node-h") { pair in
+                let offer = try #require(try await pair.frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }.offers.offers.first)
+                _ = try await cluster.scheduler.accept(.with {
+                    $0.frameworkID.value = pair.frameworkID
+                    $0.offerIds = [offer.id]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = [SchedulerFlowTests.task("t-handover", agentID: pair.agentID)]
+                    }]
+                }, metadata: bearer(pair.token))
+                let running = Keel_V1_AgentMessage.with {
+                    $0.statusUpdate.frameworkID.value = pair.frameworkID
+                    $0.statusUpdate.status = .with {
+                        $0.taskID.value = "t-handover"
+                        $0.state = .taskRunning
+                        $0.agentID = pair.agentID
+                        $0.uuid = Data([42])
+                        $0.source = .agent
+                    }
+                }
+                pair.agentWriter.yield(running)
+                _ = try await pair.frameworkInbox.wait(for: "RUNNING at the old process") { $0.update.status.uuid == Data([42]) }
+
+                // The old process dies without acknowledging; a new one subscribes.
+                let newInbox = Inbox<Keel_V1_Event>()
+                let scheduler = cluster.scheduler
+                let (frameworkID, token) = (pair.frameworkID, pair.token)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo.id.value = frameworkID }
+                        try await scheduler.subscribe(request, metadata: bearer(token)) { response in
+                            for try await event in response.messages { newInbox.append(event) }
+                        }
+                    }
+                    defer { group.cancelAll() }
+                    _ = try await newInbox.wait(for: "SUBSCRIBED") { $0.type == .subscribed }
+                    // The launcher resends the unacknowledged update.
+                    pair.agentWriter.yield(running)
+                    let resent = try await newInbox.wait(for: "the resent RUNNING") { $0.update.status.uuid == Data([42]) }
+                    #expect(resent.update.status.state == .taskRunning)
+                    _ = try await scheduler.acknowledge(.with {
+                        $0.frameworkID.value = frameworkID
+                        $0.taskID.value = "t-handover"
+                        $0.uuid = Data([42])
+                    }, metadata: bearer(token))
+                    _ = try await pair.agentInbox.wait(for: "the acknowledgement") { $0.acknowledge.uuid == Data([42]) }
+                }
+            }
+        }
+    }
+}
