@@ -136,8 +136,9 @@ extension BrokerState {
             recordTaskChange(key)
             if !delivered {
                 // The agent's stream closed after validation: the task never reaches it.
+                // TASK_DROPPED for partition-aware frameworks, TASK_LOST for the others.
                 brokerStatus(
-                    key, state: .taskDropped, reason: .agentDisconnected,
+                    key, state: framework.isPartitionAware ? .taskDropped : .taskLost, reason: .agentDisconnected,
                     message: "agent \(agentID) went away before the launch reached it; launch the task again", now: now
                 )
             }
