@@ -115,6 +115,9 @@ extension Allocator {
     /// The IDs of all known agents, sorted.
     package var agentIDs: [AgentID] { agentSlots.keys.sorted() }
 
+    /// Whether the allocator knows the agent (without sorting ``agentIDs``).
+    package func knows(agent id: AgentID) -> Bool { agentSlots[id] != nil }
+
     /// The sum of all agents' scalar resources (the denominator of DRF shares).
     package var clusterTotalVector: ScalarVector { clusterTotal }
 }

@@ -161,6 +161,9 @@ extension Allocator {
     /// The IDs of all known frameworks, sorted.
     package var frameworkIDs: [FrameworkID] { frameworkSlots.keys.sorted() }
 
+    /// Whether the allocator knows the framework (without sorting ``frameworkIDs``).
+    package func knows(framework id: FrameworkID) -> Bool { frameworkSlots[id] != nil }
+
     /// The framework's DRF dominant share in `role` (its scalar allocation there over the cluster
     /// total), or over all its roles when `role` is `nil`.
     ///

@@ -59,7 +59,7 @@ extension BrokerState {
 
     /// Makes sure the allocator knows a framework with the given roles.
     mutating func ensureAllocatorFramework(_ id: FrameworkID, roles: [String], now: Date) {
-        guard !allocator.frameworkIDs.contains(id) else { return }
+        guard !allocator.knows(framework: id) else { return }
         let connected = frameworks[id]?.connected ?? false
         ledger { allocator in
             try allocator.addFramework(id: id, roles: AllocatorRoles.allocatorRoles(roles), now: Instant(date: now))
@@ -72,7 +72,7 @@ extension BrokerState {
         guard !task.state.isTerminal, let resources = try? Resources(proto: task.resources), !resources.isEmpty else { return }
         let frameworkID = FrameworkID(task.frameworkID.value)
         let agentID = AgentID(task.agentID.value)
-        guard allocator.agentIDs.contains(agentID) else { return }
+        guard allocator.knows(agent: agentID) else { return }
         ensureAllocatorFramework(frameworkID, roles: task.role.isEmpty ? [] : [task.role], now: now)
         ledger { try $0.allocate(framework: frameworkID, agent: agentID, resources: resources) }
     }

@@ -20,7 +20,7 @@ extension BrokerState {
     /// resources without a valid role, and ``KeelError/Code/failedPrecondition`` when that much
     /// is not free and unreserved on the agent; nothing changes on error.
     mutating func reserve(agent id: AgentID, resources proto: [Keel_V1_Resource]) throws -> Resources {
-        let agent = try reservableAgent(id)
+        let agent = try knownAgent(id)
         let resources = try Self.reservation(proto, operation: "reserve")
         let source = resources.flattened()
         let free = try allocator.usage(of: id).free
@@ -47,7 +47,7 @@ extension BrokerState {
     /// dynamically reserved there (static reservations change only with the launcher's
     /// configuration) or are in use by tasks.
     mutating func unreserve(agent id: AgentID, resources proto: [Keel_V1_Resource]) throws -> Resources {
-        let agent = try reservableAgent(id)
+        let agent = try knownAgent(id)
         let resources = try Self.reservation(proto, operation: "unreserve")
         let dynamic = policy.reservations[id] ?? []
         guard dynamic.contains(resources) else {
@@ -146,14 +146,6 @@ extension BrokerState {
     }
 
     // MARK: Helpers
-
-    private func reservableAgent(_ id: AgentID) throws -> AgentEntry {
-        let agent = try knownAgent(id)
-        guard agent.state != .removed else {
-            throw KeelError.failedPrecondition("agent \(id) was removed; it has nothing to reserve")
-        }
-        return agent
-    }
 
     private mutating func setTotal(of id: AgentID, to total: Resources) {
         agents[id]?.total = total

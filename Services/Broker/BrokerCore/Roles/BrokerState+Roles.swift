@@ -162,7 +162,7 @@ extension BrokerState {
         let subjects: [FrameworkID]
         if !request.frameworkID.value.isEmpty {
             let id = FrameworkID(request.frameworkID.value)
-            guard frameworks[id] != nil, allocator.frameworkIDs.contains(id) else {
+            guard frameworks[id] != nil, allocator.knows(framework: id) else {
                 throw KeelError.notFound("framework \(id) is not known to the broker; list them with keel frameworks")
             }
             subjects = [id]
@@ -179,7 +179,7 @@ extension BrokerState {
         let agentIDs: [AgentID]
         if !request.agentID.value.isEmpty {
             let id = AgentID(request.agentID.value)
-            guard agents[id] != nil, allocator.agentIDs.contains(id) else {
+            guard agents[id] != nil, allocator.knows(agent: id) else {
                 throw KeelError.notFound("agent \(id) is not known to the broker; list them with keel agents")
             }
             agentIDs = [id]
@@ -190,12 +190,11 @@ extension BrokerState {
         for framework in subjects {
             for agentID in agentIDs {
                 guard let agent = agents[agentID] else { continue }
-                var reasons = try allocator.explain(framework: framework, agent: agentID, now: Instant(date: now))
-                    .map(\.description)
-                if agent.state == .disconnected || agent.state == .unreachable {
-                    // The allocator only knows the agent is deactivated; say why.
-                    reasons = reasons.map { $0 == "agent is draining (deactivated)" ? "agent is \(agent.state.name)" : $0 }
-                }
+                // The allocator only knows an agent is deactivated; the broker knows why.
+                let reasons = try allocator.explain(framework: framework, agent: agentID, now: Instant(date: now))
+                    .map { reason in
+                        reason == .agentDraining && agent.state != .draining ? "agent is \(agent.state.name)" : reason.description
+                    }
                 let free = try allocator.usage(of: agentID).free
                 explanations.append(.with {
                     $0.frameworkID = .with { $0.value = framework.value }

@@ -69,7 +69,7 @@ extension BrokerState {
         entry.outbound = outbound
         agents[id] = entry
         pendingWrites.append(.putAgent(info))
-        if allocator.agentIDs.contains(id) {
+        if allocator.knows(agent: id) {
             ledger {
                 try $0.updateAgent(id: id, total: total)
                 if !draining { try $0.activateAgent(id: id) }
@@ -134,7 +134,7 @@ extension BrokerState {
             for (key, task) in tasks where task.agentID.value == entry.id.value && !task.state.isTerminal {
                 markLost(key, reason: .agentRestarted, message: message, now: now)
             }
-            if allocator.agentIDs.contains(entry.id) {
+            if allocator.knows(agent: entry.id) {
                 ledger { try $0.removeAgent(id: entry.id) }
             }
             // A removed agent does not come back after a broker restart, and what operators
@@ -233,12 +233,13 @@ extension BrokerState {
         if entry.state == .active { ledger { try $0.activateAgent(id: id) } }
     }
 
-    /// The agent `id`, or an error that says how to find one.
+    /// The agent `id`, or an error that says how to find one. A removed agent is no longer in
+    /// the allocator, so it is not found either.
     func knownAgent(_ id: AgentID) throws -> AgentEntry {
         guard !id.value.isEmpty else {
             throw KeelError.invalidArgument("agent_id is empty; name the agent (see keel agents)")
         }
-        guard let agent = agents[id], allocator.agentIDs.contains(id) else {
+        guard let agent = agents[id], allocator.knows(agent: id) else {
             throw KeelError.notFound("agent \(id) is not known to the broker; list them with keel agents")
         }
         return agent
