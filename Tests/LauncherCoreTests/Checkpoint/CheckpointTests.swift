@@ -33,7 +33,7 @@ struct CheckpointTests {
         var record = TaskCheckpoint(frameworkID: "fw-1", task: Self.task("t-1"))
         record.runID = "run-1"
         record.sandbox = workDir + "/sandboxes/fw-1/t-1/run-1"
-        try store.create(record)
+        store.create(record)
         store.update(record.key) {
             $0.supervisorPID = 4242
             $0.supervisorStartTime = 99
@@ -43,6 +43,7 @@ struct CheckpointTests {
         }
         let running = Self.status("t-1", .taskRunning)
         store.recordPending(record.key, updates: [running], reported: running)
+        store.flushBlocking()
 
         let reread = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load()
         #expect(reread.unreadable.isEmpty)
@@ -68,11 +69,13 @@ struct CheckpointTests {
         defer { ProcessTestSupport.removeTree(workDir) }
         let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
         let record = TaskCheckpoint(frameworkID: "fw-1", task: Self.task("t-2"))
-        try store.create(record)
+        store.create(record)
         let finished = Self.status("t-2", .taskFinished, exitCode: 0)
         store.recordPending(record.key, updates: [finished], reported: finished)
+        store.flushBlocking()
         #expect(FileManager.default.fileExists(atPath: store.recordPath(record.key)))
         store.recordPending(record.key, updates: [], reported: nil)
+        store.flushBlocking()
         #expect(!FileManager.default.fileExists(atPath: store.directory(record.key)))
         #expect(store.record(record.key) == nil)
     }
@@ -83,8 +86,9 @@ struct CheckpointTests {
         defer { ProcessTestSupport.removeTree(workDir) }
         let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
         for id in ["good", "truncated", "garbled"] {
-            try store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task(id)))
+            store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task(id)))
         }
+        store.flushBlocking()
         let truncatedPath = store.recordPath(LauncherTaskKey(frameworkID: "fw-1", taskID: "truncated"))
         let bytes = try #require(FileManager.default.contents(atPath: truncatedPath))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncatedPath))
@@ -137,18 +141,18 @@ struct CheckpointTests {
     }
 
     @Test("status updates are on disk before they are sent, and come back in order after a restart")
-    func durableUpdates() throws {
+    func durableUpdates() async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
         let key = LauncherTaskKey(frameworkID: "fw-1", taskID: "t-3")
-        try store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task("t-3")))
+        store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task("t-3")))
         let manager = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60), checkpoints: store)
         let onDiskWhenSent = SentLog()
         manager.connect { message in
-            let pending = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load().records
-                .first?.pendingUpdates.count ?? 0
-            onDiskWhenSent.append(message.statusUpdate.status, pendingOnDisk: pending)
+            let onDisk = (try? TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load().records
+                .first?.decodedPendingUpdates()) ?? []
+            onDiskWhenSent.append(message.statusUpdate.status, onDisk: onDisk.map(\.uuid).contains(message.statusUpdate.status.uuid))
             return true
         }
         let starting = Self.status("t-3", .taskStarting)
@@ -157,9 +161,14 @@ struct CheckpointTests {
         manager.enqueue(frameworkID: "fw-1", status: starting)
         manager.enqueue(frameworkID: "fw-1", status: running)
         manager.enqueue(frameworkID: "fw-1", status: finished)
-        #expect(onDiskWhenSent.entries.map(\.status) == [starting])
-        #expect(onDiskWhenSent.entries.first?.pendingOnDisk == 1)
+        #expect(await ProcessTestSupport.eventually { !onDiskWhenSent.entries.isEmpty })
+        await store.flush()
+        #expect(onDiskWhenSent.entries.map(\.status) == [starting], "one update at a time per task")
+        let allOnDisk = onDiskWhenSent.entries.allSatisfy { $0.onDisk }
+        #expect(allOnDisk, "on disk before it was sent")
         #expect(manager.acknowledge(frameworkID: "fw-1", taskID: "t-3", uuid: starting.uuid))
+        #expect(onDiskWhenSent.entries.map(\.status) == [starting, running])
+        await store.flush()
 
         // A new launcher: the two unacknowledged updates come back, oldest first.
         let reloaded = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
@@ -170,14 +179,45 @@ struct CheckpointTests {
         #expect(restored.pending(key) == [running, finished])
         let resent = SentLog()
         restored.connect { message in
-            resent.append(message.statusUpdate.status, pendingOnDisk: 0)
+            resent.append(message.statusUpdate.status, onDisk: true)
             return true
         }
         #expect(resent.entries.map(\.status) == [running])
         #expect(restored.acknowledge(frameworkID: "fw-1", taskID: "t-3", uuid: running.uuid))
         #expect(resent.entries.map(\.status) == [running, finished])
         #expect(restored.acknowledge(frameworkID: "fw-1", taskID: "t-3", uuid: finished.uuid))
+        await reloaded.flush()
         #expect(!FileManager.default.fileExists(atPath: reloaded.directory(key)), "the finished task's record is gone")
+    }
+
+    @Test("many tasks' records are written in parallel, each file's newest change last")
+    func parallelWrites() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        let ids = (0..<200).map { "t-\($0)" }
+        let sent = SentLog()
+        let manager = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60), checkpoints: store)
+        manager.connect { message in
+            sent.append(message.statusUpdate.status, onDisk: true)
+            return true
+        }
+        for id in ids {
+            store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task(id)))
+            for state in [Keel_V1_TaskState.taskStarting, .taskRunning, .taskFinished] {
+                manager.enqueue(frameworkID: "fw-1", status: Self.status(id, state))
+            }
+        }
+        #expect(await ProcessTestSupport.eventually { sent.entries.count == ids.count })
+        #expect(Set(sent.entries.map(\.status.taskID.value)) == Set(ids))
+        let firstsFirst = sent.entries.allSatisfy { $0.status.state == .taskStarting }
+        #expect(firstsFirst, "each task's first update goes first")
+        await store.flush()
+        let loaded = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load()
+        #expect(loaded.unreadable.isEmpty)
+        #expect(loaded.records.count == ids.count)
+        let newest = loaded.records.allSatisfy { $0.taskState == .taskFinished && $0.pendingUpdates.count == 3 }
+        #expect(newest, "every record holds its task's last change")
     }
 }
 
@@ -185,13 +225,14 @@ struct CheckpointTests {
 final class SentLog: Sendable {
     struct Entry: Sendable {
         var status: Keel_V1_TaskStatus
-        var pendingOnDisk: Int
+        /// Whether the update was in its task's checkpoint on disk when it was sent.
+        var onDisk: Bool
     }
 
     private let state = Mutex<[Entry]>([])
 
-    func append(_ status: Keel_V1_TaskStatus, pendingOnDisk: Int) {
-        state.withLock { $0.append(Entry(status: status, pendingOnDisk: pendingOnDisk)) }
+    func append(_ status: Keel_V1_TaskStatus, onDisk: Bool) {
+        state.withLock { $0.append(Entry(status: status, onDisk: onDisk)) }
     }
 
     var entries: [Entry] { state.withLock { $0 } }

@@ -80,6 +80,8 @@ struct TaskRecoveryTests {
                 #expect(running != nil, "task \(task.taskID.value) should reach TASK_RUNNING")
             }
         }
+        // As after a crash of a launcher that had sent those updates: they are on disk.
+        await first.checkpoints.flush()
         var pids: [String: Int32] = [:]
         for task in tasks {
             pids[task.taskID.value] = first.checkpoints.record(key(task.taskID.value))?.supervisorPID
@@ -139,6 +141,7 @@ struct TaskRecoveryTests {
         for status in second.updates.pending(key) {
             #expect(second.updates.acknowledge(frameworkID: "fw-1", taskID: "t-down", uuid: status.uuid))
         }
+        await second.checkpoints.flush()
         #expect(!FileManager.default.fileExists(atPath: second.checkpoints.directory(key)))
     }
 
@@ -183,6 +186,7 @@ struct TaskRecoveryTests {
         second.manager.recover(.rebooted(previousAgentID: "agent-1"))
         #expect(second.manager.snapshot.isEmpty)
         #expect(second.updates.pendingCount == 0)
+        await second.checkpoints.flush()
         #expect(!FileManager.default.fileExists(atPath: second.checkpoints.directory(Self.key("t-old"))))
         #expect(await ProcessTestSupport.eventually { ProcessTestSupport.isDead(pid) })
     }
@@ -229,7 +233,9 @@ struct TaskRecoveryCgroupTests {
             ProcessTestSupport.removeTree(workDir)
         }
         // The orphan was made by this launcher (its task record is lost); the stranger by another.
-        TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).recordCgroup(orphan.path)
+        let notes = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        notes.recordCgroup(orphan.path)
+        await notes.flush()
         #expect(await ProcessTestSupport.eventually { orphan.pids.contains(orphanProcess.pid) })
 
         let first = try LauncherUnderTest(workDir: workDir, isolation: isolation)

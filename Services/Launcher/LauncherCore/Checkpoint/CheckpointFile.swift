@@ -9,11 +9,18 @@
 /// edit) is caught when it is decoded, and reported by the caller.
 package enum CheckpointFile {
     /// Atomically replaces `path` with `bytes`, creating missing parent directories.
-    package static func write(_ bytes: [UInt8], to path: String) throws(LauncherError) {
+    ///
+    /// With `durable` false the two `fsync`s are left out: the replacement is still atomic for
+    /// every reader and survives a crash of the process, but not necessarily a power loss.
+    package static func write(_ bytes: [UInt8], to path: String, durable: Bool = true) throws(LauncherError) {
         let directory = parent(of: path)
-        try makeDirectories(directory)
         let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW
+        var fd = open(temporary, flags, 0o600)
+        if fd < 0, errno == ENOENT {
+            try makeDirectories(directory)
+            fd = open(temporary, flags, 0o600)
+        }
         guard fd >= 0 else {
             throw LauncherError.system("open", errno: errno, message: "cannot create checkpoint file '\(temporary)'")
         }
@@ -30,7 +37,7 @@ package enum CheckpointFile {
             }
             offset += written
         }
-        guard fsync(fd) == 0 else {
+        guard !durable || fsync(fd) == 0 else {
             let code = errno
             close(fd)
             throw LauncherError.system("fsync", errno: code, message: "cannot flush checkpoint file '\(temporary)'")
@@ -39,7 +46,7 @@ package enum CheckpointFile {
         guard rename(temporary, path) == 0 else {
             throw LauncherError.system("rename", errno: errno, message: "cannot move '\(temporary)' to '\(path)'")
         }
-        try syncDirectory(directory)
+        if durable { try syncDirectory(directory) }
     }
 
     /// The contents of `path`, or `nil` if it does not exist.

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 package import KeelAPI
 import KeelRPC
@@ -7,9 +8,13 @@ import Synchronization
 
 /// The per-task checkpoint records of this launcher, in memory and on disk.
 ///
-/// Every change is written through at once, atomically (``CheckpointFile/write(_:to:)``), before
-/// the caller acts on it: a status update is on disk before it is sent. A record whose task has
-/// ended and whose updates are all acknowledged is removed. Layout under the work dir:
+/// Every change is kept in memory at once and written atomically (``CheckpointFile/write(_:to:durable:)``)
+/// by a ``CheckpointWriter``, which writes the files of many tasks in parallel and coalesces a
+/// task's changes that arrive while its file is being written. Callers that act on a change
+/// wait for it to be durable: a task's record and cgroup note are on disk before its cgroup and
+/// process are created (``sync(_:)``), and a status update is on disk before it is sent
+/// (``recordPending(_:updates:reported:whenStored:)``). A record whose task has ended and whose
+/// updates are all acknowledged is removed. Layout under the work dir:
 ///
 /// ```
 /// checkpoint/agent.json                              the agent id and boot id
@@ -30,6 +35,9 @@ package final class TaskCheckpointStore: Sendable {
     }
 
     private let records = Mutex<[LauncherTaskKey: TaskCheckpoint]>([:])
+    /// The task cgroups noted and not forgotten; read from disk on first use.
+    private let cgroupNotes = Mutex<Set<String>?>(nil)
+    private let writer = CheckpointWriter()
     /// The work directory the checkpoint lives in.
     package let workDir: String
     private let logger: Logger
@@ -64,13 +72,13 @@ package final class TaskCheckpointStore: Sendable {
         Self.checkpointDirectory(workDir: workDir) + "/cgroups"
     }
 
-    /// Notes, durably, that this launcher is about to create the task cgroup `path` (relative
-    /// to the mount points, e.g. `keel/web-1-…`).
+    /// Notes that this launcher is about to create the task cgroup `path` (relative to the
+    /// mount points, e.g. `keel/web-1-…`); durable once ``sync(_:)`` or ``flush()`` returns.
     package func recordCgroup(_ path: String) {
-        let name = path.split(separator: "/").last.map(String.init) ?? path
-        do {
-            try CheckpointFile.write(Array(path.utf8), to: cgroupsDirectory + "/" + name)
-        } catch {
+        _ = withCgroupNotes { $0.insert(path) }
+        let bytes = Array(path.utf8)
+        writer.submit(cgroupNotePath(path), durable: true, content: { .bytes(bytes) }) { [logger] error in
+            guard let error else { return }
             logger.error(
                 "cannot note the task cgroup in the checkpoint; a restarted launcher will not sweep it",
                 metadata: ["keel.cgroup": "\(path)", "keel.error": "\(error)"])
@@ -79,17 +87,30 @@ package final class TaskCheckpointStore: Sendable {
 
     /// Forgets the task cgroup `path` once it has been removed.
     package func forgetCgroup(_ path: String) {
-        let name = path.split(separator: "/").last.map(String.init) ?? path
-        CheckpointFile.remove(cgroupsDirectory + "/" + name)
+        _ = withCgroupNotes { $0.remove(path) }
+        writer.submit(cgroupNotePath(path), durable: false, content: { .remove(tree: nil) })
     }
 
     /// The task cgroups this launcher created and has not removed yet.
     package var recordedCgroups: Set<String> {
-        Set(CheckpointFile.entries(of: cgroupsDirectory).filter { !$0.hasSuffix(".tmp") }.compactMap { name in
-            (try? CheckpointFile.read(cgroupsDirectory + "/" + name)).flatMap { $0 }.map {
-                String(decoding: $0, as: UTF8.self)
-            }
-        })
+        withCgroupNotes { $0 }
+    }
+
+    private func cgroupNotePath(_ path: String) -> String {
+        cgroupsDirectory + "/" + (path.split(separator: "/").last.map(String.init) ?? path)
+    }
+
+    private func withCgroupNotes<T>(_ body: (inout Set<String>) -> T) -> T {
+        cgroupNotes.withLock { notes in
+            var current = notes ?? Set(CheckpointFile.entries(of: cgroupsDirectory).filter { !$0.hasSuffix(".tmp") }.compactMap {
+                name in
+                (try? CheckpointFile.read(cgroupsDirectory + "/" + name)).flatMap { $0 }.map {
+                    String(decoding: $0, as: UTF8.self)
+                }
+            })
+            defer { notes = current }
+            return body(&current)
+        }
     }
 
     /// The record of a task, if any.
@@ -102,91 +123,117 @@ package final class TaskCheckpointStore: Sendable {
         records.withLock { Array($0.values) }
     }
 
-    /// Creates (replacing any old one) and writes the record of a task about to be launched.
-    package func create(_ record: TaskCheckpoint) throws(LauncherError) {
+    /// Creates (replacing any old one) the record of a task about to be launched and queues its
+    /// write; ``sync(_:)`` waits for it.
+    package func create(_ record: TaskCheckpoint) {
         CheckpointFile.remove(exitStatusPath(record.key))
-        try records.withLock { (records) throws(LauncherError) in
-            try write(record)
-            records[record.key] = record
-        }
+        records.withLock { $0[record.key] = record }
+        submit(record.key, durable: true)
     }
 
-    /// Changes a task's record and writes it (or removes it once ``TaskCheckpoint/isDone``).
+    /// Changes a task's record and queues its write (or its removal once
+    /// ``TaskCheckpoint/isDone``). Does nothing when the task has no record.
     ///
-    /// Does nothing when the task has no record. A write error is logged and returned; the
-    /// in-memory record is changed regardless, so the launcher keeps working.
-    @discardableResult
-    package func update(_ key: LauncherTaskKey, _ body: (inout TaskCheckpoint) -> Void) -> LauncherError? {
-        records.withLock { records in
-            guard var record = records[key] else { return nil }
+    /// The change is not flushed on its own: it is on disk after the next durable write of the
+    /// task (``sync(_:)``, a status update) and survives a crash of the launcher in any case.
+    package func update(_ key: LauncherTaskKey, _ body: (inout TaskCheckpoint) -> Void) {
+        let changed = records.withLock { records -> Bool in
+            guard var record = records[key] else { return false }
             body(&record)
-            return store(record, in: &records)
+            records[key] = record.isDone ? nil : record
+            return true
         }
+        if changed { submit(key, durable: false) }
     }
 
     /// Records the unacknowledged updates of a task (oldest first), and the state of `reported`
     /// when it is a new one; creates a bare record if the task has none, so that even an
     /// update about a task this launcher does not run is durable.
-    @discardableResult
+    ///
+    /// With `reported`, the record is written durably and `whenStored` runs once it is on disk
+    /// (on a writer thread; also after a failed write, which is logged). Without it (an
+    /// acknowledgement) the write is not flushed on its own: losing it only means an update
+    /// that was acknowledged is sent again after a power loss, which the broker ignores.
     package func recordPending(
-        _ key: LauncherTaskKey, updates: [Keel_V1_TaskStatus], reported: Keel_V1_TaskStatus?
-    ) -> LauncherError? {
-        records.withLock { records in
+        _ key: LauncherTaskKey, updates: [Keel_V1_TaskStatus], reported: Keel_V1_TaskStatus?,
+        whenStored: (@Sendable () -> Void)? = nil
+    ) {
+        let changed = records.withLock { records -> Bool in
             var record: TaskCheckpoint
             if let existing = records[key] {
                 record = existing
             } else {
-                guard !updates.isEmpty else { return nil }
+                guard !updates.isEmpty else { return false }
                 record = TaskCheckpoint(frameworkID: key.frameworkID, task: .with { $0.taskID.value = key.taskID })
             }
             if let reported { record.taskState = reported.state }
             record.setPendingUpdates(updates)
-            return store(record, in: &records)
+            records[key] = record.isDone ? nil : record
+            return true
         }
-    }
-
-    private func store(_ record: TaskCheckpoint, in records: inout [LauncherTaskKey: TaskCheckpoint]) -> LauncherError? {
-        if record.isDone {
-            records[record.key] = nil
-            remove(record.key)
-            return nil
+        guard changed else {
+            // Nothing to write; never call back on the caller's thread, which may hold a lock.
+            if let whenStored { DispatchQueue.global().async { whenStored() } }
+            return
         }
-        records[record.key] = record
-        do {
-            try write(record)
-            return nil
-        } catch {
-            logger.error(
-                "cannot write the task checkpoint; the task may not be recovered after a launcher restart",
-                metadata: ["keel.task_id": "\(record.taskID)", "keel.error": "\(error)"])
-            return error
-        }
+        submit(key, durable: reported != nil, whenStored: whenStored)
     }
 
     /// Forgets a task and deletes its checkpoint directory.
     package func discard(_ key: LauncherTaskKey) {
-        records.withLock { records in
-            records[key] = nil
-            remove(key)
-        }
+        records.withLock { $0[key] = nil }
+        submit(key, durable: false)
     }
 
-    private func remove(_ key: LauncherTaskKey) {
+    /// Waits until everything queued for the task's record, and the note of its cgroup
+    /// `cgroup` if given, is on disk.
+    package func sync(_ key: LauncherTaskKey, cgroup: String? = nil) async {
+        var paths: Set<String> = [recordPath(key)]
+        if let cgroup { paths.insert(cgroupNotePath(cgroup)) }
+        await writer.flush(paths: paths)
+    }
+
+    /// Waits until every queued write is on disk.
+    package func flush() async {
+        await writer.flush()
+    }
+
+    /// Blocks until every queued write is on disk (for tests and shutdown paths that cannot
+    /// suspend; never call it on a cooperative thread that a writer could be waiting for).
+    package func flushBlocking() {
+        writer.flushBlocking()
+    }
+
+    /// Queues the write of the task's current record, or of its removal when it has none.
+    private func submit(_ key: LauncherTaskKey, durable: Bool, whenStored: (@Sendable () -> Void)? = nil) {
         let directory = directory(key)
-        CheckpointFile.removeTree(directory)
-        try? CheckpointFile.syncDirectory(CheckpointFile.parent(of: directory))
+        writer.submit(
+            recordPath(key), durable: durable,
+            content: { [self] in
+                guard let record = record(key) else { return .remove(tree: directory) }
+                do {
+                    return .bytes(try Self.encode(record))
+                } catch {
+                    logger.error("cannot encode the task checkpoint", metadata: [
+                        "keel.task_id": "\(key.taskID)", "keel.error": "\(error)",
+                    ])
+                    return .unchanged
+                }
+            },
+            completion: { [logger] error in
+                if let error {
+                    logger.error(
+                        "cannot write the task checkpoint; the task may not be recovered after a launcher restart",
+                        metadata: ["keel.task_id": "\(key.taskID)", "keel.error": "\(error)"])
+                }
+                whenStored?()
+            })
     }
 
-    private func write(_ record: TaskCheckpoint) throws(LauncherError) {
-        let data: Data
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            data = try encoder.encode(record)
-        } catch {
-            throw LauncherError(code: .internalError, message: "cannot encode the checkpoint of task \(record.taskID): \(error)")
-        }
-        try CheckpointFile.write(Array(data), to: recordPath(record.key))
+    private static func encode(_ record: TaskCheckpoint) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(record))
     }
 
     /// Reads every task record on disk into memory; returns the records and the directories

@@ -10,8 +10,10 @@ import Synchronization
 ///
 /// Updates survive broker disconnections: when the stream is re-established ``connect(_:)`` sends
 /// every queue head again. They survive a launcher restart too: with a ``TaskCheckpointStore``,
-/// every change of a task's queue is written to its checkpoint before anything is sent, and the
-/// next launcher puts the queue back with ``restore(frameworkID:updates:)``.
+/// a new update is written to its task's checkpoint before it is sent, and the next launcher puts
+/// the queue back with ``restore(frameworkID:updates:)``. Writing does not hold up the caller or
+/// other tasks: an update waits in its queue, not yet `stored`, until the checkpoint writer says
+/// it is on disk, and is sent then if it is the head.
 package final class StatusUpdateManager: Sendable {
     /// Sends a message up the current agent stream; returns false when it could not.
     package typealias Sender = @Sendable (Keel_V1_AgentMessage) -> Bool
@@ -21,6 +23,8 @@ package final class StatusUpdateManager: Sendable {
         var status: Keel_V1_TaskStatus
         var nextAttempt: ContinuousClock.Instant
         var backoff: Duration
+        /// Whether the update is on disk (always, without a checkpoint); only stored updates are sent.
+        var stored: Bool
     }
 
     private struct State {
@@ -47,21 +51,43 @@ package final class StatusUpdateManager: Sendable {
         let key = LauncherTaskKey(frameworkID: frameworkID, taskID: first.taskID.value)
         state.withLock { state in
             state.queues[key] = updates.map {
-                Pending(frameworkID: frameworkID, status: $0, nextAttempt: .now, backoff: initialBackoff)
+                Pending(frameworkID: frameworkID, status: $0, nextAttempt: .now, backoff: initialBackoff, stored: true)
             }
         }
     }
 
-    /// Queues an update; it is sent at once if it is the first pending one of its task.
+    /// Queues an update; it is sent as soon as it is on disk if it is the first pending one of
+    /// its task.
     package func enqueue(frameworkID: String, status: Keel_V1_TaskStatus) {
         let key = LauncherTaskKey(frameworkID: frameworkID, taskID: status.taskID.value)
+        let uuid = status.uuid
         state.withLock { state in
-            let pending = Pending(frameworkID: frameworkID, status: status, nextAttempt: .now + initialBackoff, backoff: initialBackoff)
+            let pending = Pending(
+                frameworkID: frameworkID, status: status, nextAttempt: .now + initialBackoff, backoff: initialBackoff,
+                stored: checkpoints == nil)
             state.queues[key, default: []].append(pending)
-            checkpoints?.recordPending(key, updates: state.queues[key]?.map(\.status) ?? [], reported: status)
-            if state.queues[key]?.count == 1 {
+            // Recorded under the lock, so that a task's checkpoint sees its queue's changes in order.
+            checkpoints?.recordPending(key, updates: state.queues[key]?.map(\.status) ?? [], reported: status) {
+                [weak self] in self?.stored(key, uuid: uuid)
+            }
+            if pending.stored, state.queues[key]?.count == 1 {
                 _ = state.sender?(Self.message(pending))
             }
+        }
+    }
+
+    /// Marks an update as on disk, and sends it if it heads its task's queue.
+    private func stored(_ key: LauncherTaskKey, uuid: Data) {
+        state.withLock { state in
+            guard var queue = state.queues[key], let index = queue.firstIndex(where: { $0.status.uuid == uuid }) else {
+                return
+            }
+            queue[index].stored = true
+            if index == 0 {
+                queue[0].nextAttempt = .now + queue[0].backoff
+                _ = state.sender?(Self.message(queue[0]))
+            }
+            state.queues[key] = queue
         }
     }
 
@@ -75,7 +101,7 @@ package final class StatusUpdateManager: Sendable {
             guard var queue = state.queues[key], let head = queue.first, head.status.uuid == uuid else { return false }
             queue.removeFirst()
             checkpoints?.recordPending(key, updates: queue.map(\.status), reported: nil)
-            if var next = queue.first {
+            if var next = queue.first, next.stored {
                 next.nextAttempt = .now + initialBackoff
                 queue[0] = next
                 _ = state.sender?(Self.message(next))
@@ -91,7 +117,7 @@ package final class StatusUpdateManager: Sendable {
             state.sender = sender
             guard let sender else { return }
             for (key, queue) in state.queues {
-                guard var head = queue.first else { continue }
+                guard var head = queue.first, head.stored else { continue }
                 _ = sender(Self.message(head))
                 head.nextAttempt = .now + head.backoff
                 state.queues[key]?[0] = head
@@ -104,7 +130,7 @@ package final class StatusUpdateManager: Sendable {
         state.withLock { state in
             guard let sender = state.sender else { return }
             for (key, queue) in state.queues {
-                guard var head = queue.first, head.nextAttempt <= now else { continue }
+                guard var head = queue.first, head.stored, head.nextAttempt <= now else { continue }
                 _ = sender(Self.message(head))
                 head.backoff = min(head.backoff * 2, maxBackoff)
                 head.nextAttempt = now + head.backoff

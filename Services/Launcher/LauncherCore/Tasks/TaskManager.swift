@@ -171,6 +171,7 @@ package final class TaskManager: Service {
             }
             group.cancelAll()
         }
+        await checkpoints?.flush()
     }
 
     private func retryLoop() async {
@@ -219,36 +220,43 @@ package final class TaskManager: Service {
                 return
             }
         }
+        let cgroupName = "\(key.taskID)-\(runID)"
+        let usesCgroups = !configuration.isolation.assignments.isEmpty
+        let cgroupPath = usesCgroups ? configuration.isolation.taskCgroupPath(name: cgroupName) : nil
         if let checkpoints {
+            // The record, the cgroup note and TASK_STARTING go to disk together (one write of
+            // the record); ``TaskCheckpointStore/sync(_:cgroup:)`` below waits for them before
+            // anything is created that a restarted launcher would have to find.
             var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
             record.runID = runID
             record.sandbox = sandbox.root
-            do {
-                try checkpoints.create(record)
-            } catch {
-                logger.error(
-                    "cannot checkpoint the task; it will not be recovered after a launcher restart",
-                    metadata: ["keel.error": "\(error)"])
-            }
+            record.cgroup = cgroupPath
+            checkpoints.create(record)
+            if let cgroupPath { checkpoints.recordCgroup(cgroupPath) }
         }
         report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
+        // Ends the task before its cgroup exists, dropping the cgroup note.
+        func endBeforeStart(_ state: Keel_V1_TaskState, _ reason: Keel_V1_TaskStatus.Reason, _ message: String) {
+            if let cgroupPath { checkpoints?.forgetCgroup(cgroupPath) }
+            finish(key, state: state, reason: reason, message: message)
+        }
 
         if !task.command.uris.isEmpty {
             if killRequestedBeforeStart(key) {
-                finish(key, state: .taskKilled, reason: .taskKilledDuringLaunch, message: "killed before it started")
+                endBeforeStart(.taskKilled, .taskKilledDuringLaunch, "killed before it started")
                 return
             }
             do {
                 try await fetchURIs(of: task, into: sandbox, logger: logger)
             } catch {
                 let message = (error as? LauncherError)?.message ?? "\(error)"
-                finish(key, state: .taskFailed, reason: .fetcherFailed, message: "fetching the task's URIs failed: \(message)")
+                endBeforeStart(.taskFailed, .fetcherFailed, "fetching the task's URIs failed: \(message)")
                 return
             }
         }
 
         if killRequestedBeforeStart(key) {
-            finish(key, state: .taskKilled, reason: .taskKilledDuringLaunch, message: "killed before it started")
+            endBeforeStart(.taskKilled, .taskKilledDuringLaunch, "killed before it started")
             return
         }
         let command: TaskCommand
@@ -256,7 +264,7 @@ package final class TaskManager: Service {
         case .argv(let argv): command = .argv(argv.args)
         case .shell(let shell): command = .shell(shell)
         case nil:
-            finish(key, state: .taskError, reason: .taskInvalid, message: "the task has no command")
+            endBeforeStart(.taskError, .taskInvalid, "the task has no command")
             return
         }
         let spec = TaskLaunchSpec(
@@ -265,19 +273,17 @@ package final class TaskManager: Service {
             sandbox: sandbox,
             user: task.command.user.isEmpty ? nil : task.command.user
         )
+        await checkpoints?.sync(key, cgroup: cgroupPath)
         let cgroup: TaskCgroup?
-        let cgroupName = "\(key.taskID)-\(runID)"
-        let usesCgroups = !configuration.isolation.assignments.isEmpty
-        if usesCgroups { checkpoints?.recordCgroup(configuration.isolation.taskCgroupPath(name: cgroupName)) }
         do {
             cgroup = try configuration.isolation.makeTaskCgroup(
                 name: cgroupName, limits: Self.limits(of: task), logger: logger)
         } catch {
-            checkpoints?.forgetCgroup(configuration.isolation.taskCgroupPath(name: cgroupName))
+            if let cgroupPath { checkpoints?.forgetCgroup(cgroupPath) }
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: "cannot isolate the task: \(error.message)")
             return
         }
-        checkpoints?.update(key) { $0.cgroup = cgroup?.path }
+        if cgroup?.path != cgroupPath { checkpoints?.update(key) { $0.cgroup = cgroup?.path } }
         let supervision = configuration.taskSupervisor.map { supervisor in
             TaskSupervision(
                 supervisor: supervisor,
