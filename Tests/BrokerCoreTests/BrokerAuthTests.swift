@@ -145,4 +145,39 @@ struct BrokerAuthTests {
             #expect(missing?.message.contains("authorization: Bearer") == true)
         }
     }
+
+    @Test("a token that verified once is refused once it expires, and a changed copy of it is verified in full")
+    func verifiedTokensStillExpire() async throws {
+        try await InProcessCluster.with { cluster in
+            let verifier = try await cluster.authority.makeVerifier()
+            // Issued so that it expires two seconds from now (tokens live 15 minutes).
+            let (token, expires) = try await cluster.authority.issue(
+                frameworkID: "fw-expiring", principal: "", roles: ["*"], now: Date().addingTimeInterval(-(15 * 60 - 2)))
+            let claims = try await verifier.verify(token)
+            #expect(claims.sub.value == "fw-expiring")
+            let again = try await verifier.verify(token)
+            #expect(again == claims, "a second call is answered from what was verified")
+
+            var tampered = Array(token.utf8)
+            tampered[tampered.count - 2] = tampered[tampered.count - 2] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+            let tamperedError = await keelFailure { _ = try await verifier.verify(String(decoding: tampered, as: UTF8.self)) }
+            #expect(tamperedError?.code == .unauthenticated)
+
+            while Date() <= expires.addingTimeInterval(1) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let expiredError = await keelFailure { _ = try await verifier.verify(token) }
+            #expect(expiredError?.code == .unauthenticated)
+            #expect(expiredError?.message.contains("expired") == true, "\(String(describing: expiredError))")
+        }
+    }
+
+    private func keelFailure(_ body: () async throws -> Void) async -> KeelError? {
+        do {
+            try await body()
+            return nil
+        } catch {
+            return error as? KeelError
+        }
+    }
 }
