@@ -17,7 +17,9 @@ public struct SchedulerConfiguration: Sendable {
     /// Whether the driver acknowledges status updates itself.
     ///
     /// On (the default): each UPDATE that carries a uuid is acknowledged as the driver receives
-    /// it, before the body sees it. The body never has to call ``SchedulerSession/acknowledge(_:)``
+    /// it. The acknowledgement is sent in the background, together with the others that arrive
+    /// meanwhile (one `Acknowledge` call carries many), so the body sees the update without
+    /// waiting for a round trip. The body never has to call ``SchedulerSession/acknowledge(_:)``
     /// (calling it anyway does nothing for an update the driver already acknowledged). An update
     /// the body had not handled when its process died is not redelivered, but the driver asks for
     /// the latest state of every task after each subscription (implicit reconciliation), so a

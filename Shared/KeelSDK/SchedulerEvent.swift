@@ -11,7 +11,7 @@ public import KeelAPI
 ///     switch event {
 ///     case .subscribed(let subscription): ...   // first event; again after each reconnect
 ///     case .offers(let offers): ...
-///     case .update(let status): ...              // already acknowledged by default
+///     case .update(let status): ...              // acknowledged by the driver by default
 ///     case .disconnected(let disconnection): ... // offers in hand are void; calls may fail until .subscribed
 ///     default: break
 ///     }

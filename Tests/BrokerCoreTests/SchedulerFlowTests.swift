@@ -354,6 +354,84 @@ struct SchedulerFlowTests {
 
     // MARK: Helpers
 
+    @Test("several acknowledgements in one call: applied and forwarded, unknown ones returned, malformed calls refused")
+    func batchedAcknowledgements() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "batch-ack", hostname: "node-1") { pair in
+                let (frameworkID, token, agentID) = (pair.frameworkID, pair.token, pair.agentID)
+                let (agentInbox, frameworkInbox, agentWriter) = (pair.agentInbox, pair.frameworkInbox, pair.agentWriter)
+                let offers = try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }
+                let offer = try #require(offers.offers.offers.first)
+                let ids = ["b1", "b2", "b3"]
+                _ = try await cluster.scheduler.accept(.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.offerIds = [offer.id]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = ids.map { Self.task($0, agentID: agentID, cpus: 0.1, mem: 32) }
+                    }]
+                }, metadata: bearer(token))
+                var uuids: [String: Data] = [:]
+                for (index, id) in ids.enumerated() {
+                    let uuid = Data((0..<16).map { UInt8($0 + index) })
+                    uuids[id] = uuid
+                    agentWriter.yield(.with {
+                        $0.statusUpdate.frameworkID.value = frameworkID
+                        $0.statusUpdate.status = .with {
+                            $0.taskID.value = id
+                            $0.state = .taskRunning
+                            $0.agentID = agentID
+                            $0.uuid = uuid
+                            $0.source = .agent
+                        }
+                    })
+                    _ = try await frameworkInbox.wait(for: "UPDATE \(id)") { $0.update.status.taskID.value == id }
+                }
+                func entry(_ id: String, _ uuid: Data) -> Keel_V1_Acknowledgement {
+                    .with {
+                        $0.agentID = agentID
+                        $0.taskID.value = id
+                        $0.uuid = uuid
+                    }
+                }
+
+                // Malformed calls change nothing.
+                let mixed = await Self.rpcError {
+                    _ = try await cluster.scheduler.acknowledge(.with {
+                        $0.frameworkID.value = frameworkID
+                        $0.taskID.value = "b1"
+                        $0.uuid = uuids["b1"]!
+                        $0.acknowledgements = [entry("b2", uuids["b2"]!)]
+                    }, metadata: bearer(token))
+                }
+                #expect(mixed == .invalidArgument)
+                let noUUID = await Self.rpcError {
+                    _ = try await cluster.scheduler.acknowledge(.with {
+                        $0.frameworkID.value = frameworkID
+                        $0.acknowledgements = [entry("b1", uuids["b1"]!), entry("b2", Data())]
+                    }, metadata: bearer(token))
+                }
+                #expect(noUUID == .invalidArgument)
+
+                let response = try await cluster.scheduler.acknowledge(.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.acknowledgements = [
+                        entry("b1", uuids["b1"]!), entry("b2", Data([7, 7, 7])), entry("nope", uuids["b3"]!),
+                        entry("b3", uuids["b3"]!),
+                    ]
+                }, metadata: bearer(token))
+                #expect(response.refused.count == 2, "\(response.refused)")
+                #expect(response.refused.first?.contains("b2") == true)
+                #expect(response.refused.last?.contains("nope") == true)
+                let (uuid1, uuid3) = (uuids["b1"], uuids["b3"])
+                let first = try await agentInbox.wait(for: "acknowledge b1") { $0.acknowledge.uuid == uuid1 }
+                #expect(first.acknowledge.taskID.value == "b1")
+                let third = try await agentInbox.wait(for: "acknowledge b3") { $0.acknowledge.uuid == uuid3 }
+                #expect(third.acknowledge.taskID.value == "b3")
+            }
+        }
+    }
+
     static func task(
         _ id: String,
         agentID: Keel_V1_AgentID,

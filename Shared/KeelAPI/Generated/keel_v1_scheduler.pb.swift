@@ -1024,6 +1024,10 @@ public nonisolated struct Keel_V1_KillResponse: Sendable {
   public init() {}
 }
 
+/// Acknowledges status updates: either one, named by task_id and uuid (as in the Mesos v1
+/// scheduler API), or several at once in `acknowledgements` (leave task_id and uuid empty then).
+/// A framework that receives many updates together acknowledges them in one round trip; the
+/// KeelSDK driver does this for its automatic acknowledgements.
 public nonisolated struct Keel_V1_AcknowledgeRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1058,6 +1062,9 @@ public nonisolated struct Keel_V1_AcknowledgeRequest: Sendable {
 
   public var uuid: Data = Data()
 
+  /// At most 10000 per call, applied in order.
+  public var acknowledgements: [Keel_V1_Acknowledgement] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1067,10 +1074,50 @@ public nonisolated struct Keel_V1_AcknowledgeRequest: Sendable {
   fileprivate var _taskID: Keel_V1_TaskID? = nil
 }
 
+/// One status update being acknowledged.
+public nonisolated struct Keel_V1_Acknowledgement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var agentID: Keel_V1_AgentID {
+    get {_agentID ?? Keel_V1_AgentID()}
+    set {_agentID = newValue}
+  }
+  /// Returns true if `agentID` has been explicitly set.
+  public var hasAgentID: Bool {self._agentID != nil}
+  /// Clears the value of `agentID`. Subsequent reads from it will return its default value.
+  public mutating func clearAgentID() {self._agentID = nil}
+
+  public var taskID: Keel_V1_TaskID {
+    get {_taskID ?? Keel_V1_TaskID()}
+    set {_taskID = newValue}
+  }
+  /// Returns true if `taskID` has been explicitly set.
+  public var hasTaskID: Bool {self._taskID != nil}
+  /// Clears the value of `taskID`. Subsequent reads from it will return its default value.
+  public mutating func clearTaskID() {self._taskID = nil}
+
+  /// The uuid of the update, as received.
+  public var uuid: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _agentID: Keel_V1_AgentID? = nil
+  fileprivate var _taskID: Keel_V1_TaskID? = nil
+}
+
 public nonisolated struct Keel_V1_AcknowledgeResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  /// For a call with `acknowledgements`: why each one that was not applied was refused (an
+  /// unknown task, or a uuid the task never had). The others were applied. A single
+  /// acknowledgement is refused with an error instead.
+  public var refused: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2466,7 +2513,7 @@ nonisolated extension Keel_V1_KillResponse: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Keel_V1_AcknowledgeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AcknowledgeRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_id\0\u{3}agent_id\0\u{3}task_id\0\u{1}uuid\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_id\0\u{3}agent_id\0\u{3}task_id\0\u{1}uuid\0\u{1}acknowledgements\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2478,6 +2525,7 @@ nonisolated extension Keel_V1_AcknowledgeRequest: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularMessageField(value: &self._agentID) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._taskID) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.uuid) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.acknowledgements) }()
       default: break
       }
     }
@@ -2500,11 +2548,59 @@ nonisolated extension Keel_V1_AcknowledgeRequest: SwiftProtobuf.Message, SwiftPr
     if !self.uuid.isEmpty {
       try visitor.visitSingularBytesField(value: self.uuid, fieldNumber: 4)
     }
+    if !self.acknowledgements.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.acknowledgements, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_AcknowledgeRequest, rhs: Keel_V1_AcknowledgeRequest) -> Bool {
     if lhs._frameworkID != rhs._frameworkID {return false}
+    if lhs._agentID != rhs._agentID {return false}
+    if lhs._taskID != rhs._taskID {return false}
+    if lhs.uuid != rhs.uuid {return false}
+    if lhs.acknowledgements != rhs.acknowledgements {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_Acknowledgement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Acknowledgement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{3}task_id\0\u{1}uuid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._agentID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._taskID) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.uuid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._agentID {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._taskID {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.uuid.isEmpty {
+      try visitor.visitSingularBytesField(value: self.uuid, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_Acknowledgement, rhs: Keel_V1_Acknowledgement) -> Bool {
     if lhs._agentID != rhs._agentID {return false}
     if lhs._taskID != rhs._taskID {return false}
     if lhs.uuid != rhs.uuid {return false}
@@ -2515,18 +2611,29 @@ nonisolated extension Keel_V1_AcknowledgeRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Keel_V1_AcknowledgeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AcknowledgeResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}refused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.refused) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.refused.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.refused, fieldNumber: 1)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_AcknowledgeResponse, rhs: Keel_V1_AcknowledgeResponse) -> Bool {
+    if lhs.refused != rhs.refused {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -148,6 +148,7 @@ struct SubscriptionLoop: Sendable {
         _ scheduler: BrokerLink.Scheduler, endpoint: KeelRPC.Endpoint, number: Int
     ) async -> (Outcome, subscribed: Bool) {
         let state = AttemptState()
+        let acknowledgements = AcknowledgementBatcher()
         let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo = frameworkInfo }
         do {
             try await scheduler.subscribe(request) { response in
@@ -155,10 +156,17 @@ struct SubscriptionLoop: Sendable {
                     group.addTask {
                         for try await event in response.messages {
                             state.touch()
-                            try await handle(event, scheduler: scheduler, endpoint: endpoint, number: number, state: state)
+                            try await handle(
+                                event, scheduler: scheduler, endpoint: endpoint, number: number, state: state,
+                                acknowledgements: acknowledgements)
                         }
                     }
                     group.addTask { try await watchHeartbeats(state) }
+                    group.addTask {
+                        await sendAcknowledgements(acknowledgements, scheduler: scheduler)
+                        // Only cancellation ends it; a return would end the attempt.
+                        try await Task.sleep(for: .seconds(Int64.max))
+                    }
                     defer { group.cancelAll() }
                     _ = try await group.next()
                 }
@@ -195,7 +203,7 @@ struct SubscriptionLoop: Sendable {
     /// Passes one broker event on, with the driver's own work for it.
     private func handle(
         _ event: Keel_V1_Event, scheduler: BrokerLink.Scheduler, endpoint: KeelRPC.Endpoint, number: Int,
-        state: AttemptState
+        state: AttemptState, acknowledgements: AcknowledgementBatcher
     ) async throws {
         switch event.type {
         case .subscribed:
@@ -222,20 +230,8 @@ struct SubscriptionLoop: Sendable {
         case .update:
             let status = event.update.status
             if automaticAcknowledgement, !status.uuid.isEmpty {
-                do {
-                    _ = try await scheduler.acknowledge(.with {
-                        $0.frameworkID = frameworkInfo.id
-                        $0.agentID = status.agentID
-                        $0.taskID = status.taskID
-                        $0.uuid = status.uuid
-                    })
-                    acknowledged.insert(Array(status.uuid))
-                } catch {
-                    // The launcher resends the update, and it is acknowledged then.
-                    logger.warning("automatic acknowledgement failed", metadata: [
-                        "keel.task_id": "\(status.taskID.value)", "keel.error": "\(error)",
-                    ])
-                }
+                acknowledgements.add(status)
+                acknowledged.insert(Array(status.uuid))
             }
             events.yield(.update(status))
         case .message:
@@ -247,6 +243,29 @@ struct SubscriptionLoop: Sendable {
         case .heartbeat, .unspecified, .UNRECOGNIZED:
             break
         }
+    }
+
+    /// Sends the automatic acknowledgements of this subscription, many per call.
+    private func sendAcknowledgements(_ acknowledgements: AcknowledgementBatcher, scheduler: BrokerLink.Scheduler) async {
+        let frameworkID = frameworkInfo.id
+        await acknowledgements.run(
+            send: { batch in
+                try await scheduler.acknowledge(.with {
+                    $0.frameworkID = frameworkID
+                    $0.acknowledgements = batch
+                }).refused
+            },
+            failed: { [logger] count, error in
+                // The launcher resends those updates, and they are acknowledged then.
+                logger.warning("automatic acknowledgement failed", metadata: [
+                    "keel.updates": "\(count)", "keel.error": "\(error)",
+                ])
+            },
+            refused: { [logger] refusals in
+                logger.warning("the broker refused automatic acknowledgements", metadata: [
+                    "keel.refused": "\(refusals.count)", "keel.first": "\(refusals[0])",
+                ])
+            })
     }
 
     /// Throws once the broker has been silent for several heartbeat intervals.

@@ -121,8 +121,8 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
     ) async throws -> Keel_V1_AcknowledgeResponse {
         try await mappingErrors {
             try requireCurrentStream(request.frameworkID.value)
-            try broker.mutate { try $0.acknowledge(request) }
-            return Keel_V1_AcknowledgeResponse()
+            let refused = try broker.mutate { try $0.acknowledge(request) }
+            return .with { $0.refused = refused }
         }
     }
 

@@ -290,30 +290,63 @@ extension BrokerState {
 
     // MARK: Acknowledge, kill, reconcile, health
 
-    /// Passes a framework's acknowledgement to the launcher holding the update.
-    mutating func acknowledge(_ request: Keel_V1_AcknowledgeRequest) throws {
+    /// The most acknowledgements one call may carry.
+    static let maxAcknowledgementsPerCall = 10_000
+
+    /// Applies a framework's acknowledgement(s) and passes each on to the task's launcher.
+    ///
+    /// One acknowledgement (`task_id`, `uuid`) that cannot be applied is an error. With
+    /// `acknowledgements`, malformed input refuses the whole call before anything changes;
+    /// an entry naming an unknown task or uuid is skipped and returned with the reason.
+    mutating func acknowledge(_ request: Keel_V1_AcknowledgeRequest) throws -> [String] {
         let frameworkID = FrameworkID(request.frameworkID.value)
         _ = try activeFramework(frameworkID.value)
-        guard !request.uuid.isEmpty else {
-            throw KeelError.invalidArgument("uuid is empty; acknowledge the uuid of the update you received")
+        guard !request.acknowledgements.isEmpty else {
+            guard !request.uuid.isEmpty else {
+                throw KeelError.invalidArgument("uuid is empty; acknowledge the uuid of the update you received")
+            }
+            if let refusal = acknowledge(frameworkID: frameworkID, taskID: request.taskID.value, uuid: request.uuid) {
+                throw refusal
+            }
+            return []
         }
-        let key = TaskKey(frameworkID: frameworkID, taskID: TaskID(request.taskID.value))
+        guard request.taskID.value.isEmpty, request.uuid.isEmpty else {
+            throw KeelError.invalidArgument(
+                "both task_id/uuid and acknowledgements are set; put every update in acknowledgements")
+        }
+        guard request.acknowledgements.count <= Self.maxAcknowledgementsPerCall else {
+            throw KeelError.invalidArgument(
+                "\(request.acknowledgements.count) acknowledgements in one call; send at most \(Self.maxAcknowledgementsPerCall) per call")
+        }
+        if let index = request.acknowledgements.firstIndex(where: { $0.uuid.isEmpty || $0.taskID.value.isEmpty }) {
+            throw KeelError.invalidArgument(
+                "acknowledgement \(index) has no task_id or no uuid; give both for every update acknowledged")
+        }
+        return request.acknowledgements.compactMap { entry in
+            acknowledge(frameworkID: frameworkID, taskID: entry.taskID.value, uuid: entry.uuid)?.message
+        }
+    }
+
+    /// Applies one acknowledgement; returns why it was refused, if it was.
+    private mutating func acknowledge(frameworkID: FrameworkID, taskID: String, uuid: Data) -> KeelError? {
+        let key = TaskKey(frameworkID: frameworkID, taskID: TaskID(taskID))
         guard var task = tasks[key] else {
-            throw KeelError.notFound("task \(request.taskID.value) of framework \(frameworkID) is not known")
+            return KeelError.notFound("task \(taskID) of framework \(frameworkID) is not known")
         }
-        guard task.statuses.contains(where: { $0.uuid == request.uuid }) || task.statusUpdateUuid == request.uuid else {
-            throw KeelError.notFound("task \(key.taskID) has no update with that uuid; acknowledge only uuids you received")
+        guard task.statuses.contains(where: { $0.uuid == uuid }) || task.statusUpdateUuid == uuid else {
+            return KeelError.notFound("task \(key.taskID) has no update with that uuid; acknowledge only uuids you received")
         }
-        if task.statusUpdateUuid == request.uuid {
+        if task.statusUpdateUuid == uuid {
             task.statusUpdateUuid = Data()
             task.statusUpdateState = .unspecified
             tasks[key] = task
         }
         send(.with {
-            $0.acknowledge.frameworkID = request.frameworkID
-            $0.acknowledge.taskID = request.taskID
-            $0.acknowledge.uuid = request.uuid
+            $0.acknowledge.frameworkID.value = frameworkID.value
+            $0.acknowledge.taskID.value = taskID
+            $0.acknowledge.uuid = uuid
         }, to: AgentID(task.agentID.value))
+        return nil
     }
 
     /// Kills a task; returns false when it already ended.
