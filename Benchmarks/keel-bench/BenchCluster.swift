@@ -74,6 +74,8 @@ final class BenchCluster: Sendable {
 
     /// CPU time (user + system, seconds) each daemon has used so far, by name, from the pids in
     /// their ready files; tasks' own processes are not included.
+    /// CPU seconds (user + system) each daemon has used so far, and `task_processes`: those of
+    /// the launcher's reaped children.
     func daemonCPUSeconds() -> [String: Double] {
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         var result: [String: Double] = [:]
@@ -84,10 +86,18 @@ final class BenchCluster: Sendable {
                 let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                 let close = stat.lastIndex(of: ")")
             else { continue }
-            // Fields after the command name: state is field 3, utime 14 and stime 15.
+            // Fields after the command name: state is field 3, utime 14 and stime 15, and the
+            // reaped children's cutime 16 and cstime 17.
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            guard fields.count > 14, let user = Double(fields[11]), let system = Double(fields[12]),
+                let childrenUser = Double(fields[13]), let childrenSystem = Double(fields[14])
+            else { continue }
             result[name] = (user + system) / ticks
+            if name == "launcher" {
+                // The tasks' processes (supervisor, program and whatever they started), counted
+                // when the launcher reaps the supervisors.
+                result["task_processes"] = (childrenUser + childrenSystem) / ticks
+            }
         }
         return result
     }

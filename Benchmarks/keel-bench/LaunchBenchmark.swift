@@ -68,10 +68,13 @@ struct LaunchBenchmark: AsyncParsableCommand {
         let keel: LaunchRun
         var cpuPerTask: [String: Double] = [:]
         do {
-            let cpuBefore = cluster.daemonCPUSeconds()
+            var cpuBefore = cluster.daemonCPUSeconds()
+            cpuBefore["framework"] = CPUTime.own()
             keel = try await LaunchRun.run(
                 tasks: tasks, program: program, cpus: cpus, mem: mem, cluster: cluster, timeout: .seconds(timeout))
-            for (name, seconds) in cluster.daemonCPUSeconds() {
+            var cpuAfter = cluster.daemonCPUSeconds()
+            cpuAfter["framework"] = CPUTime.own()
+            for (name, seconds) in cpuAfter {
                 cpuPerTask[name] = Self.round((seconds - (cpuBefore[name] ?? 0)) * 1000 / Double(tasks), 2)
             }
         } catch {
@@ -83,7 +86,10 @@ struct LaunchBenchmark: AsyncParsableCommand {
         if keepData { Self.note("keel-bench: the cluster's data and logs are in \(cluster.dataDir)") }
 
         let width = parallelism ?? ProcessInfo.processInfo.activeProcessorCount
+        let rawCPUBefore = CPUTime.own() + CPUTime.children()
         let sequential = try RawSpawn.run(program: program, count: tasks, parallelism: 1)
+        let rawCPU = (CPUTime.own() + CPUTime.children() - rawCPUBefore) * 1000 / Double(tasks)
+        let keelCPU = cpuPerTask.values.reduce(0, +)
         let parallel = try RawSpawn.run(program: program, count: tasks, parallelism: width)
         let keelRate = Double(tasks) / keel.seconds
         let rawRate = Double(tasks) / sequential
@@ -98,7 +104,8 @@ struct LaunchBenchmark: AsyncParsableCommand {
                 "offers_used": keel.offersUsed, "max_tasks_per_offer": keel.maxPerOffer,
                 "launch_to_finished_ms_p50": Self.round(keel.launchToFinishedP50 * 1000, 1),
                 "failed_tasks": keel.failed, "offer_interval": offerInterval ?? "default",
-                "daemon_cpu_ms_per_task": cpuPerTask,
+                "cpu_ms_per_task": cpuPerTask, "keel_cpu_ms_per_task": Self.round(keelCPU, 2),
+                "raw_cpu_ms_per_task": Self.round(rawCPU, 3),
             ]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -110,7 +117,8 @@ struct LaunchBenchmark: AsyncParsableCommand {
             print(String(format: "posix_spawn, %2d wide: %8.1f tasks/s", width, parallelRate))
             print(String(format: "ratio keel/serial:    %8.3f   (keel/parallel %.3f)", ratio, keelRate / parallelRate))
             print(String(format: "launch → TASK_FINISHED per task, p50: %.1f ms", keel.launchToFinishedP50 * 1000))
-            print("daemon CPU ms per task: " + cpuPerTask.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            print("CPU ms per task: " + cpuPerTask.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            print(String(format: "CPU ms per task, all of keel: %.2f; posix_spawn + wait, serial: %.3f", keelCPU, rawCPU))
             if keel.failed > 0 { print("tasks not finished successfully: \(keel.failed)") }
         }
     }
@@ -232,5 +240,18 @@ struct LaunchRun: Sendable {
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+    }
+}
+
+/// CPU time (user + system) of this process and of its reaped children, in seconds.
+enum CPUTime {
+    static func own() -> Double { seconds(RUSAGE_SELF) }
+    static func children() -> Double { seconds(RUSAGE_CHILDREN) }
+
+    private static func seconds(_ who: __rusage_who) -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(who.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1_000_000
     }
 }
