@@ -50,18 +50,20 @@ final class CheckpointWriter: Sendable {
         var ready: [String] = []
         var readyHead = 0
         var inFlight: Set<String> = []
-        var stopped = false
+        /// Writer threads running, and how many of them are writing.
+        var threads = 0
+        var busy = 0
     }
 
-    /// Writer threads; flushes, not CPU, bound them, so more than the CPU count.
+    /// The most writer threads; flushes, not CPU, bound them, so more than the CPU count.
+    /// Threads start when work finds none idle and end after ``idleTimeout`` without work.
     static let threadCount = 16
+    static let idleTimeout = 5
 
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
 
-    init() {
-        for _ in 0..<Self.threadCount { startThread() }
-    }
+    init() {}
 
     /// Queues a write of `path`; `completion` runs once it (or a newer write of the same file)
     /// is done.
@@ -81,7 +83,25 @@ final class CheckpointWriter: Sendable {
             state.ready.append(path)
             return true
         }
-        if signal { wake.signal() }
+        if signal { wakeWriter() }
+    }
+
+    /// Signals that a file is ready, starting a thread if none is idle.
+    private func wakeWriter() {
+        let start = state.withLock { state -> Bool in
+            guard state.threads == state.busy, state.threads < Self.threadCount else { return false }
+            state.threads += 1
+            return true
+        }
+        wake.signal()
+        if start, !startThread() {
+            let none = state.withLock { state -> Bool in
+                state.threads -= 1
+                return state.threads == 0
+            }
+            // No thread at all (the system is out of them): write here rather than never.
+            if none { while writeNext() {} }
+        }
     }
 
     /// Waits until every job queued so far is written; with `paths`, only the jobs of those files.
@@ -128,7 +148,8 @@ final class CheckpointWriter: Sendable {
         if nothingPending { completion(nil) }
     }
 
-    private func startThread() {
+    /// Starts a writer thread; false if the system has none to give.
+    private func startThread() -> Bool {
         let context = Unmanaged.passRetained(self).toOpaque()
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
@@ -145,37 +166,53 @@ final class CheckpointWriter: Sendable {
         if status != 0 {
             Unmanaged<CheckpointWriter>.fromOpaque(context).release()
         }
+        return status == 0
     }
 
-    /// One writer thread: takes the next ready file, writes its newest content, repeats.
+    /// One writer thread: writes ready files as they come; ends after a while without work.
     private func work() {
         while true {
-            wake.wait()
-            let next = state.withLock { state -> (String, Job)? in
-                guard state.readyHead < state.ready.count else { return nil }
-                let path = state.ready[state.readyHead]
-                state.readyHead += 1
-                if state.readyHead > 1024, state.readyHead * 2 > state.ready.count {
-                    state.ready.removeFirst(state.readyHead)
-                    state.readyHead = 0
+            if wake.wait(timeout: .now() + .seconds(Self.idleTimeout)) == .timedOut {
+                let leave = state.withLock { state -> Bool in
+                    guard state.readyHead >= state.ready.count else { return false }
+                    state.threads -= 1
+                    return true
                 }
-                guard let job = state.queued.removeValue(forKey: path) else { return nil }
-                state.inFlight.insert(path)
-                return (path, job)
+                if leave { return }
             }
-            guard let (path, job) = next else { continue }
-            let error = perform(path, job)
-            // Before the file is released: a later job of the same file (a barrier) must not
-            // complete before this one's callers have heard.
-            for completion in job.completions { completion(error) }
-            let signal = state.withLock { state -> Bool in
-                state.inFlight.remove(path)
-                guard state.queued[path] != nil else { return false }
-                state.ready.append(path)
-                return true
-            }
-            if signal { wake.signal() }
+            _ = writeNext()
         }
+    }
+
+    /// Takes the next ready file and writes its newest content; false if none was ready.
+    private func writeNext() -> Bool {
+        let next = state.withLock { state -> (String, Job)? in
+            guard state.readyHead < state.ready.count else { return nil }
+            let path = state.ready[state.readyHead]
+            state.readyHead += 1
+            if state.readyHead > 1024, state.readyHead * 2 > state.ready.count {
+                state.ready.removeFirst(state.readyHead)
+                state.readyHead = 0
+            }
+            guard let job = state.queued.removeValue(forKey: path) else { return nil }
+            state.inFlight.insert(path)
+            state.busy += 1
+            return (path, job)
+        }
+        guard let (path, job) = next else { return false }
+        let error = perform(path, job)
+        // Before the file is released: a later job of the same file (a barrier) must not
+        // complete before this one's callers have heard.
+        for completion in job.completions { completion(error) }
+        let signal = state.withLock { state -> Bool in
+            state.inFlight.remove(path)
+            state.busy -= 1
+            guard state.queued[path] != nil else { return false }
+            state.ready.append(path)
+            return true
+        }
+        if signal { wakeWriter() }
+        return true
     }
 
     private func perform(_ path: String, _ job: Job) -> LauncherError? {
