@@ -1,5 +1,10 @@
 @preconcurrency import Glibc
 
+/// `unshare(2)` from `<sched.h>` (declared only under `_GNU_SOURCE`). Called directly: the
+/// supervisor is linked statically, where a `dlsym` lookup finds nothing.
+@_silgen_name("unshare")
+private func systemUnshare(_ flags: Int32) -> Int32
+
 /// The task's PID namespace: how the supervisor creates it, and the init that runs as its PID 1.
 ///
 /// The supervisor calls `unshare(CLONE_NEWPID | CLONE_NEWNS)`; it stays in the node's PID
@@ -24,15 +29,9 @@ enum NamespaceInit {
     private static let newMountNamespace: Int32 = 0x0002_0000
     private static let newPIDNamespace: Int32 = 0x2000_0000
 
-    private typealias Unshare = @convention(c) (Int32) -> Int32
-
     /// `unshare(CLONE_NEWPID | CLONE_NEWNS)`; `nil` on success, else the reason.
     static func unshareNamespaces() -> String? {
-        guard let handle = dlopen(nil, RTLD_NOW) else { return "cannot look up unshare in the C library" }
-        defer { dlclose(handle) }
-        guard let symbol = dlsym(handle, "unshare") else { return "the C library has no unshare" }
-        let unshare = unsafeBitCast(symbol, to: Unshare.self)
-        guard unshare(newPIDNamespace | newMountNamespace) == 0 else {
+        guard systemUnshare(newPIDNamespace | newMountNamespace) == 0 else {
             return "unshare(CLONE_NEWPID | CLONE_NEWNS) failed: \(String(cString: strerror(errno)))"
         }
         return nil

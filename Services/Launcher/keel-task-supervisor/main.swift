@@ -11,7 +11,8 @@
 // launcher reads the file (see TaskProcess in LauncherCore). It ignores SIGTERM, SIGINT,
 // SIGHUP and SIGQUIT, which the launcher sends to the whole group to stop the task, so that it
 // survives to record the outcome; SIGKILL to the group ends it together with the task.
-// It links nothing but the C library, so it costs a few hundred kilobytes per task.
+// It links nothing but the Swift runtime and the C library, statically (see Package.swift): one
+// starts per task, and a static binary starts in a fraction of a dynamic one's time.
 //
 // Options:
 //   --pid-namespace    run the task in new PID and mount namespaces, under a small init that
