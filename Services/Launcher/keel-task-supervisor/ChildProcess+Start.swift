@@ -103,7 +103,8 @@ private final class PreparedChild {
         for (index, file) in setup.cgroupProcsFiles.enumerated() {
             let prefix = "keel-task-supervisor: cannot join cgroup '\(file)': "
             longest = max(longest, prefix.utf8.count)
-            joins[index] = Join(path: strdup(file), messagePrefix: strdup(prefix), messagePrefixLength: prefix.utf8.count)
+            joins[index] = Join(
+                path: strdup(file), messagePrefix: strdup(prefix), messagePrefixLength: prefix.utf8.count)
         }
         message = .allocate(capacity: longest + 256)
     }

@@ -77,7 +77,9 @@ func supervise(_ options: SupervisorOptions) -> Never {
     var initStatus: Int32?
     if options.pidNamespace {
         if let problem = NamespaceInit.unshareNamespaces() { giveUp(problem) }
-        guard let pipe = ChildProcess.makePipe() else { giveUp("cannot create a pipe: \(String(cString: strerror(errno)))") }
+        guard let pipe = ChildProcess.makePipe() else {
+            giveUp("cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
         initStatus = pipe.read
         closeAfterStart.append(pipe.write)
         let task = NamespaceInit.Task(

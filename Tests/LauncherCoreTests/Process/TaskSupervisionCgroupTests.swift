@@ -18,7 +18,8 @@ struct TaskSupervisionCgroupTests {
         let spec = TaskLaunchSpec(command: command, environment: ProcessTestSupport.environment, sandbox: sandbox)
         let process = try TaskProcess.launch(
             spec, cgroup: cgroup,
-            supervision: TaskSupervision(supervisor: supervisor, exitStatusFile: statusFile, pidNamespace: pidNamespace),
+            supervision: TaskSupervision(
+                supervisor: supervisor, exitStatusFile: statusFile, pidNamespace: pidNamespace),
             logger: ProcessTestSupport.logger)
         return (process, sandbox, statusFile)
     }
@@ -75,9 +76,10 @@ struct TaskSupervisionCgroupTests {
             let (process, _, statusFile) = try Self.launch(
                 .argv(["sleep", seconds]), workDir: workDir, cgroup: cgroup, pidNamespace: pidNamespace)
             defer { process.signalGroup(SIGKILL) }
-            #expect(await ProcessTestSupport.eventually {
+            let started = await ProcessTestSupport.eventually {
                 cgroup.pids.contains { ProcessTestSupport.commandLine(of: $0) == ["sleep", seconds] }
-            })
+            }
+            #expect(started, "the task never showed up in its cgroups")
             let members = cgroup.pids
             #expect(members.count == 1, "only the task itself is in its cgroups: \(members.sorted())")
             let task = try #require(members.first)
