@@ -164,12 +164,12 @@ let package = Package(
             swiftSettings: keelSettings
         ),
         // Linked fully statically: every task starts one supervisor, and a dynamically linked
-        // Swift binary spends ~3 ms per start loading and relocating libswiftCore and friends
-        // (measured: 3.8 ms per start dynamic, 2.0 ms static; /bin/true itself is 0.7 ms). It
-        // must keep linking only the Swift runtime and the C library: no dlopen/dlsym lookups
-        // (they fail in a static binary), nothing that needs NSS (getpwnam and friends), and no
-        // Foundation or Dispatch, whose threads would make its fork of the PID-namespace init
-        // (which runs on without exec, see NamespaceInit) unsafe.
+        // Swift binary spends ~2.5 ms per start loading and relocating libswiftCore and friends
+        // (supervising /bin/true took 4.8 ms dynamic, 2.3 ms static; /bin/true alone 0.8 ms,
+        // see BENCHMARKS.md). It must keep linking only the Swift runtime and the C library: no
+        // dlopen/dlsym lookups (they fail in a static binary), nothing that needs NSS (getpwnam
+        // and friends), and no Foundation or Dispatch, whose threads would make its fork of the
+        // PID-namespace init (which runs on without exec, see NamespaceInit) unsafe.
         .executableTarget(
             name: "keel-task-supervisor",
             path: "Services/Launcher/keel-task-supervisor",
