@@ -163,10 +163,18 @@ let package = Package(
             path: "Services/Launcher/keel-launcher",
             swiftSettings: keelSettings
         ),
+        // Linked fully statically: every task starts one supervisor, and a dynamically linked
+        // Swift binary spends ~2.5 ms per start loading and relocating libswiftCore and friends
+        // (supervising /bin/true took 4.8 ms dynamic, 2.3 ms static; /bin/true alone 0.8 ms,
+        // see BENCHMARKS.md). It must keep linking only the Swift runtime and the C library: no
+        // dlopen/dlsym lookups (they fail in a static binary), nothing that needs NSS (getpwnam
+        // and friends), and no Foundation or Dispatch, whose threads would make its fork of the
+        // PID-namespace init (which runs on without exec, see NamespaceInit) unsafe.
         .executableTarget(
             name: "keel-task-supervisor",
             path: "Services/Launcher/keel-task-supervisor",
-            swiftSettings: keelSettings
+            swiftSettings: keelSettings,
+            linkerSettings: [.unsafeFlags(["-static-executable"])]
         ),
         .target(
             name: "HealthCore",

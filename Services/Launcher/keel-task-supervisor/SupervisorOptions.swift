@@ -3,17 +3,13 @@
 /// The command line of `keel-task-supervisor`, parsed.
 ///
 /// ```
-/// keel-task-supervisor [--pid-namespace] [--stdout PATH --stderr PATH --log-max-size BYTES
-///                      --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
-/// keel-task-supervisor --namespace-init STATUS_FD EXECUTABLE ARGV0 [ARG...]
+/// keel-task-supervisor [--pid-namespace] [--join-cgroup PROCS_FILE]... [--stdout PATH --stderr PATH
+///                      --log-max-size BYTES --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
 /// keel-task-supervisor --namespace-check
 /// ```
 enum SupervisorMode {
     /// Supervise one task (the normal mode, started by keel-launcher).
     case supervise(SupervisorOptions)
-    /// Be PID 1 of the task's PID namespace: start the task, reap every orphan, forward
-    /// signals, and report the task's wait status on `statusDescriptor` (internal).
-    case namespaceInit(statusDescriptor: Int32, executable: String, arguments: [String])
     /// Run as a task inside a PID namespace and succeed only if this process sees itself as
     /// PID 2 in a private `/proc` (how keel-launcher checks that PID namespaces work).
     case namespaceCheck
@@ -28,6 +24,8 @@ struct SupervisorOptions {
     var pidNamespace = false
     /// Where the task's output goes, when the supervisor writes it itself (through pipes).
     var output: OutputFiles?
+    /// The `cgroup.procs` files the task joins before it runs (the supervisor stays outside).
+    var cgroupProcsFiles: [String] = []
 }
 
 /// The task's output files and how they are rotated.
@@ -42,8 +40,8 @@ struct OutputFiles {
 
 extension SupervisorMode {
     static let usage = """
-        usage: keel-task-supervisor [--pid-namespace] [--stdout PATH --stderr PATH --log-max-size BYTES \
-        --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
+        usage: keel-task-supervisor [--pid-namespace] [--join-cgroup PROCS_FILE]... [--stdout PATH --stderr PATH \
+        --log-max-size BYTES --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
         """
 
     /// Parses `arguments` (without the program name); a ``UsageError`` says what is wrong.
@@ -52,18 +50,12 @@ extension SupervisorMode {
         if rest.first == "--namespace-check" {
             return .success(.namespaceCheck)
         }
-        if rest.first == "--namespace-init" {
-            rest.removeFirst()
-            guard let text = rest.popFirst(), let descriptor = Int32(text), descriptor > 2, rest.count >= 2 else {
-                return .failure(UsageError(message: "usage: keel-task-supervisor --namespace-init STATUS_FD EXECUTABLE ARGV0 [ARG...]"))
-            }
-            return .success(.namespaceInit(statusDescriptor: descriptor, executable: rest.first!, arguments: Array(rest.dropFirst())))
-        }
         var pidNamespace = false
         var stdoutPath: String?
         var stderrPath: String?
         var maxSize: Int?
         var maxFiles: Int?
+        var cgroupProcsFiles: [String] = []
         while let option = rest.first, option.hasPrefix("--") {
             rest.removeFirst()
             if option == "--pid-namespace" {
@@ -74,6 +66,7 @@ extension SupervisorMode {
                 return .failure(UsageError(message: "option \(option) needs a value\n\(usage)"))
             }
             switch option {
+            case "--join-cgroup": cgroupProcsFiles.append(value)
             case "--stdout": stdoutPath = value
             case "--stderr": stderrPath = value
             case "--log-max-size":
@@ -96,6 +89,7 @@ extension SupervisorMode {
         var options = SupervisorOptions(
             exitStatusFile: rest.first!, executable: rest.dropFirst().first!, arguments: Array(rest.dropFirst(2)))
         options.pidNamespace = pidNamespace
+        options.cgroupProcsFiles = cgroupProcsFiles
         switch (stdoutPath, stderrPath, maxSize, maxFiles) {
         case (nil, nil, nil, nil):
             break

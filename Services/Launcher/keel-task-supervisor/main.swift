@@ -11,21 +11,28 @@
 // launcher reads the file (see TaskProcess in LauncherCore). It ignores SIGTERM, SIGINT,
 // SIGHUP and SIGQUIT, which the launcher sends to the whole group to stop the task, so that it
 // survives to record the outcome; SIGKILL to the group ends it together with the task.
-// It links nothing but the C library, so it costs a few hundred kilobytes per task.
+// It links nothing but the Swift runtime and the C library, statically (see Package.swift): one
+// starts per task, and a static binary starts in a fraction of a dynamic one's time. It is
+// single-threaded, which is what lets it fork without exec (see NamespaceInit).
 //
 // Options:
 //   --pid-namespace    run the task in new PID and mount namespaces, under a small init that
 //                      mounts a private /proc, reaps orphans and forwards signals (see
 //                      NamespaceInit); the task then sees only its own processes.
+//   --join-cgroup PROCS_FILE
+//                      (repeatable) the task moves itself into the cgroup of this cgroup.procs
+//                      file (v1 or v2) between fork and exec, so it is inside before its program
+//                      runs; the supervisor stays outside, so a cgroup kill cannot end it before
+//                      it has written the status. If a cgroup cannot be joined the task exits
+//                      with 127 and says why on its standard error (see ChildProcess.start).
 //   --stdout PATH --stderr PATH --log-max-size BYTES --log-max-files COUNT
 //                      read the task's output through pipes and write it to PATH, rotated
 //                      like logrotate (PATH.1 … PATH.<COUNT-1>) before a file would pass BYTES
 //                      (see RotatingFile). Without them the task writes to the supervisor's own
 //                      standard output and error.
 //
-// It also runs as `--namespace-init STATUS_FD EXECUTABLE ARGV0 [ARG...]`, PID 1 of a task's
-// namespace (started by itself, see NamespaceInit), and as `--namespace-check`, the task that
-// keel-launcher runs at start to check that PID namespaces work.
+// It also runs as `--namespace-check`, the task that keel-launcher runs at start to check that
+// PID namespaces work.
 @preconcurrency import Glibc
 
 func fail(_ message: String) -> Never {
@@ -38,8 +45,6 @@ case .failure(let error):
     fail(error.message)
 case .success(.namespaceCheck):
     NamespaceInit.check()
-case .success(.namespaceInit(let descriptor, let executable, let arguments)):
-    NamespaceInit.run(statusDescriptor: descriptor, executable: executable, arguments: arguments)
 case .success(.supervise(let options)):
     supervise(options)
 }
@@ -53,25 +58,10 @@ func supervise(_ options: SupervisorOptions) -> Never {
         fail(message)
     }
 
-    var executable = options.executable
-    var arguments = options.arguments
-    var blocked: [Int32] = []
-    var redirections: [(Int32, Int32)] = []
+    var redirections: [(source: Int32, target: Int32)] = []
+    // The child's ends, closed here once it runs, and the supervisor's own, closed in init.
     var closeAfterStart: [Int32] = []
-    var initStatus: Int32?
-    if options.pidNamespace {
-        guard let supervisor = ChildProcess.ownExecutable() else { giveUp("cannot find its own executable") }
-        if let problem = NamespaceInit.unshareNamespaces() { giveUp(problem) }
-        guard let pipe = ChildProcess.makePipe() else { giveUp("cannot create a pipe: \(String(cString: strerror(errno)))") }
-        // The write end is inherited by init (it is no standard descriptor, so its number is > 2).
-        _ = fcntl(pipe.write, F_SETFD, 0)
-        initStatus = pipe.read
-        closeAfterStart.append(pipe.write)
-        executable = supervisor
-        arguments = ["keel-task-supervisor", "--namespace-init", "\(pipe.write)", options.executable] + options.arguments
-        blocked = NamespaceInit.forwardedSignals + [SIGCHLD]
-    }
-
+    var supervisorOnly: [Int32] = []
     var pump: OutputPump?
     if let output = options.output {
         guard let stdoutPipe = ChildProcess.makePipe(), let stderrPipe = ChildProcess.makePipe(),
@@ -79,13 +69,32 @@ func supervise(_ options: SupervisorOptions) -> Never {
         else { giveUp("cannot create the output pipes: \(String(cString: strerror(errno)))") }
         redirections = [(stdoutPipe.write, STDOUT_FILENO), (stderrPipe.write, STDERR_FILENO)]
         closeAfterStart += [stdoutPipe.write, stderrPipe.write]
+        supervisorOnly += [stdoutPipe.read, stderrPipe.read, wake.read, wake.write]
         pump = OutputPump(stdout: stdoutPipe.read, stderr: stderrPipe.read, files: output, wake: wake)
     }
 
     let child: pid_t
-    switch ChildProcess.spawn(executable, arguments, blocked: blocked, redirections: redirections) {
-    case .success(let pid): child = pid
-    case .failure(let error): giveUp("cannot start '\(executable)': \(error.text)")
+    var initStatus: Int32?
+    if options.pidNamespace {
+        if let problem = NamespaceInit.unshareNamespaces() { giveUp(problem) }
+        guard let pipe = ChildProcess.makePipe() else {
+            giveUp("cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
+        initStatus = pipe.read
+        closeAfterStart.append(pipe.write)
+        let task = NamespaceInit.Task(
+            statusDescriptor: pipe.write, executable: options.executable, arguments: options.arguments,
+            cgroupProcsFiles: options.cgroupProcsFiles)
+        switch NamespaceInit.start(task, redirections: redirections, closing: supervisorOnly + [pipe.read]) {
+        case .success(let pid): child = pid
+        case .failure(let error): giveUp("cannot start the PID namespace's init: \(error.text)")
+        }
+    } else {
+        let setup = ChildSetup(redirections: redirections, cgroupProcsFiles: options.cgroupProcsFiles)
+        switch ChildProcess.start(options.executable, options.arguments, setup: setup) {
+        case .success(let pid): child = pid
+        case .failure(let error): giveUp("cannot start '\(options.executable)': \(error.text)")
+        }
     }
     for descriptor in closeAfterStart { close(descriptor) }
 

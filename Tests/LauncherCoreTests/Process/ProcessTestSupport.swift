@@ -113,6 +113,18 @@ enum ProcessTestSupport {
         }
     }
 
+    /// The parent of `pid`, from `/proc`.
+    static func parent(of pid: Int32) -> Int32? {
+        guard let fields = statFields(pid), fields.count > 1 else { return nil }
+        return Int32(fields[1])
+    }
+
+    /// The arguments `pid` runs with (`argv[0]` first), from `/proc`; empty if it is gone.
+    static func commandLine(of pid: Int32) -> [String] {
+        (contents("/proc/\(pid)/cmdline") ?? "").split(separator: "\0", omittingEmptySubsequences: false).dropLast()
+            .map(String.init)
+    }
+
     /// The process group of `pid`, from `/proc`.
     static func processGroup(of pid: Int32) -> Int32? {
         guard let fields = statFields(pid), fields.count > 2 else { return nil }

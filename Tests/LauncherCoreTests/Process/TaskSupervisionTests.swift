@@ -69,4 +69,48 @@ struct TaskSupervisionTests {
         #expect(TaskProcess.readExitStatus(statusFile) == .exited(code: 127))
         #expect(output.contains("cannot start '\(workDir)/missing'"), "\(output)")
     }
+
+    @Test("a cgroup the task cannot join: exit code 127 and the reason on its stderr, and the program never runs")
+    func joinFailure() async throws {
+        try checkJoinFailure(pidNamespace: false)
+    }
+
+    @Test(
+        "a cgroup the task cannot join in a PID namespace: exit code 127, the reason in its rotated stderr",
+        .enabled(if: PIDNamespaceTestSupport.available, PIDNamespaceTestSupport.skipReason))
+    func joinFailureInNamespace() async throws {
+        try checkJoinFailure(pidNamespace: true)
+    }
+
+    /// Runs the supervisor itself with a `--join-cgroup` file that does not exist; in a PID
+    /// namespace, with the output going through its pipes to rotated files.
+    func checkJoinFailure(pidNamespace: Bool) throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
+        let statusFile = workDir + "/exit-status"
+        let missing = workDir + "/no-such-cgroup/cgroup.procs"
+        var options = ["--join-cgroup", missing]
+        if pidNamespace {
+            options += [
+                "--pid-namespace", "--stdout", workDir + "/stdout", "--stderr", workDir + "/stderr",
+                "--log-max-size", "65536", "--log-max-files", "2",
+            ]
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: supervisor)
+        process.arguments = options + [statusFile, "/bin/sh", "sh", "-c", "touch '\(workDir)/ran'"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        let direct = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let output = pidNamespace ? ProcessTestSupport.contents(workDir + "/stderr") ?? "" : direct
+        #expect(process.terminationStatus == 127)
+        #expect(TaskProcess.readExitStatus(statusFile) == .exited(code: 127))
+        #expect(
+            output == "keel-task-supervisor: cannot join cgroup '\(missing)': No such file or directory\n",
+            "\(output)")
+        #expect(!FileManager.default.fileExists(atPath: workDir + "/ran"))
+    }
 }

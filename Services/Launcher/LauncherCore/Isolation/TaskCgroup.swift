@@ -6,15 +6,21 @@ import Logging
 ///
 /// How the task gets inside *before* it runs anything: `posix_spawn` cannot put the child into
 /// a cgroup (and `clone3(CLONE_INTO_CGROUP)` is v2-only and not reachable through glibc's
-/// spawn), so the task is started through a tiny `/bin/sh` shim (see ``wrap(executable:arguments:)``):
-/// the shim writes its own pid (`$$`) into every `cgroup.procs`, exiting with 127 if any write
-/// fails, and then `exec`s the real argv. The pid stays the same across `exec`, so the session
-/// leader the launcher supervises is the task, and since the task's program only starts after
-/// the last write, every process it ever forks is born inside the cgroups: a fork bomb cannot
-/// escape the pids limit. This was preferred over a pipe handshake (needs a helper that blocks
-/// before `exec`, i.e. the same shim plus a protocol) and over a hidden launcher subcommand
-/// (ties the library to the `keel-launcher` binary and costs a Swift process start per task).
-/// `/bin/sh` is always present; its only cost is one extra `execve`.
+/// spawn), so the join happens in the child between `fork` and `exec`, where the process writes
+/// itself into every `cgroup.procs`, exiting with 127 (and saying why on its standard error) if
+/// any write fails. Since the task's program only starts after the last write, every process it
+/// ever forks is born inside the cgroups: a fork bomb cannot escape the pids limit.
+/// - A supervised task (the launcher's normal case) is joined by `keel-task-supervisor`, which
+///   forks the task itself: the launcher passes ``procsFiles`` as `--join-cgroup` options (see
+///   ``limited(executable:arguments:)``), and the supervisor stays outside the cgroups.
+/// - Otherwise (`keel exec` sessions, tests without a supervisor) the process is started
+///   through a tiny `/bin/sh` shim (see ``wrap(executable:arguments:)``) that writes its own
+///   pid (`$$`) into every `cgroup.procs` and then `exec`s the real argv. The pid stays the same
+///   across `exec`, so the session leader the launcher watches is the process itself. This was
+///   preferred over a pipe handshake (needs a helper that blocks before `exec`, i.e. the same
+///   shim plus a protocol) and over a hidden launcher subcommand (ties the library to the
+///   `keel-launcher` binary and costs a Swift process start). `/bin/sh` is always present; its
+///   cost is one extra `execve`.
 package final class TaskCgroup: Sendable {
     /// One hierarchy the task has a cgroup in.
     struct Member: Sendable {
@@ -55,15 +61,30 @@ package final class TaskCgroup: Sendable {
         #"while [ "$1" != -- ]; do echo $$ > "$1" || { echo "keel: cannot join cgroup '$1'" >&2; exit 127; }; "#
         + #"shift; done; shift; exec "$@""#
 
+    /// The `cgroup.procs` file of this task's cgroup in every hierarchy: what a process writes
+    /// itself into to join them all.
+    var procsFiles: [String] {
+        members.map { $0.isolator.procsFile(path) }
+    }
+
+    /// Rewrites a spawn so that the process takes the rlimits (``rlimitPrefix``) before
+    /// executing `executable` with `arguments`, but leaves joining the cgroups to whoever
+    /// forks it: a supervisor given ``procsFiles``. Unchanged (`argv[0]` included) without
+    /// rlimits; with them `argv[0]` becomes the executable path, as `prlimit` cannot set it.
+    func limited(executable: String, arguments: [String]) -> (executable: String, arguments: [String]) {
+        guard !rlimitPrefix.isEmpty else { return (executable, arguments) }
+        let command = rlimitPrefix + [executable] + arguments.dropFirst()
+        return (command[0], command)
+    }
+
     /// Rewrites a spawn so that the process joins every cgroup (and takes the rlimits) before
     /// executing `executable` with `arguments` (whose first element, `argv[0]`, is replaced by
-    /// the executable path, since `exec` in `sh` cannot set it).
+    /// the executable path, since `exec` in `sh` cannot set it), through the `/bin/sh` shim.
     func wrap(executable: String, arguments: [String]) -> (executable: String, arguments: [String]) {
         let program = rlimitPrefix.isEmpty ? [executable] : rlimitPrefix + [executable]
         let command = program + arguments.dropFirst()
         guard !members.isEmpty else { return (command[0], command) }
-        let files = members.map { $0.isolator.procsFile(path) }
-        return ("/bin/sh", ["/bin/sh", "-c", Self.joinScript, "keel-cgroup-join"] + files + ["--"] + command)
+        return ("/bin/sh", ["/bin/sh", "-c", Self.joinScript, "keel-cgroup-join"] + procsFiles + ["--"] + command)
     }
 
     /// Every process now in any of the task's cgroups.

@@ -28,12 +28,15 @@ package struct TaskSupervision: Sendable, Hashable {
     }
 
     /// `keel-task-supervisor [OPTIONS] STATUS_FILE EXECUTABLE ARGV0 ARG...`, where the options
-    /// ask for a PID namespace and for rotated output files at `stdoutPath` and `stderrPath`.
+    /// ask for a PID namespace, for the task to join the cgroups of `cgroupProcsFiles` before
+    /// it runs (see ``TaskCgroup``), and for rotated output files at `stdoutPath` and `stderrPath`.
     func wrap(
-        executable: String, arguments: [String], stdoutPath: String, stderrPath: String
+        executable: String, arguments: [String], stdoutPath: String, stderrPath: String,
+        cgroupProcsFiles: [String] = []
     ) -> (executable: String, arguments: [String]) {
         var options: [String] = []
         if pidNamespace { options.append("--pid-namespace") }
+        for file in cgroupProcsFiles { options += ["--join-cgroup", file] }
         if let logLimits {
             options += [
                 "--stdout", stdoutPath, "--stderr", stderrPath,

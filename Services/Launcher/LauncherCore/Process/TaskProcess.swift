@@ -119,13 +119,16 @@ package final class TaskProcess: Sendable {
             try switchUser(of: &request, to: user)
         }
         if let cgroup {
-            (request.executable, request.arguments) = cgroup.wrap(
-                executable: request.executable, arguments: request.arguments)
+            // A supervisor joins the task to its cgroups itself; without one, a shell shim does.
+            (request.executable, request.arguments) =
+                supervision == nil
+                ? cgroup.wrap(executable: request.executable, arguments: request.arguments)
+                : cgroup.limited(executable: request.executable, arguments: request.arguments)
         }
         if let supervision {
             (request.executable, request.arguments) = supervision.wrap(
                 executable: request.executable, arguments: request.arguments, stdoutPath: request.stdoutPath,
-                stderrPath: request.stderrPath)
+                stderrPath: request.stderrPath, cgroupProcsFiles: cgroup?.procsFiles ?? [])
         }
         let pid = try ProcessSpawner.spawn(request)
 

@@ -1,0 +1,190 @@
+@preconcurrency import Glibc
+
+/// `strerrordesc_np` (glibc 2.32; declared only under `_GNU_SOURCE`): the untranslated text of
+/// an error number, read from a constant table without locale, locks or allocation, so unlike
+/// `strerror` it may be called between `fork` and `exec`. `nil` for an unknown number.
+@_silgen_name("strerrordesc_np")
+private func errorDescription(_ code: Int32) -> UnsafePointer<CChar>?
+
+/// What a child does between `fork` and `exec`.
+struct ChildSetup {
+    /// The child's signal mask when it executes the program.
+    var blocked: [Int32] = []
+    /// Descriptors `dup2`ed onto others (source → target) before anything else can fail, so
+    /// that the child's messages reach the task's standard error.
+    var redirections: [(source: Int32, target: Int32)] = []
+    /// Whether the child leads a process group of its own.
+    var newProcessGroup = false
+    /// The `cgroup.procs` files (v1 or v2) the child moves itself into before it executes the
+    /// program, so that every process the program ever forks is born inside them.
+    var cgroupProcsFiles: [String] = []
+}
+
+extension ChildProcess {
+    /// Starts `executable` with `arguments` and the current environment, set up by `setup`.
+    ///
+    /// `fork`, then in the child: every signal back to its default action, the process group,
+    /// the redirections, the cgroups (writing `0`, which the kernel reads as "the writing
+    /// process", so it also works inside a new PID namespace where `getpid()` is not the pid
+    /// the cgroup lists), the signal mask, and `execve`. If a cgroup cannot be joined the child
+    /// writes `keel-task-supervisor: cannot join cgroup 'FILE': REASON` to its (redirected)
+    /// standard error and exits with 127; the caller sees an ordinary exit. If anything else
+    /// fails (`execve` included) the child reports its `errno` over a close-on-exec pipe, and
+    /// this returns it as the error, as `posix_spawn` would, after reaping the child.
+    ///
+    /// Every byte the child needs is prepared before `fork`, and the child makes only
+    /// async-signal-safe calls (`sigaction`, `setpgid`, `dup2`, `fcntl`, `open`, `write`,
+    /// `close`, `sigprocmask`, `execve`, `_exit`) on that memory, so this is safe even though
+    /// `posix_spawn` is the usual way: it cannot run the cgroup join between fork and exec.
+    static func start(_ executable: String, _ arguments: [String], setup: ChildSetup) -> Result<pid_t, SpawnError> {
+        let child = PreparedChild(executable: executable, arguments: arguments, setup: setup)
+        guard let report = makePipe() else { return .failure(SpawnError(code: errno)) }
+        let pid = fork()
+        if pid == 0 {
+            child.run(reportingTo: report.write)
+        }
+        let forkError = errno
+        close(report.write)
+        defer { close(report.read) }
+        guard pid > 0 else { return .failure(SpawnError(code: forkError)) }
+        var code: Int32 = 0
+        var count: Int
+        repeat {
+            count = read(report.read, &code, MemoryLayout<Int32>.size)
+        } while count < 0 && errno == EINTR
+        guard count != MemoryLayout<Int32>.size else {
+            _ = waitBlocking(pid)
+            return .failure(SpawnError(code: code))
+        }
+        return .success(pid)
+    }
+
+    /// Puts every signal back to its default action (`SIGKILL` and `SIGSTOP` always are), as
+    /// `execve` does not for ignored signals. Async-signal-safe.
+    static func resetSignalDispositions() {
+        for number: Int32 in 1...64 where number != SIGKILL && number != SIGSTOP {
+            // glibc reserves 32 and 33 and refuses them; nothing to reset there.
+            _ = signal(number, SIG_DFL)
+        }
+    }
+}
+
+/// A program to start, turned into C memory before `fork` so that the child does not allocate.
+private final class PreparedChild {
+    /// A cgroup to join and the start of the message that says it could not be joined.
+    struct Join {
+        var path: UnsafeMutablePointer<CChar>
+        var messagePrefix: UnsafeMutablePointer<CChar>
+        var messagePrefixLength: Int
+    }
+
+    private let executable: UnsafeMutablePointer<CChar>
+    private let argv: UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?>
+    private let mask: UnsafeMutablePointer<sigset_t>
+    private let redirections: UnsafeMutableBufferPointer<(source: Int32, target: Int32)>
+    private let newProcessGroup: Bool
+    private let joins: UnsafeMutableBufferPointer<Join>
+    /// Room for the longest join failure message.
+    private let message: UnsafeMutableBufferPointer<UInt8>
+
+    init(executable: String, arguments: [String], setup: ChildSetup) {
+        self.executable = strdup(executable)
+        argv = .allocate(capacity: arguments.count + 1)
+        for (index, argument) in arguments.enumerated() { argv[index] = strdup(argument) }
+        argv[arguments.count] = nil
+        mask = .allocate(capacity: 1)
+        sigemptyset(mask)
+        for signal in setup.blocked { sigaddset(mask, signal) }
+        redirections = .allocate(capacity: setup.redirections.count)
+        _ = redirections.initialize(from: setup.redirections)
+        newProcessGroup = setup.newProcessGroup
+        joins = .allocate(capacity: setup.cgroupProcsFiles.count)
+        var longest = 0
+        for (index, file) in setup.cgroupProcsFiles.enumerated() {
+            let prefix = "keel-task-supervisor: cannot join cgroup '\(file)': "
+            longest = max(longest, prefix.utf8.count)
+            joins[index] = Join(
+                path: strdup(file), messagePrefix: strdup(prefix), messagePrefixLength: prefix.utf8.count)
+        }
+        message = .allocate(capacity: longest + 256)
+    }
+
+    deinit {
+        free(executable)
+        for argument in argv { free(argument) }
+        argv.deallocate()
+        mask.deallocate()
+        redirections.deallocate()
+        for join in joins {
+            free(join.path)
+            free(join.messagePrefix)
+        }
+        joins.deallocate()
+        message.deallocate()
+    }
+
+    /// The child's side of ``ChildProcess/start(_:_:setup:)``: only async-signal-safe calls.
+    func run(reportingTo report: Int32) -> Never {
+        ChildProcess.resetSignalDispositions()
+        if newProcessGroup, setpgid(0, 0) != 0 { fail(reportingTo: report) }
+        for (source, target) in redirections {
+            // dup2 onto itself would keep the close-on-exec flag.
+            let result = source == target ? fcntl(source, F_SETFD, 0) : dup2(source, target)
+            if result < 0 { fail(reportingTo: report) }
+        }
+        for join in joins where !joinCgroup(join.path) {
+            writeJoinFailure(join, code: errno)
+            _exit(127)
+        }
+        sigprocmask(SIG_SETMASK, mask, nil)
+        execve(executable, argv.baseAddress!, environ)
+        fail(reportingTo: report)
+    }
+
+    /// Writes `0` (this process) into the `cgroup.procs` file at `path`; `false` with `errno`
+    /// set if that fails.
+    private func joinCgroup(_ path: UnsafePointer<CChar>) -> Bool {
+        let descriptor = open(path, O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return false }
+        var zero = UInt8(ascii: "0")
+        let written = write(descriptor, &zero, 1)
+        let code = errno
+        close(descriptor)
+        errno = code
+        return written == 1
+    }
+
+    /// `keel-task-supervisor: cannot join cgroup 'FILE': REASON` and a newline, in one write.
+    private func writeJoinFailure(_ join: Join, code: Int32) {
+        var length = 0
+        append(UnsafeRawPointer(join.messagePrefix), count: join.messagePrefixLength, at: &length)
+        if let description = errorDescription(code) {
+            append(UnsafeRawPointer(description), count: Int.max, at: &length)
+        } else {
+            let unknown: StaticString = "unknown error"
+            append(UnsafeRawPointer(unknown.utf8Start), count: unknown.utf8CodeUnitCount, at: &length)
+        }
+        message[length] = UInt8(ascii: "\n")
+        length += 1
+        _ = write(STDERR_FILENO, message.baseAddress!, length)
+    }
+
+    /// Copies up to `count` bytes of the NUL-terminated `text` to `message` at `length`,
+    /// leaving room for a newline.
+    private func append(_ text: UnsafeRawPointer, count: Int, at length: inout Int) {
+        let bytes = text.assumingMemoryBound(to: UInt8.self)
+        var index = 0
+        while index < count, bytes[index] != 0, length < message.count - 1 {
+            message[length] = bytes[index]
+            length += 1
+            index += 1
+        }
+    }
+
+    /// Reports `errno` to the parent and ends the child.
+    private func fail(reportingTo report: Int32) -> Never {
+        var code = errno
+        _ = write(report, &code, MemoryLayout<Int32>.size)
+        _exit(127)
+    }
+}
