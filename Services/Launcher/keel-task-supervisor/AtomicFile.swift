@@ -1,6 +1,13 @@
 @preconcurrency import Glibc
 
-/// Writes `text` to `path` through a temporary file, fsync and rename, then syncs the directory.
+/// Writes `text` to `path` through a temporary file and a rename, so a reader sees the whole
+/// record or none.
+///
+/// There is no `fsync`: the file only has to outlive keel-launcher, not the machine. A launcher
+/// that restarts within the same boot reads it from the page cache. After a reboot the launcher
+/// registers as a new agent and drops every task of the old boot without reading their files
+/// (see TaskManager.recover in LauncherCore), so flushing would only make each task's end wait
+/// for the disk.
 func writeAtomically(_ text: String, to path: String) -> Bool {
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -16,13 +23,5 @@ func writeAtomically(_ text: String, to path: String) -> Bool {
         }
         offset += written
     }
-    guard fsync(fd) == 0, close(fd) == 0, rename(temporary, path) == 0 else { return false }
-    var directory = path
-    if let slash = directory.lastIndex(of: "/") { directory = String(directory[..<slash]) } else { directory = "." }
-    let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if directoryFD >= 0 {
-        fsync(directoryFD)
-        close(directoryFD)
-    }
-    return true
+    return close(fd) == 0 && rename(temporary, path) == 0
 }
