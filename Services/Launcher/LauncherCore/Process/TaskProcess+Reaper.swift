@@ -60,7 +60,7 @@ extension TaskProcess {
             return
         }
         let status = collectExit()
-        logger.info("task process exited", metadata: ["keel.termination": "\(status)"])
+        logger.debug("task process exited", metadata: ["keel.termination": "\(status)"])
     }
 
     /// Kills what is left of the group, reaps the leader and resumes every waiter.

@@ -169,7 +169,7 @@ extension TaskProcess {
             // leftovers of the task (or nobody).
             kill(-pid, SIGKILL)
         }
-        logger.info("task process exited", metadata: ["keel.termination": "\(status)"])
+        logger.debug("task process exited", metadata: ["keel.termination": "\(status)"])
         record(status)
     }
 

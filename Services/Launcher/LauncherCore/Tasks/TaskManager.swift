@@ -312,7 +312,7 @@ package final class TaskManager: Service {
             "launcher.start", taskID: key.taskID, frameworkID: frameworkID, agentID: identity.agentID ?? "",
             start: received, end: Date(), attributes: ["keel.pid": "\(process.pid)", "keel.sandbox": sandbox.root]
         )
-        logger.info("task started", metadata: ["keel.pid": "\(process.pid)", "keel.command": "\(command)"])
+        logger.debug("task started", metadata: ["keel.pid": "\(process.pid)", "keel.command": "\(command)"])
         report(key, state: .taskRunning, message: "pid \(process.pid)")
         if killedMeanwhile {
             let grace = containers.withLock { $0[key]?.killGracePeriod } ?? configuration.defaultKillGracePeriod
