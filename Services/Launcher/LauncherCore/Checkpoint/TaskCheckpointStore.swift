@@ -73,11 +73,15 @@ package final class TaskCheckpointStore: Sendable {
     }
 
     /// Notes that this launcher is about to create the task cgroup `path` (relative to the
-    /// mount points, e.g. `keel/web-1-…`); durable once ``sync(_:)`` or ``flush()`` returns.
+    /// mount points, e.g. `keel/web-1-…`); written once ``sync(_:cgroup:)`` or ``flush()``
+    /// returns.
+    ///
+    /// Without `fsync`: cgroups live in memory and do not outlive a reboot, so the note only has
+    /// to outlive the launcher process, which the page cache does.
     package func recordCgroup(_ path: String) {
         _ = withCgroupNotes { $0.insert(path) }
         let bytes = Array(path.utf8)
-        writer.submit(cgroupNotePath(path), durable: true, content: { .bytes(bytes) }) { [logger] error in
+        writer.submit(cgroupNotePath(path), durable: false, content: { .bytes(bytes) }) { [logger] error in
             guard let error else { return }
             logger.error(
                 "cannot note the task cgroup in the checkpoint; a restarted launcher will not sweep it",
@@ -124,26 +128,29 @@ package final class TaskCheckpointStore: Sendable {
     }
 
     /// Creates (replacing any old one) the record of a task about to be launched and queues its
-    /// write; ``sync(_:)`` waits for it.
-    package func create(_ record: TaskCheckpoint) {
+    /// durable write; ``sync(_:cgroup:)`` waits for it. With `write` false it is only kept in
+    /// memory, for a caller that records the task's first status update at once (which writes
+    /// the whole record, so the two cost one write).
+    package func create(_ record: TaskCheckpoint, write: Bool = true) {
         CheckpointFile.remove(exitStatusPath(record.key))
         records.withLock { $0[record.key] = record }
-        submit(record.key, durable: true)
+        if write { submit(record.key, durable: true) }
     }
 
     /// Changes a task's record and queues its write (or its removal once
     /// ``TaskCheckpoint/isDone``). Does nothing when the task has no record.
     ///
     /// The change is not flushed on its own: it is on disk after the next durable write of the
-    /// task (``sync(_:)``, a status update) and survives a crash of the launcher in any case.
-    package func update(_ key: LauncherTaskKey, _ body: (inout TaskCheckpoint) -> Void) {
+    /// task (a status update) and survives a crash of the launcher in any case. With `write`
+    /// false it is only made in memory, for a caller that records a status update right after.
+    package func update(_ key: LauncherTaskKey, write: Bool = true, _ body: (inout TaskCheckpoint) -> Void) {
         let changed = records.withLock { records -> Bool in
             guard var record = records[key] else { return false }
             body(&record)
             records[key] = record.isDone ? nil : record
             return true
         }
-        if changed { submit(key, durable: false) }
+        if changed, write { submit(key, durable: false) }
     }
 
     /// Records the unacknowledged updates of a task (oldest first), and the state of `reported`

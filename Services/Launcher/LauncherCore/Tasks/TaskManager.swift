@@ -224,14 +224,14 @@ package final class TaskManager: Service {
         let usesCgroups = !configuration.isolation.assignments.isEmpty
         let cgroupPath = usesCgroups ? configuration.isolation.taskCgroupPath(name: cgroupName) : nil
         if let checkpoints {
-            // The record, the cgroup note and TASK_STARTING go to disk together (one write of
-            // the record); ``TaskCheckpointStore/sync(_:cgroup:)`` below waits for them before
-            // anything is created that a restarted launcher would have to find.
+            // The record goes to disk with TASK_STARTING (one write, queued by the report
+            // below); ``TaskCheckpointStore/sync(_:cgroup:)`` waits for it and the cgroup note
+            // before anything is created that a restarted launcher would have to find.
             var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
             record.runID = runID
             record.sandbox = sandbox.root
             record.cgroup = cgroupPath
-            checkpoints.create(record)
+            checkpoints.create(record, write: false)
             if let cgroupPath { checkpoints.recordCgroup(cgroupPath) }
         }
         report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
@@ -303,7 +303,8 @@ package final class TaskManager: Service {
             containers[key]?.process = process
             return containers[key]?.killRequested ?? false
         }
-        checkpoints?.update(key) {
+        // Written with TASK_RUNNING, reported below.
+        checkpoints?.update(key, write: false) {
             $0.supervisorPID = process.pid
             $0.supervisorStartTime = process.startTime
             $0.exitStatusFile = process.exitStatusFile
