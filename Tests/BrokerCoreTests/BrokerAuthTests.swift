@@ -103,6 +103,36 @@ struct BrokerAuthTests {
         }
     }
 
+    @Test("a token that verified before is refused once it expires, and once the keys change")
+    func rememberedTokens() async throws {
+        try await InProcessCluster.with { cluster in
+            let ttl = Double(RegistryConfiguration.defaults.tokenTTL.components.seconds)
+            let (token, expires) = try await cluster.authority.issue(
+                frameworkID: "short-lived", principal: "", roles: ["*"], now: Date().addingTimeInterval(3 - ttl)
+            )
+            let verifier = TokenVerifier()
+            try await verifier.install(jwksJSON: cluster.authority.jwksJSON)
+            let claims = try await verifier.verify(token)
+            #expect(claims.sub.value == "short-lived")
+            #expect(try await verifier.verify(token) == claims)
+
+            // Another registry's keys: the token does not verify with them.
+            let keysBefore = await cluster.authority.jwksJSON
+            try await InProcessCluster.with { other in try await verifier.install(jwksJSON: other.authority.jwksJSON) }
+            let refused = await #expect(throws: KeelError.self) { try await verifier.verify(token) }
+            #expect(refused?.code == .unauthenticated)
+            #expect(refused?.message.contains("register again") == true)
+
+            // Back to the registry's keys, until the token's time is up.
+            try await verifier.install(jwksJSON: keysBefore)
+            #expect(try await verifier.verify(token) == claims)
+            try await Task.sleep(for: .seconds(max(0, expires.timeIntervalSinceNow) + 0.1))
+            let expired = await #expect(throws: KeelError.self) { try await verifier.verify(token) }
+            #expect(expired?.code == .unauthenticated)
+            #expect(expired?.message.contains("expired") == true)
+        }
+    }
+
     @Test("expired, tampered and alg-none tokens are UNAUTHENTICATED with a message that says what to do")
     func refusedTokens() async throws {
         try await InProcessCluster.with(registryConfiguration: try AuthFixtures.registry()) { cluster in

@@ -7,9 +7,20 @@ import KeelCore
 ///
 /// Only ES256 keys are accepted: a token signed with another algorithm, including `none`, is
 /// rejected because no key for that algorithm is ever added.
+///
+/// A framework sends the same token with every call, so the claims of tokens whose signature
+/// verified are remembered for the installed key set (a bounded number of them) and only their
+/// expiry is checked again; installing other keys forgets them.
 package actor TokenVerifier {
     private var keys = JWTKeyCollection()
     private var keySetJSON: String?
+    /// Claims of tokens whose signature and claims verified with ``keys``.
+    private var verified: [String: FrameworkClaims] = [:]
+    /// Bumped when the keys change, so that a verification that began with the old keys is not remembered.
+    private var keysGeneration = 0
+
+    /// The most verified tokens remembered; beyond it the memory starts over.
+    static let verifiedTokenLimit = 1024
 
     /// Creates a verifier with no keys; ``install(jwksJSON:)`` must run before tokens verify.
     package init() {}
@@ -24,6 +35,8 @@ package actor TokenVerifier {
         try await collection.add(jwksJSON: jwksJSON)
         keys = collection
         keySetJSON = jwksJSON
+        verified.removeAll()
+        keysGeneration += 1
     }
 
     /// Verifies `token` and returns its claims.
@@ -37,7 +50,22 @@ package actor TokenVerifier {
             )
         }
         do {
-            return try await keys.verify(token, as: FrameworkClaims.self)
+            if let claims = verified[token] {
+                do {
+                    try claims.exp.verifyNotExpired()
+                } catch {
+                    verified[token] = nil
+                    throw error
+                }
+                return claims
+            }
+            let generation = keysGeneration
+            let claims = try await keys.verify(token, as: FrameworkClaims.self)
+            if generation == keysGeneration {
+                if verified.count >= Self.verifiedTokenLimit { verified.removeAll(keepingCapacity: true) }
+                verified[token] = claims
+            }
+            return claims
         } catch let error as JWTError where error.failedClaim is ExpirationClaim {
             throw KeelError(
                 code: .unauthenticated,
