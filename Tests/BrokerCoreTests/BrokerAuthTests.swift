@@ -103,6 +103,34 @@ struct BrokerAuthTests {
         }
     }
 
+    @Test("a token that verified before is refused once the keys change, and passes again with them back")
+    func rememberedTokens() async throws {
+        try await InProcessCluster.with { cluster in
+            let ttl = Double(RegistryConfiguration.defaults.tokenTTL.components.seconds)
+            let (token, _) = try await cluster.authority.issue(
+                frameworkID: "short-lived", principal: "", roles: ["*"], now: Date().addingTimeInterval(60 - ttl)
+            )
+            let verifier = TokenVerifier()
+            try await verifier.install(jwksJSON: cluster.authority.jwksJSON)
+            let claims = try await verifier.verify(token)
+            #expect(claims.sub.value == "short-lived")
+            let remembered = try await verifier.verify(token)
+            #expect(remembered == claims)
+
+            // Another registry's keys: the token does not verify with them.
+            let keysBefore = await cluster.authority.jwksJSON
+            try await InProcessCluster.with { other in try await verifier.install(jwksJSON: other.authority.jwksJSON) }
+            let refused = await #expect(throws: KeelError.self) { try await verifier.verify(token) }
+            #expect(refused?.code == .unauthenticated)
+            #expect(refused?.message.contains("register again") == true)
+
+            // Back to the registry's keys (expiry: verifiedTokensStillExpire).
+            try await verifier.install(jwksJSON: keysBefore)
+            let again = try await verifier.verify(token)
+            #expect(again == claims)
+        }
+    }
+
     @Test("expired, tampered and alg-none tokens are UNAUTHENTICATED with a message that says what to do")
     func refusedTokens() async throws {
         try await InProcessCluster.with(registryConfiguration: try AuthFixtures.registry()) { cluster in

@@ -143,6 +143,39 @@ struct KeyValueTests {
         }
     }
 
+    @Test("a transaction's puts keep create revisions, bump versions and report both to watchers")
+    func transactionPutsTrackRevisions() async throws {
+        try await withStore { store in
+            let created = try await store.put("batch/old", value: "1".bytes)
+            _ = try await store.put("batch/old", value: "2".bytes)
+            let watch = try await store.watch(prefix: "batch/")
+
+            let applied = try await store.transaction(
+                [
+                    .put(key: "batch/old", value: "3".bytes),
+                    .put(key: "batch/new", value: []),
+                    .delete(key: "batch/missing"),
+                ],
+                conditions: []
+            )
+            #expect(applied.succeeded)
+            let old = try #require(try await store.get("batch/old"))
+            #expect(old.createRevision == created)
+            #expect(old.modRevision == applied.revision)
+            #expect(old.version == 3)
+            #expect(old.value == "3".bytes)
+            let new = try #require(try await store.get("batch/new"))
+            #expect(new.createRevision == applied.revision)
+            #expect(new.version == 1)
+            #expect(new.value.isEmpty)
+
+            let events = try await collect(watch, count: 2)
+            #expect(events.map(\.key) == ["batch/old", "batch/new"])
+            #expect(events.map(\.createRevision) == [created, applied.revision])
+            #expect(events.allSatisfy { $0.kind == .put && $0.modRevision == applied.revision })
+        }
+    }
+
     @Test("invalid keys are rejected with invalidArgument")
     func badKeys() async throws {
         try await withStore { store in

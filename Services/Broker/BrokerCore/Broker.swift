@@ -14,12 +14,12 @@ import Synchronization
 ///
 /// State lives in a ``BrokerState`` value behind a `Mutex`; every change goes through
 /// ``mutate(_:)``, which also hands the store writes the change produced to the persister in
-/// the order the changes happened.
+/// the order the changes happened (see ``persist()``).
 package final class Broker: Service {
     private let state: Mutex<BrokerState>
-    private let store: any KeyValueStore
-    private let writes: AsyncStream<StoreWrite>.Continuation
-    private let writeStream: AsyncStream<StoreWrite>
+    let store: any KeyValueStore
+    /// Store writes waiting for the persister.
+    let writes = WriteQueue()
     private let allocationRequests: AsyncStream<Void>.Continuation
     private let allocationStream: AsyncStream<Void>
     /// Verifies framework tokens with the registry's keys.
@@ -44,7 +44,6 @@ package final class Broker: Service {
         self.configuration = configuration
         self.logger = logger
         self.verifier = TokenVerifier()
-        (writeStream, writes) = AsyncStream.makeStream(of: StoreWrite.self)
         (allocationStream, allocationRequests) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -138,8 +137,8 @@ package final class Broker: Service {
     func mutate<T>(_ body: (inout BrokerState) throws -> T) rethrows -> T {
         let (result, hops) = try state.withLock { state in
             let result = try body(&state)
-            for write in state.pendingWrites { writes.yield(write) }
-            state.pendingWrites.removeAll()
+            writes.enqueue(state.pendingWrites)
+            state.pendingWrites.removeAll(keepingCapacity: true)
             let hops = state.pendingHops
             state.pendingHops.removeAll()
             for warning in state.pendingWarnings { logger.error("\(warning)") }
@@ -165,7 +164,7 @@ package final class Broker: Service {
     func mutateDurably<T: Sendable>(_ body: (inout BrokerState) throws -> T) async throws -> T {
         let result = try mutate(body)
         let failure: String? = await withCheckedContinuation { continuation in
-            if case .terminated = writes.yield(.barrier(continuation)) {
+            if !writes.enqueue(CollectionOfOne(.barrier(continuation))) {
                 continuation.resume(returning: "the broker is shutting down")
             }
         }
@@ -245,47 +244,6 @@ package final class Broker: Service {
     private func allocationLoop() async {
         for await _ in allocationStream {
             mutate { $0.allocate(now: Date()) }
-        }
-    }
-
-    private func persist() async {
-        // The first failure since the last barrier, reported to the barrier's waiter.
-        var failure: String?
-        for await write in writeStream {
-            do {
-                switch write {
-                case .putTask(let task):
-                    let key = Self.taskPrefix + task.frameworkID.value + "/" + task.taskID.value
-                    _ = try await store.put(key, value: try task.serializedBytes())
-                case .putAgent(let info):
-                    _ = try await store.put(Self.agentPrefix + info.id.value, value: try info.serializedBytes())
-                case .deleteAgent(let id):
-                    _ = try await store.delete(Self.agentPrefix + id.value)
-                case .putWeight(let weight):
-                    _ = try await store.put(ClusterPolicy.weightPrefix + weight.role, value: try weight.serializedBytes())
-                case .deleteWeight(let role):
-                    _ = try await store.delete(ClusterPolicy.weightPrefix + role)
-                case .putQuota(let config):
-                    _ = try await store.put(ClusterPolicy.quotaPrefix + config.role, value: try config.serializedBytes())
-                case .deleteQuota(let role):
-                    _ = try await store.delete(ClusterPolicy.quotaPrefix + role)
-                case .putReservations(let record):
-                    _ = try await store.put(
-                        ClusterPolicy.reservationPrefix + record.agentID.value, value: try record.serializedBytes())
-                case .deleteReservations(let id):
-                    _ = try await store.delete(ClusterPolicy.reservationPrefix + id.value)
-                case .putDraining(let id):
-                    _ = try await store.put(ClusterPolicy.drainingPrefix + id.value, value: Array("draining".utf8))
-                case .deleteDraining(let id):
-                    _ = try await store.delete(ClusterPolicy.drainingPrefix + id.value)
-                case .barrier(let continuation):
-                    continuation.resume(returning: failure)
-                    failure = nil
-                }
-            } catch {
-                logger.error("could not persist a change", metadata: ["keel.error": "\(error)"])
-                failure = failure ?? "\(error)"
-            }
         }
     }
 

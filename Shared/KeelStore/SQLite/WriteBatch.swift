@@ -33,6 +33,9 @@ struct WriteBatch {
     }
 
     /// Writes `key`, keeping its create revision if it exists and bumping its version.
+    ///
+    /// One statement: the upsert keeps the existing row's create revision and returns it with the
+    /// new version, so a put costs no separate lookup.
     /// - Throws: ``StoreError/Code/notFound`` if `lease` does not exist or is past its deadline.
     mutating func put(_ key: String, value: [UInt8], lease: LeaseID?) async throws {
         if let lease, !self.leaseIsLive(lease) {
@@ -40,30 +43,35 @@ struct WriteBatch {
                 "lease \(lease) does not exist (it expired or was revoked); grant a new lease and write '\(key)' again"
             )
         }
-        let existing = try await self.fetch(key)
-        let createRevision = existing?.createRevision ?? self.revision
-        let version = (existing?.version ?? 0) + 1
-        _ = try await self.connection.execute(
+        let rows = try await self.connection.execute(
             """
-            INSERT OR REPLACE INTO keel_kv (key, value, create_revision, mod_revision, version, lease)
-            VALUES (?, coalesce(?, x''), ?, ?, ?, ?)
+            INSERT INTO keel_kv (key, value, create_revision, mod_revision, version, lease)
+            VALUES (?, coalesce(?, x''), ?, ?, 1, ?)
+            ON CONFLICT (key) DO UPDATE SET
+                value = excluded.value,
+                mod_revision = excluded.mod_revision,
+                version = keel_kv.version + 1,
+                lease = excluded.lease
+            RETURNING create_revision
             """,
             [
                 SQLRows.blob(key),
                 SQLRows.blob(value),
-                SQLRows.integer(createRevision),
                 SQLRows.integer(self.revision),
-                .integer(numericCast(version)),
+                SQLRows.integer(self.revision),
                 SQLRows.integer(lease),
             ]
         )
+        guard let createRevision = rows.first?.column("create_revision")?.integer else {
+            throw StoreError.internalError("writing '\(key)' returned no create revision; the store file is damaged")
+        }
         self.events.append(
             WatchEvent(
                 kind: .put,
                 key: key,
                 value: value,
                 modRevision: self.revision,
-                createRevision: createRevision,
+                createRevision: Revision(Int64(createRevision)),
                 lease: lease
             )
         )

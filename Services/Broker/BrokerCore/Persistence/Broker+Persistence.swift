@@ -1,0 +1,86 @@
+import KeelStore
+import Logging
+
+extension Broker {
+    /// The most queued writes taken into one store transaction, so that a large backlog is
+    /// stored in several transactions of bounded size rather than one huge one.
+    static let writeBatchLimit = 2048
+
+    /// Stores the queued writes until the queue is finished (or the task cancelled) and drained.
+    ///
+    /// Whatever is queued when the persister comes round is stored together in one transaction
+    /// (writes to the same key coalesced), so a burst of changes costs one commit, not one each.
+    /// Batches are stored one after the other, in queue order. A barrier splits a batch: the
+    /// writes before it are committed before it is resumed, with the first failure since the
+    /// previous barrier (`nil` when everything was stored).
+    func persist() async {
+        // The first failure since the last barrier, reported to the barrier's waiter.
+        var failure: String?
+        while let taken = await writes.next(limit: Self.writeBatchLimit) {
+            var batch = StoreBatch()
+            for write in taken {
+                guard case .barrier(let waiter) = write else {
+                    batch.add(write)
+                    continue
+                }
+                if let error = await commit(batch) { failure = failure ?? error }
+                batch = StoreBatch()
+                waiter.resume(returning: failure)
+                failure = nil
+            }
+            if let error = await commit(batch) { failure = failure ?? error }
+        }
+    }
+
+    /// Stores `batch` in one transaction. - Returns: the first failure, or `nil` if all of it was stored.
+    ///
+    /// When the transaction fails, its operations are tried again one at a time, so that one
+    /// write the store refuses (a value over its size limit) does not take the others with it;
+    /// every write that still fails is logged.
+    private func commit(_ batch: StoreBatch) async -> String? {
+        guard !batch.isEmpty else { return nil }
+        let (operations, unserializable) = batch.operations()
+        var failure: String?
+        for (key, error) in unserializable {
+            let reported = logFailure(key: key, error)
+            failure = failure ?? reported
+        }
+        guard !operations.isEmpty else { return failure }
+        do {
+            _ = try await store.transaction(operations, conditions: [])
+            return failure
+        } catch {
+            guard operations.count > 1 else {
+                let reported = logFailure(key: operations[0].key, error)
+                return failure ?? reported
+            }
+            let metadata: Logger.Metadata = ["keel.writes": "\(operations.count)", "keel.error": "\(error)"]
+            logger.error("could not persist a batch of changes; storing them one at a time", metadata: metadata)
+        }
+        for operation in operations {
+            do {
+                _ = try await store.transaction([operation], conditions: [])
+            } catch {
+                let reported = logFailure(key: operation.key, error)
+                failure = failure ?? reported
+            }
+        }
+        return failure
+    }
+
+    /// Logs that the write of `key` failed. - Returns: the failure as reported to a barrier.
+    private func logFailure(key: String, _ error: any Error) -> String {
+        logger.error("could not persist a change", metadata: ["keel.key": "\(key)", "keel.error": "\(error)"])
+        return "\(error)"
+    }
+}
+
+extension StoreOperation {
+    /// The key (or prefix) the operation changes, for log messages.
+    fileprivate var key: String {
+        switch self {
+        case .put(let key, _, _), .delete(let key): key
+        case .deletePrefix(let prefix): prefix
+        }
+    }
+}
