@@ -432,6 +432,53 @@ struct SchedulerFlowTests {
         }
     }
 
+    @Test("after a teardown the broker acknowledges the framework's updates itself, so a killed task's end gets through")
+    func updatesOfATornDownFramework() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "gone", hostname: "node-1") { pair in
+                let (frameworkID, token, agentID) = (pair.frameworkID, pair.token, pair.agentID)
+                let (agentInbox, frameworkInbox, agentWriter) = (pair.agentInbox, pair.frameworkInbox, pair.agentWriter)
+                let offers = try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }
+                let offer = try #require(offers.offers.offers.first)
+                _ = try await cluster.scheduler.accept(.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.offerIds = [offer.id]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = [Self.task("orphan", agentID: agentID, cpus: 0.1, mem: 32)]
+                    }]
+                }, metadata: bearer(token))
+                func update(_ state: Keel_V1_TaskState, _ uuid: Data) {
+                    agentWriter.yield(.with {
+                        $0.statusUpdate.frameworkID.value = frameworkID
+                        $0.statusUpdate.status = .with {
+                            $0.taskID.value = "orphan"
+                            $0.state = state
+                            $0.agentID = agentID
+                            $0.uuid = uuid
+                            $0.source = .agent
+                        }
+                    })
+                }
+                // RUNNING reaches the framework, which goes away without acknowledging it.
+                let running = Data((0..<16).map { UInt8($0) })
+                update(.taskRunning, running)
+                _ = try await frameworkInbox.wait(for: "UPDATE RUNNING") { $0.update.status.state == .taskRunning }
+                _ = try await cluster.scheduler.teardown(.with { $0.frameworkID.value = frameworkID }, metadata: bearer(token))
+                _ = try await agentInbox.wait(for: "kill") { $0.kill.taskID.value == "orphan" }
+
+                // The launcher resends RUNNING, then sends KILLED: the broker acknowledges both.
+                update(.taskRunning, running)
+                _ = try await agentInbox.wait(for: "acknowledgement of RUNNING") { $0.acknowledge.uuid == running }
+                let killed = Data((0..<16).map { UInt8(100 + $0) })
+                update(.taskKilled, killed)
+                _ = try await agentInbox.wait(for: "acknowledgement of KILLED") { $0.acknowledge.uuid == killed }
+                let tasks = try await cluster.operator_.getTasks(Keel_V1_GetTasksRequest())
+                #expect(tasks.tasks.first { $0.taskID.value == "orphan" }?.state == .taskKilled)
+            }
+        }
+    }
+
     static func task(
         _ id: String,
         agentID: Keel_V1_AgentID,

@@ -88,16 +88,20 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
             broker.mutate { $0.agentHeartbeat(agentID, connection: connection, now: Date()) }
         case .statusUpdate(let update):
             let frameworkID = FrameworkID(update.frameworkID.value)
-            let applied = broker.mutate { state in
+            let (applied, ownerGone) = broker.mutate { state in
                 state.agentHeartbeat(agentID, connection: connection, now: Date())
-                return state.applyStatus(update.status, frameworkID: frameworkID, agentID: agentID, now: Date())
+                let applied = state.applyStatus(update.status, frameworkID: frameworkID, agentID: agentID, now: Date())
+                return (applied, state.frameworks[frameworkID]?.completed == true)
             }
-            if !applied, !update.status.uuid.isEmpty {
-                // Unknown task or an illegal transition: acknowledge it here so the launcher
-                // stops resending an update no framework will ever see.
-                broker.logger.warning("dropped a status update", metadata: [
-                    "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
-                ])
+            if !applied || ownerGone, !update.status.uuid.isEmpty {
+                // Unknown task or an illegal transition, or the task's framework was torn down:
+                // acknowledge it here so the launcher stops resending an update no framework
+                // will ever acknowledge, and sends the task's next one (e.g. its TASK_KILLED).
+                if !applied {
+                    broker.logger.warning("dropped a status update", metadata: [
+                        "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
+                    ])
+                }
                 broker.read { state in
                     state.send(.with {
                         $0.acknowledge.frameworkID = update.frameworkID
