@@ -112,7 +112,11 @@ public struct SchedulerDriver: Sendable {
             // Calls made before the broker has the subscription could miss their answers
             // (reconciliation updates go to the subscribed stream), so wait for SUBSCRIBED.
             for try await _ in subscribed {}
-            return try await body(session)
+            let result = try await body(session)
+            // The body saw its updates; send their acknowledgements before the stream closes,
+            // so the launcher does not have to resend them to the next process.
+            await loop.acknowledgements.flush(timeout: .seconds(2))
+            return result
         }
     }
 }

@@ -266,6 +266,51 @@ struct SchedulerDriverTests {
         }
     }
 
+    @Test("automatic acknowledgements of a burst of updates reach the agent, also when the body returns at the last one")
+    func automaticAcknowledgementsBeforeReturn() async throws {
+        try await InProcessCluster.with(loopbackPort: 0) { cluster in
+            let port = try #require(cluster.loopbackPort)
+            let configuration = Self.configuration(registry: port, broker: port, name: "auto-acks")
+            try await cluster.withTestAgent(hostname: "node-1") { agent in
+                let ids = (0..<20).map { index in Keel_V1_TaskID.with { $0.value = "burst-\(index)" } }
+                let uuids = (0..<20).map { Data([UInt8(100 + $0)]) }
+                try await SchedulerDriver(configuration: configuration).run { session in
+                    var seen = 0
+                    var launched = false
+                    for try await event in session.events {
+                        switch event {
+                        case .offers(let offers):
+                            guard let offer = offers.first, !launched else { continue }
+                            launched = true
+                            try await session.launch(ids.map { id in .with {
+                                $0.taskID = id
+                                $0.name = "burst"
+                                $0.agentID = offer.agentID
+                                $0.resources = [.scalar("cpus", 0.01), .scalar("mem", 8)]
+                                $0.command.argv.args = ["true"]
+                            }}, on: [offer])
+                            for id in ids {
+                                _ = try await agent.inbox.wait(for: "launch of \(id.value)") { $0.launch.task.taskID == id }
+                            }
+                            for (id, uuid) in zip(ids, uuids) {
+                                agent.send(id, .taskFinished, uuid: uuid, frameworkID: session.frameworkID.value)
+                            }
+                        case .update(let status) where status.state == .taskFinished:
+                            seen += 1
+                            // Return at the last update: its acknowledgement still goes out.
+                            if seen == ids.count { return }
+                        default:
+                            break
+                        }
+                    }
+                }
+                for uuid in uuids {
+                    _ = try await agent.inbox.wait(for: "the acknowledgement of \(uuid.first!)") { $0.acknowledge.uuid == uuid }
+                }
+            }
+        }
+    }
+
     // MARK: Helpers
 
     static func configuration(registry: Int, broker: Int, name: String) -> SchedulerConfiguration {

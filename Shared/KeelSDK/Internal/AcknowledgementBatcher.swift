@@ -16,7 +16,13 @@ final class AcknowledgementBatcher: Sendable {
     /// The most acknowledgements one call carries.
     static let maxPerCall = 1000
 
-    private let pending = Mutex<[Keel_V1_Acknowledgement]>([])
+    private struct State {
+        var pending: [Keel_V1_Acknowledgement] = []
+        var sending = false
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
     private let signals: AsyncStream<Void>
     private let signal: AsyncStream<Void>.Continuation
 
@@ -26,8 +32,8 @@ final class AcknowledgementBatcher: Sendable {
 
     /// Queues the acknowledgement of `status` for the next call.
     func add(_ status: Keel_V1_TaskStatus) {
-        pending.withLock {
-            $0.append(.with {
+        state.withLock {
+            $0.pending.append(.with {
                 $0.agentID = status.agentID
                 $0.taskID = status.taskID
                 $0.uuid = status.uuid
@@ -44,9 +50,10 @@ final class AcknowledgementBatcher: Sendable {
     ) async {
         for await _ in signals {
             while !Task.isCancelled {
-                let batch = pending.withLock { pending -> [Keel_V1_Acknowledgement] in
-                    let batch = Array(pending.prefix(Self.maxPerCall))
-                    pending.removeFirst(batch.count)
+                let batch = state.withLock { state -> [Keel_V1_Acknowledgement] in
+                    let batch = Array(state.pending.prefix(Self.maxPerCall))
+                    state.pending.removeFirst(batch.count)
+                    state.sending = !batch.isEmpty
                     return batch
                 }
                 guard !batch.isEmpty else { break }
@@ -57,11 +64,53 @@ final class AcknowledgementBatcher: Sendable {
                     failed(batch.count, error)
                 }
             }
+            resumeIdleWaiters()
+        }
+        state.withLock { $0.sending = false }
+        resumeIdleWaiters()
+    }
+
+    /// Returns once nothing is queued or being sent (or at once if so).
+    func waitUntilIdle() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { state -> Bool in
+                guard state.pending.isEmpty, !state.sending else {
+                    state.idleWaiters.append(continuation)
+                    return false
+                }
+                return true
+            }
+            if idle { continuation.resume() }
         }
     }
 
-    /// Ends ``run(send:failed:refused:)`` once the acknowledgements queued so far are sent.
-    func finish() {
-        signal.finish()
+    private func resumeIdleWaiters() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard state.pending.isEmpty || Task.isCancelled else { return [] }
+            state.sending = false
+            defer { state.idleWaiters.removeAll() }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// The batcher of the subscription in progress, for the driver to wait on when its body ends.
+final class CurrentAcknowledgements: Sendable {
+    private let current = Mutex<AcknowledgementBatcher?>(nil)
+
+    func set(_ batcher: AcknowledgementBatcher?) {
+        current.withLock { $0 = batcher }
+    }
+
+    /// Waits, at most `timeout`, until the acknowledgements queued so far are sent.
+    func flush(timeout: Duration) async {
+        guard let batcher = current.withLock({ $0 }) else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await batcher.waitUntilIdle() }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 }

@@ -20,6 +20,8 @@ struct SubscriptionLoop: Sendable {
     let tokens: TokenRefresher
     let link: BrokerLink
     let acknowledged: AcknowledgedUpdates
+    /// The automatic acknowledgements of the subscription in progress.
+    let acknowledgements = CurrentAcknowledgements()
     let events: AsyncThrowingStream<SchedulerEvent, any Error>.Continuation
     /// Finished at the first SUBSCRIBED, or with the error that prevented it.
     let firstSubscription: AsyncThrowingStream<Void, any Error>.Continuation
@@ -149,6 +151,8 @@ struct SubscriptionLoop: Sendable {
     ) async -> (Outcome, subscribed: Bool) {
         let state = AttemptState()
         let acknowledgements = AcknowledgementBatcher()
+        self.acknowledgements.set(acknowledgements)
+        defer { self.acknowledgements.set(nil) }
         let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo = frameworkInfo }
         do {
             try await scheduler.subscribe(request) { response in
