@@ -2,10 +2,10 @@
 
 /// Durable whole-file writes and reads for the launcher's checkpoint.
 ///
-/// ``write(_:to:)`` never leaves a half-written file behind under the final name: the bytes go
-/// to `<path>.tmp`, which is `fsync`ed, renamed over `path`, and then the directory is `fsync`ed
-/// so the rename itself survives a crash or power loss. A reader therefore sees either the old
-/// contents or the new ones. A file that is still truncated or garbled (a disk error, a hand
+/// ``write(_:to:durable:)`` never leaves a half-written file behind under the final name: the
+/// bytes go to `<path>.tmp`, which is `fsync`ed, renamed over `path`, and then the directory is
+/// `fsync`ed so the rename itself survives a crash or power loss. A reader therefore sees either
+/// the old contents or the new ones. A file that is still truncated or garbled (a disk error, a hand
 /// edit) is caught when it is decoded, and reported by the caller.
 package enum CheckpointFile {
     /// Atomically replaces `path` with `bytes`, creating missing parent directories.

@@ -6,12 +6,12 @@ import Synchronization
 /// Writes checkpoint files on a small pool of threads, so that tasks do not wait for each
 /// other's disk flushes and nothing blocks the launcher's cooperative threads.
 ///
-/// Each file is still replaced atomically and durably (``CheckpointFile/write(_:to:)``: write,
-/// `fsync`, rename, `fsync` of the directory). What the pool changes is how the flushes of
-/// many tasks are scheduled:
-/// - **In parallel.** Up to ``threadCount`` files are written at once. The block layer merges
-///   the cache flushes that are pending at the same moment, so a hundred tasks checkpointing
-///   together cost a few device flushes, not two hundred in a row (the launch benchmark in
+/// Each file is still replaced atomically and durably (``CheckpointFile/write(_:to:durable:)``:
+/// write, `fsync`, rename, `fsync` of the directory). What the pool changes is how the flushes
+/// of many tasks are scheduled:
+/// - **In parallel.** Up to ``threadCount`` files are written at once, so their flushes
+///   overlap instead of queueing behind each other (on the development VM's disk one thread
+///   manages about 2400 such writes a second, four or more about 4100; the launch benchmark in
 ///   BENCHMARKS.md measured 25 tasks/s when every write waited for the one before it).
 /// - **Coalesced per file.** A file has at most one write in flight. Changes that arrive
 ///   meanwhile replace each other, and only the newest is written next, once; every caller
@@ -111,8 +111,9 @@ final class CheckpointWriter: Sendable {
         }
     }
 
-    /// Blocks the calling thread until every job queued so far is written (for shutdown and
-    /// tests; never call it on a cooperative thread).
+    /// Blocks the calling thread until every job queued so far is written (for tests and code
+    /// that cannot suspend). The writers are threads of their own, so this cannot deadlock, but
+    /// it holds the calling thread while it waits: prefer ``flush(paths:)`` in async code.
     func flushBlocking() {
         let done = DispatchSemaphore(value: 0)
         submitBarrier(paths: nil) { _ in done.signal() }

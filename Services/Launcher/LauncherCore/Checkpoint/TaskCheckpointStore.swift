@@ -12,7 +12,7 @@ import Synchronization
 /// by a ``CheckpointWriter``, which writes the files of many tasks in parallel and coalesces a
 /// task's changes that arrive while its file is being written. Callers that act on a change
 /// wait for it to be durable: a task's record and cgroup note are on disk before its cgroup and
-/// process are created (``sync(_:)``), and a status update is on disk before it is sent
+/// process are created (``sync(_:cgroup:)``), and a status update is on disk before it is sent
 /// (``recordPending(_:updates:reported:whenStored:)``). A record whose task has ended and whose
 /// updates are all acknowledged is removed. Layout under the work dir:
 ///
@@ -205,8 +205,8 @@ package final class TaskCheckpointStore: Sendable {
         await writer.flush()
     }
 
-    /// Blocks until every queued write is on disk (for tests and shutdown paths that cannot
-    /// suspend; never call it on a cooperative thread that a writer could be waiting for).
+    /// Blocks until every queued write is on disk (for tests and code that cannot suspend;
+    /// prefer ``flush()`` in async code).
     package func flushBlocking() {
         writer.flushBlocking()
     }
