@@ -11,6 +11,8 @@ swift build
 bin="$(swift build --show-bin-path)"
 data="${KEEL_DATA_DIR:-$PWD/.keel}"
 mkdir -p "$data"
+# A cluster of an earlier run leaves its endpoints behind; wait for this one's.
+rm -f "$data/endpoints.json"
 
 "$bin/keel" up --data-dir "$data" > "$data/up.log" 2>&1 &
 up=$!
