@@ -88,16 +88,14 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
             broker.mutate { $0.agentHeartbeat(agentID, connection: connection, now: Date()) }
         case .statusUpdate(let update):
             let frameworkID = FrameworkID(update.frameworkID.value)
-            let (applied, ownerGone) = broker.mutate { state in
+            let delivery = broker.mutate { state in
                 state.agentHeartbeat(agentID, connection: connection, now: Date())
-                let applied = state.applyStatus(update.status, frameworkID: frameworkID, agentID: agentID, now: Date())
-                return (applied, state.frameworks[frameworkID]?.completed == true)
+                return state.applyStatus(update.status, frameworkID: frameworkID, agentID: agentID, now: Date())
             }
-            if !applied || ownerGone, !update.status.uuid.isEmpty {
-                // Unknown task or an illegal transition, or the task's framework was torn down:
-                // acknowledge it here so the launcher stops resending an update no framework
-                // will ever acknowledge, and sends the task's next one (e.g. its TASK_KILLED).
-                if !applied {
+            if delivery.acknowledgedByBroker, !update.status.uuid.isEmpty {
+                // No framework will acknowledge it: acknowledge it here so the launcher stops
+                // resending it and sends the task's next update (e.g. its TASK_KILLED).
+                if delivery == .dropped {
                     broker.logger.warning("dropped a status update", metadata: [
                         "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
                     ])

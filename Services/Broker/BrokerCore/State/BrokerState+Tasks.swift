@@ -198,18 +198,35 @@ extension BrokerState {
 
     // MARK: Status updates
 
-    /// Applies a status update from a launcher; returns false when it was stale or illegal (the
-    /// caller acknowledges those to the launcher itself so it stops resending).
+    /// What became of a status update from a launcher.
+    enum StatusDelivery: Equatable {
+        /// Applied (or a resend of one applied before) and passed on to the framework, which
+        /// acknowledges it.
+        case forwarded
+        /// Applied, but its framework was torn down: no one will acknowledge it.
+        case frameworkGone
+        /// Stale or illegal (unknown task, another agent's task, a transition the task cannot
+        /// make): not applied.
+        case dropped
+
+        /// Whether the broker must acknowledge the update itself so the launcher stops resending
+        /// it and goes on with the task's next one.
+        var acknowledgedByBroker: Bool { self != .forwarded }
+    }
+
+    /// Applies a status update from a launcher and forwards it to the framework.
     @discardableResult
-    mutating func applyStatus(_ status: Keel_V1_TaskStatus, frameworkID: FrameworkID, agentID: AgentID, now: Date) -> Bool {
+    mutating func applyStatus(
+        _ status: Keel_V1_TaskStatus, frameworkID: FrameworkID, agentID: AgentID, now: Date
+    ) -> StatusDelivery {
         let key = TaskKey(frameworkID: frameworkID, taskID: TaskID(status.taskID.value))
-        guard var task = tasks[key] else { return false }
-        guard task.agentID.value == agentID.value else { return false }
+        guard var task = tasks[key] else { return .dropped }
+        guard task.agentID.value == agentID.value else { return .dropped }
         let isRetry = !status.uuid.isEmpty && task.statuses.contains { $0.uuid == status.uuid }
         if !isRetry {
-            guard let current = TaskState(proto: task.state), let next = TaskState(proto: status.state) else { return false }
+            guard let current = TaskState(proto: task.state), let next = TaskState(proto: status.state) else { return .dropped }
             var machine = TaskStateMachine(taskID: key.taskID, state: current)
-            guard (try? machine.transition(to: next)) != nil else { return false }
+            guard (try? machine.transition(to: next)) != nil else { return .dropped }
             let wasTerminal = task.state.isTerminal
             task.state = status.state
             task.statuses.append(status)
@@ -233,8 +250,9 @@ extension BrokerState {
                 attributes: statusAttributes(status)
             ))
         }
+        guard frameworks[frameworkID]?.completed != true else { return .frameworkGone }
         forward(status, to: frameworkID)
-        return true
+        return .forwarded
     }
 
     /// Sends an UPDATE event to the framework if it is subscribed.
