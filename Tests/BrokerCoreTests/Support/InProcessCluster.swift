@@ -12,6 +12,7 @@ import Logging
 import RegistryCore
 import SwiftProtobuf
 import Synchronization
+import Testing
 
 /// The registry and broker services on one in-process gRPC server, with their real SQLite
 /// stores in a temporary directory, for service tests.
@@ -179,6 +180,35 @@ struct ConnectedPair: Sendable {
     let frameworkInbox: Inbox<Keel_V1_Event>
     /// Sends messages up the agent's stream.
     let agentWriter: AsyncStream<Keel_V1_AgentMessage>.Continuation
+
+    /// Sends a status update of one of the framework's tasks up the agent's stream, as its
+    /// launcher would.
+    func sendStatus(_ taskID: String, _ state: Keel_V1_TaskState, uuid: Data) {
+        agentWriter.yield(.with {
+            $0.statusUpdate.frameworkID.value = frameworkID
+            $0.statusUpdate.status = .with {
+                $0.taskID.value = taskID
+                $0.state = state
+                $0.agentID = agentID
+                $0.uuid = uuid
+                $0.source = .agent
+            }
+        })
+    }
+
+    /// Waits for the framework's first offer and launches `tasks` on it.
+    func launchOnFirstOffer(_ tasks: [Keel_V1_TaskInfo], scheduler: Keel_V1_Scheduler.Client<InProcessTransport.Client>) async throws {
+        let offers = try await frameworkInbox.wait(for: "OFFERS") { $0.type == .offers }
+        let offer = try #require(offers.offers.offers.first)
+        _ = try await scheduler.accept(.with {
+            $0.frameworkID.value = frameworkID
+            $0.offerIds = [offer.id]
+            $0.operations = [.with {
+                $0.type = .launch
+                $0.launch.taskInfos = tasks
+            }]
+        }, metadata: bearer(token))
+    }
 }
 
 extension InProcessCluster {
