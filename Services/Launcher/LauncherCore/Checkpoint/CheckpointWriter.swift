@@ -124,8 +124,9 @@ final class CheckpointWriter: Sendable {
     /// has been written.
     private func submitBarrier(paths only: Set<String>?, _ completion: @escaping Completion) {
         let nothingPending = state.withLock { state -> Bool in
-            var paths = Set(state.queued.keys).union(state.inFlight)
-            if let only { paths.formIntersection(only) }
+            // With `only` (a task's own files), look those up rather than every file queued.
+            let paths = only.map { $0.filter { state.queued[$0] != nil || state.inFlight.contains($0) } }
+                ?? Set(state.queued.keys).union(state.inFlight)
             guard !paths.isEmpty else { return true }
             let remaining = Mutex(paths.count)
             let countDown: Completion = { _ in
