@@ -166,11 +166,8 @@ struct SubscriptionLoop: Sendable {
                         }
                     }
                     group.addTask { try await watchHeartbeats(state) }
-                    group.addTask {
-                        await sendAcknowledgements(acknowledgements, scheduler: scheduler)
-                        // Only cancellation ends it; a return would end the attempt.
-                        try await Task.sleep(for: .seconds(Int64.max))
-                    }
+                    // Runs until the attempt ends and cancels it.
+                    group.addTask { await sendAcknowledgements(acknowledgements, scheduler: scheduler) }
                     defer { group.cancelAll() }
                     _ = try await group.next()
                 }
