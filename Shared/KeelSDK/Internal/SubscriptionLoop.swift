@@ -56,56 +56,32 @@ struct SubscriptionLoop: Sendable {
         var finalError: (any Error)?
         while !Task.isCancelled {
             do {
-                let next: KeelRPC.Endpoint? = try await withKeelClient(
+                // The body returns how the loop goes on rather than throwing: a throw would
+                // cancel the client's connections at once, cutting off a session call still in
+                // flight (a teardown whose ERROR event ended the subscription before its reply
+                // came); a return shuts the client down gracefully, letting such calls finish.
+                let next: Next = try await withKeelClient(
                     endpoint, token: { [tokens] in tokens.token }, streamID: { [link] in link.streamID }
                 ) { client in
                     let scheduler = Keel_V1_Scheduler.Client(wrapping: client)
                     let generation = link.use(scheduler)
                     defer { link.clear(generation) }
-                    while !Task.isCancelled {
-                        let (outcome, subscribed) = await attempt(scheduler, endpoint: endpoint, number: progress.subscriptions + 1)
-                        if subscribed {
-                            progress.subscriptions += 1
-                            progress.failures = 0
-                            progress.redirects = 0
-                            progress.renewedForAuthentication = false
-                        }
-                        switch outcome {
-                        case .cancelled:
-                            return nil
-                        case .fatal(let error):
-                            throw error
-                        case .redirected(let leader):
-                            progress.redirects += 1
-                            logger.notice("the broker is not the leader; following the redirect", metadata: [
-                                "keel.broker": "\(endpoint)", "keel.leader": "\(leader)",
-                            ])
-                            if progress.redirects > Self.immediateRedirects {
-                                try await backOff(&progress, reason: "redirected \(progress.redirects) times in a row", generator: &generator)
-                            }
-                            return leader
-                        case .unauthenticated(let error):
-                            guard !progress.renewedForAuthentication else {
-                                throw SchedulerError(
-                                    code: .unauthenticated,
-                                    message: "the broker refused the framework's token even after it was renewed; check the registry's and broker's keys and the credential",
-                                    cause: error
-                                )
-                            }
-                            progress.renewedForAuthentication = true
-                            logger.notice("the broker refused the token; renewing it", metadata: ["keel.error": "\(error)"])
-                            await tokens.renewNow()
-                        case .broke(let reason, let cause):
-                            if subscribed {
-                                events.yield(.disconnected(Disconnection(reason: reason, cause: cause, broker: endpoint.description)))
-                            }
-                            try await backOff(&progress, reason: reason, generator: &generator)
-                        }
+                    do {
+                        return try await subscribe(scheduler, endpoint: endpoint, progress: &progress, generator: &generator)
+                    } catch let error as SchedulerError {
+                        return .end(error)
                     }
-                    return nil
                 }
-                guard let next else { break }
-                endpoint = next
+                switch next {
+                case .stop:
+                    break
+                case .follow(let leader):
+                    endpoint = leader
+                    continue
+                case .end(let error):
+                    finalError = error
+                }
+                break
             } catch is CancellationError {
                 break
             } catch let error as SchedulerError {
@@ -125,6 +101,65 @@ struct SubscriptionLoop: Sendable {
             events.finish()
             firstSubscription.finish(throwing: CancellationError())
         }
+    }
+
+    /// How the loop goes on after a broker's client is closed.
+    private enum Next {
+        /// Cancelled: end the events without an error.
+        case stop
+        /// Subscribe at the leader the broker redirected to.
+        case follow(KeelRPC.Endpoint)
+        /// End the events with this error.
+        case end(SchedulerError)
+    }
+
+    /// Subscribes through one broker's client, again after each break, until the loop must move
+    /// to another broker or end.
+    private func subscribe(
+        _ scheduler: BrokerLink.Scheduler, endpoint: KeelRPC.Endpoint, progress: inout Progress,
+        generator: inout SystemRandomNumberGenerator
+    ) async throws -> Next {
+        while !Task.isCancelled {
+            let (outcome, subscribed) = await attempt(scheduler, endpoint: endpoint, number: progress.subscriptions + 1)
+            if subscribed {
+                progress.subscriptions += 1
+                progress.failures = 0
+                progress.redirects = 0
+                progress.renewedForAuthentication = false
+            }
+            switch outcome {
+            case .cancelled:
+                return .stop
+            case .fatal(let error):
+                throw error
+            case .redirected(let leader):
+                progress.redirects += 1
+                logger.notice("the broker is not the leader; following the redirect", metadata: [
+                    "keel.broker": "\(endpoint)", "keel.leader": "\(leader)",
+                ])
+                if progress.redirects > Self.immediateRedirects {
+                    try await backOff(&progress, reason: "redirected \(progress.redirects) times in a row", generator: &generator)
+                }
+                return .follow(leader)
+            case .unauthenticated(let error):
+                guard !progress.renewedForAuthentication else {
+                    throw SchedulerError(
+                        code: .unauthenticated,
+                        message: "the broker refused the framework's token even after it was renewed; check the registry's and broker's keys and the credential",
+                        cause: error
+                    )
+                }
+                progress.renewedForAuthentication = true
+                logger.notice("the broker refused the token; renewing it", metadata: ["keel.error": "\(error)"])
+                await tokens.renewNow()
+            case .broke(let reason, let cause):
+                if subscribed {
+                    events.yield(.disconnected(Disconnection(reason: reason, cause: cause, broker: endpoint.description)))
+                }
+                try await backOff(&progress, reason: reason, generator: &generator)
+            }
+        }
+        return .stop
     }
 
     /// Counts a failed attempt and sleeps before the next one.
