@@ -36,7 +36,12 @@ struct TaskSupervisionTests {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let (process, statusFile) = try Self.launchSupervised(.argv(["sleep", "1000"]), workDir: workDir)
-        #expect(await ProcessTestSupport.eventually { ProcessTestSupport.liveMembers(ofGroup: process.pid).count == 2 })
+        // Both running their programs: until the task has executed `sleep`, it is a fork of the
+        // supervisor that still holds the supervisor's descriptors for a moment.
+        #expect(await ProcessTestSupport.eventually {
+            let members = ProcessTestSupport.liveMembers(ofGroup: process.pid)
+            return members.count == 2 && members.contains { ProcessTestSupport.commandLine(of: $0).first == "sleep" }
+        })
         // Nothing ties supervisor or task to the launcher: no pipe, socket or terminal is open.
         for pid in ProcessTestSupport.liveMembers(ofGroup: process.pid) {
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
