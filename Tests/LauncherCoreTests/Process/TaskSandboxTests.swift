@@ -22,6 +22,47 @@ struct TaskSandboxTests {
         #expect(again == sandbox)
     }
 
+    @Test("a sandbox whose task directory was replaced by a symlink is refused")
+    func refusesSymlinkedTaskDirectory() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        _ = try TaskSandbox.create(workDir: workDir, frameworkID: "fw", taskID: "t1", runID: "r1")
+        try FileManager.default.createDirectory(atPath: workDir + "/elsewhere/r2", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: workDir + "/sandboxes/fw/t2", withDestinationPath: workDir + "/elsewhere")
+
+        let error = #expect(throws: LauncherError.self) {
+            try TaskSandbox.create(workDir: workDir, frameworkID: "fw", taskID: "t2", runID: "r2")
+        }
+        #expect(error?.message.contains("sandboxes/fw/t2") == true)
+    }
+
+    @Test("a work directory reached through a symlink gives sandboxes under its real path")
+    func canonicalWorkDir() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        try FileManager.default.createDirectory(atPath: workDir + "/real", withIntermediateDirectories: false)
+        try FileManager.default.createSymbolicLink(atPath: workDir + "/link", withDestinationPath: workDir + "/real")
+
+        let sandbox = try TaskSandbox.create(workDir: workDir + "/link/", frameworkID: "fw", taskID: "t1", runID: "r1")
+        #expect(sandbox.root == workDir + "/real/sandboxes/fw/t1/r1")
+    }
+
+    @Test("directories are created with their missing parents; a file in the way is named in the error")
+    func makeDirectories() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        try CheckpointFile.makeDirectories(workDir + "/a/b/c/")
+        try CheckpointFile.makeDirectories(workDir + "/a/b/c")
+        try CheckpointFile.makeDirectories(workDir + "/a/b/d")
+        #expect(CheckpointFile.isDirectory(workDir + "/a/b/c") && CheckpointFile.isDirectory(workDir + "/a/b/d"))
+
+        #expect(FileManager.default.createFile(atPath: workDir + "/a/file", contents: Data()))
+        let error = #expect(throws: LauncherError.self) { try CheckpointFile.makeDirectories(workDir + "/a/file/x/y") }
+        #expect(error?.message.contains("'\(workDir)/a/file'") == true)
+        let exists = #expect(throws: LauncherError.self) { try CheckpointFile.makeDirectories(workDir + "/a/file") }
+        #expect(exists?.message.contains("'\(workDir)/a/file'") == true)
+    }
+
     @Test("IDs that are not a single path component are rejected", arguments: ["", ".", "..", "../x", "a/b"])
     func rejectsBadIDs(id: String) throws {
         let workDir = try ProcessTestSupport.makeWorkDir()

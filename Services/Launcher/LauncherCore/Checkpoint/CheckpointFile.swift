@@ -124,20 +124,12 @@ package enum CheckpointFile {
 
     /// `mkdir -p` with mode 0700.
     package static func makeDirectories(_ path: String) throws(LauncherError) {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            prefix += "/" + component
-            if mkdir(prefix, 0o700) != 0 {
-                let code = errno
-                guard code == EEXIST, isDirectory(prefix) || (try? TaskSandbox.fileType(prefix)) == S_IFDIR else {
-                    throw LauncherError.system("mkdir", errno: code, message: "cannot create directory '\(prefix)'")
-                }
-            }
+        if let failure = Directories.make(path, mode: 0o700) {
+            throw LauncherError.system("mkdir", errno: failure.errno, message: "cannot create directory '\(failure.path)'")
         }
     }
 
     static func parent(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
+        Directories.parent(of: path)
     }
 }

@@ -72,15 +72,11 @@ enum CgroupFiles {
 
     /// Creates `path` and any missing parents (mode 0755); existing directories are fine.
     static func makeDirectories(_ path: String, purpose: String) throws(LauncherError) {
-        var current = ""
-        for component in path.split(separator: "/") {
-            current += "/" + component
-            if mkdir(current, 0o755) != 0, errno != EEXIST {
-                throw LauncherError.system(
-                    "mkdir", errno: errno,
-                    message: "cannot create cgroup directory '\(current)' to \(purpose); "
-                        + "check that the hierarchy is mounted read-write and the launcher runs as root")
-            }
+        if let failure = Directories.make(path, mode: 0o755) {
+            throw LauncherError.system(
+                "mkdir", errno: failure.errno,
+                message: "cannot create cgroup directory '\(failure.path)' to \(purpose); "
+                    + "check that the hierarchy is mounted read-write and the launcher runs as root")
         }
     }
 

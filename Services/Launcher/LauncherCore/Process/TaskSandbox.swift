@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import Synchronization
 
 /// The private directory a task runs in: its working directory and the home of its `stdout`
 /// and `stderr` files.
@@ -35,6 +36,23 @@ package struct TaskSandbox: Sendable, Hashable {
         self.root = canonical
     }
 
+    /// A sandbox at `root`, already canonical.
+    private init(canonicalRoot root: String) {
+        self.root = root
+    }
+
+    /// `<workDir>/sandboxes` canonicalised, per work directory: resolved once, created if missing.
+    private static let sandboxRoots = Mutex<[String: String]>([:])
+
+    private static func canonicalSandboxes(workDir: String) throws(LauncherError) -> String {
+        if let known = sandboxRoots.withLock({ $0[workDir] }), Directories.isDirectory(known) { return known }
+        let path = (workDir.hasSuffix("/") ? workDir : workDir + "/") + "sandboxes"
+        try makeDirectories(path)
+        let canonical = try realPath(path)
+        sandboxRoots.withLock { $0[workDir] = canonical }
+        return canonical
+    }
+
     /// Creates (or reuses) the sandbox for one run of a task and its empty `stdout`/`stderr`.
     ///
     /// Missing parent directories are created with mode 0755; existing output files are kept
@@ -49,12 +67,23 @@ package struct TaskSandbox: Sendable, Hashable {
         guard !workDir.isEmpty else {
             throw LauncherError(code: .invalidArgument, message: "work directory is empty; pass the agent's work dir")
         }
-        var path = workDir
-        for component in ["sandboxes", frameworkID, taskID, runID] {
-            path += (path.hasSuffix("/") ? "" : "/") + component
-        }
+        let sandboxes = try canonicalSandboxes(workDir: workDir)
+        var path = sandboxes
+        for component in [frameworkID, taskID, runID] { path += "/" + component }
         try makeDirectories(path)
-        let sandbox = try TaskSandbox(existingAt: path)
+        // Below the canonical root only the launcher creates directories, and none is a
+        // symlink; checking that is cheaper than resolving the whole path again.
+        var prefix = sandboxes
+        for component in [frameworkID, taskID, runID] {
+            prefix += "/" + component
+            var info = Glibc.stat()
+            guard lstat(prefix, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw LauncherError(
+                    code: .launchFailed,
+                    message: "'\(prefix)' is not a directory the launcher created (a symlink or a file?); remove it")
+            }
+        }
+        let sandbox = TaskSandbox(canonicalRoot: path)
         for file in [sandbox.stdoutPath, sandbox.stderrPath] {
             let fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o644)
             guard fd >= 0 else {
@@ -121,15 +150,8 @@ package struct TaskSandbox: Sendable, Hashable {
 
     /// `mkdir -p` with mode 0755.
     private static func makeDirectories(_ path: String) throws(LauncherError) {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            prefix += "/" + component
-            if mkdir(prefix, 0o755) != 0 {
-                let code = errno
-                guard code == EEXIST, (try? fileType(prefix)) == S_IFDIR else {
-                    throw LauncherError.system("mkdir", errno: code, message: "cannot create directory '\(prefix)'")
-                }
-            }
+        if let failure = Directories.make(path, mode: 0o755) {
+            throw LauncherError.system("mkdir", errno: failure.errno, message: "cannot create directory '\(failure.path)'")
         }
     }
 
