@@ -260,7 +260,7 @@ package final class Broker: Service {
         state.withLock { state in
             for framework in state.frameworks.values { framework.outbound?.finish() }
             for agent in state.agents.values { agent.outbound?.finish() }
-            for watcher in state.taskWatchers.values { watcher.finish() }
+            for watcher in state.taskWatchers.values { watcher.events.finish() }
         }
     }
 }

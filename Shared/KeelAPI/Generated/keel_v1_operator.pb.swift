@@ -335,6 +335,10 @@ public nonisolated struct Keel_V1_WatchTasksRequest: Sendable {
   /// Send the current table first, then every change.
   public var includeSnapshot: Bool = false
 
+  /// Only tasks that have a health check (Task.health_check): their snapshot entries and every
+  /// change of them. keel-health watches this way, so a cluster's other tasks cost it nothing.
+  public var healthCheckedOnly: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1384,7 +1388,7 @@ nonisolated extension Keel_V1_GetFrameworksResponse: SwiftProtobuf.Message, Swif
 
 nonisolated extension Keel_V1_WatchTasksRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WatchTasksRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}include_snapshot\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}include_snapshot\0\u{3}health_checked_only\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1393,6 +1397,7 @@ nonisolated extension Keel_V1_WatchTasksRequest: SwiftProtobuf.Message, SwiftPro
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.includeSnapshot) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.healthCheckedOnly) }()
       default: break
       }
     }
@@ -1402,11 +1407,15 @@ nonisolated extension Keel_V1_WatchTasksRequest: SwiftProtobuf.Message, SwiftPro
     if self.includeSnapshot != false {
       try visitor.visitSingularBoolField(value: self.includeSnapshot, fieldNumber: 1)
     }
+    if self.healthCheckedOnly != false {
+      try visitor.visitSingularBoolField(value: self.healthCheckedOnly, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_WatchTasksRequest, rhs: Keel_V1_WatchTasksRequest) -> Bool {
     if lhs.includeSnapshot != rhs.includeSnapshot {return false}
+    if lhs.healthCheckedOnly != rhs.healthCheckedOnly {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

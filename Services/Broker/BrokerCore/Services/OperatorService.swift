@@ -63,12 +63,13 @@ package struct OperatorService: Keel_V1_Operator.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         let (events, continuation) = AsyncStream.makeStream(of: Keel_V1_TaskEvent.self, bufferingPolicy: .bufferingNewest(10_000))
+        let watcher = TaskWatcher(events: continuation, healthCheckedOnly: request.healthCheckedOnly)
         let id = broker.mutate { state in
             let id = state.makeConnectionID()
             if request.includeSnapshot {
-                for task in state.sortedTasks() { continuation.yield(state.taskEvent(task)) }
+                for task in state.sortedTasks() where watcher.wants(task) { continuation.yield(state.taskEvent(task)) }
             }
-            state.taskWatchers[id] = continuation
+            state.taskWatchers[id] = watcher
             return id
         }
         defer { _ = broker.mutate { $0.taskWatchers.removeValue(forKey: id) } }

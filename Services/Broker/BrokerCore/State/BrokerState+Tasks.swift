@@ -455,8 +455,11 @@ extension BrokerState {
         guard let task = tasks[key] else { return }
         pendingWrites.append(.putTask(task))
         guard !taskWatchers.isEmpty else { return }
-        let event = taskEvent(task)
-        for watcher in taskWatchers.values { watcher.yield(event) }
+        var event: Keel_V1_TaskEvent?
+        for watcher in taskWatchers.values where watcher.wants(task) {
+            if event == nil { event = taskEvent(task) }
+            watcher.events.yield(event!)
+        }
     }
 
     /// A task with where it runs, for watchers.
@@ -469,5 +472,16 @@ extension BrokerState {
                 $0.hostname = agent.info.hostname
             }
         }
+    }
+}
+
+/// A WatchTasks caller: where its events go and which tasks it asked for.
+struct TaskWatcher {
+    let events: AsyncStream<Keel_V1_TaskEvent>.Continuation
+    /// Only tasks with a health check (keel-health).
+    let healthCheckedOnly: Bool
+
+    func wants(_ task: Keel_V1_Task) -> Bool {
+        !healthCheckedOnly || task.hasHealthCheck
     }
 }

@@ -19,7 +19,7 @@ struct BrokerState: Sendable {
     var offers: [OfferID: OfferEntry] = [:]
     var tasks: [TaskKey: Keel_V1_Task] = [:]
     /// Task table watchers (operator API, keel-health).
-    var taskWatchers: [UInt64: AsyncStream<Keel_V1_TaskEvent>.Continuation] = [:]
+    var taskWatchers: [UInt64: TaskWatcher] = [:]
     /// The DRF allocator: it decides which offers to make and holds what is offered or in use.
     var allocator = Allocator()
     /// Weights, quota and dynamic reservations set by operators (persisted).

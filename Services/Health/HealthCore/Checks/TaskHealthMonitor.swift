@@ -139,7 +139,11 @@ package struct TaskHealthMonitor: Service {
                 feed.yield(.running(Set(tasks.filter { $0.state == .taskRunning }.map(CheckedTaskKey.init))))
                 backoff = configuration.reconnectBackoff
                 logger.info("following the broker's tasks", metadata: ["keel.tasks": "\(tasks.count)"])
-                try await broker.watchTasks(.with { $0.includeSnapshot = true }) { response in
+                let request = Keel_V1_WatchTasksRequest.with {
+                    $0.includeSnapshot = true
+                    $0.healthCheckedOnly = true
+                }
+                try await broker.watchTasks(request) { response in
                     for try await event in response.messages {
                         feed.yield(.event(event))
                     }
