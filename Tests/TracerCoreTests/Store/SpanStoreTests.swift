@@ -101,6 +101,29 @@ struct SpanStoreTests {
         }
     }
 
+    @Test("an export larger than one statement stores every new span and its events once, and skips the stored ones")
+    func largeExport() async throws {
+        try await withSpanStore { store, _ in
+            let spans = (0..<250).map { index -> SpanRecord in
+                var span = Fixtures.record("hop", task: "task-\(index % 5)", offsetMillis: Int64(index))
+                span.events = (0..<3).map {
+                    SpanEventRecord(name: "step-\($0)", timeNanos: span.startNanos + Int64($0), attributes: span.attributes)
+                }
+                return span
+            }
+            let first = try await store.insert(Array(spans[..<150]))
+            // A retry of the last 50 together with 100 new ones.
+            let second = try await store.insert(Array(spans[100...]))
+            let count = try await store.count()
+            let hops = try await store.taskHops("task-2", limit: 1000)
+            #expect(first == 150)
+            #expect(second == 100)
+            #expect(count == 250)
+            #expect(hops.filter { !$0.isEvent }.count == 50)
+            #expect(hops.filter(\.isEvent).count == 150, "each of task-2's 50 spans has 3 events, stored once")
+        }
+    }
+
     @Test("a closed store refuses work with UNAVAILABLE and closing twice is harmless")
     func closed() async throws {
         let directory = try TemporaryDirectory()

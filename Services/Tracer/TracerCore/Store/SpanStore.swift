@@ -104,12 +104,19 @@ package final class SpanStore: Sendable {
             try await gate.write {
                 try await writer.inTransaction {
                     var stored = 0
-                    for (span, attributes, eventAttributes) in encoded {
-                        let inserted = try await insertSpan(span, attributes: attributes, receivedNanos: received)
-                        guard inserted else { continue }
-                        stored += 1
-                        for (index, event) in span.events.enumerated() {
-                            try await insertEvent(event, index: index, of: span, attributes: eventAttributes[index])
+                    // Many rows per statement: SQLite compiles every statement it is given, and
+                    // compiling costs more than inserting a row.
+                    for chunk in encoded.chunked(into: Self.spansPerStatement) {
+                        let new = try await insertSpans(chunk, receivedNanos: received)
+                        stored += new.count
+                        var events: [(SpanEventRecord, index: Int, span: SpanRecord, attributes: String)] = []
+                        for (span, _, eventAttributes) in chunk where new.contains(SpanKey(span)) {
+                            for (index, event) in span.events.enumerated() {
+                                events.append((event, index, span, eventAttributes[index]))
+                            }
+                        }
+                        for events in events.chunked(into: Self.eventsPerStatement) {
+                            try await insertEvents(events)
                         }
                     }
                     _ = try await trimToCap()
@@ -164,38 +171,79 @@ package final class SpanStore: Sendable {
         }
     }
 
-    /// Inserts one span unless (trace id, span id) is already stored. - Returns: whether it was new.
-    private func insertSpan(_ span: SpanRecord, attributes: String, receivedNanos: Int64) async throws -> Bool {
-        let rows = try await writer.execute(
-            """
-            INSERT INTO spans (trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns,
-                               error, task_id, attributes, received_ns)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (trace_id, span_id) DO NOTHING
-            RETURNING id
-            """,
-            [
+    /// How many spans (12 values each) and events (7 values each) one INSERT carries; both stay
+    /// well under SQLite's limit of 32766 bound values.
+    static let spansPerStatement = 100
+    static let eventsPerStatement = 200
+
+    /// A span's identity in the store.
+    struct SpanKey: Hashable {
+        let traceID: String
+        let spanID: String
+
+        init(_ span: SpanRecord) {
+            self.init(traceID: span.traceID, spanID: span.spanID)
+        }
+
+        init(traceID: String, spanID: String) {
+            self.traceID = traceID
+            self.spanID = spanID
+        }
+    }
+
+    /// Inserts the spans not stored yet (by trace id and span id). - Returns: those it inserted.
+    private func insertSpans(
+        _ spans: ArraySlice<(SpanRecord, String, [String])>, receivedNanos: Int64
+    ) async throws -> Set<SpanKey> {
+        var binds: [SQLiteData] = []
+        binds.reserveCapacity(spans.count * 12)
+        for (span, attributes, _) in spans {
+            binds += [
                 .text(span.traceID), .text(span.spanID), .text(span.parentSpanID), .text(span.name),
                 .text(span.service), SpanRows.integer(span.kind), SpanRows.integer(span.startNanos),
                 SpanRows.integer(span.endNanos), .text(span.error), SpanRows.text(span.taskID), .text(attributes),
                 SpanRows.integer(receivedNanos),
             ]
+        }
+        let rows = try await writer.execute(
+            """
+            INSERT INTO spans (trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns,
+                               error, task_id, attributes, received_ns)
+            VALUES \(Self.placeholders(rows: spans.count, columns: 12))
+            ON CONFLICT (trace_id, span_id) DO NOTHING
+            RETURNING trace_id, span_id
+            """,
+            binds
         )
-        return !rows.isEmpty
+        return Set(rows.compactMap { row in
+            guard let traceID = row.column("trace_id")?.string, let spanID = row.column("span_id")?.string else { return nil }
+            return SpanKey(traceID: traceID, spanID: spanID)
+        })
     }
 
-    private func insertEvent(_ event: SpanEventRecord, index: Int, of span: SpanRecord, attributes: String) async throws {
-        _ = try await writer.execute(
-            """
-            INSERT INTO span_events (trace_id, span_id, idx, name, time_ns, task_id, attributes)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT DO NOTHING
-            """,
-            [
+    private func insertEvents(_ events: ArraySlice<(SpanEventRecord, index: Int, span: SpanRecord, attributes: String)>) async throws {
+        var binds: [SQLiteData] = []
+        binds.reserveCapacity(events.count * 7)
+        for (event, index, span, attributes) in events {
+            binds += [
                 .text(span.traceID), .text(span.spanID), SpanRows.integer(index), .text(event.name),
                 SpanRows.integer(event.timeNanos), SpanRows.text(event.taskID), .text(attributes),
             ]
+        }
+        _ = try await writer.execute(
+            """
+            INSERT INTO span_events (trace_id, span_id, idx, name, time_ns, task_id, attributes)
+            VALUES \(Self.placeholders(rows: events.count, columns: 7))
+            ON CONFLICT DO NOTHING
+            """,
+            binds
         )
+    }
+
+    /// `(?, ?, …), (?, ?, …), …`: `rows` groups of `columns` placeholders.
+    static func placeholders(rows: Int, columns: Int) -> String {
+        let row = "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")"
+        return Array(repeating: row, count: rows).joined(separator: ", ")
     }
 
     /// Deletes up to ``pruneChunk`` of the first-arrived spans beyond the cap; call inside a write
@@ -216,5 +264,12 @@ package final class SpanStore: Sendable {
     private func changes() async throws -> Int {
         let rows = try await writer.execute("SELECT changes() AS n")
         return rows.first?.column("n")?.integer.map { Int($0) } ?? 0
+    }
+}
+
+extension Array {
+    /// The array in consecutive slices of at most `size` elements.
+    func chunked(into size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
