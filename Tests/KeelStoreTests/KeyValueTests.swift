@@ -176,6 +176,33 @@ struct KeyValueTests {
         }
     }
 
+    @Test("a transaction of hundreds of puts around a delete keeps every key's revisions and reports the puts in order")
+    func largeTransaction() async throws {
+        try await withStore { store in
+            let existing = try await store.put("many/0100", value: "old".bytes)
+            _ = try await store.put("many/gone", value: [1])
+            let watch = try await store.watch(prefix: "many/")
+            let keys = (0..<450).map { "many/" + String(String(10_000 + $0).dropFirst()) }
+            var operations = keys[..<300].map { StoreOperation.put(key: $0, value: Array($0.utf8)) }
+            operations.append(.delete(key: "many/gone"))
+            operations += keys[300...].map { StoreOperation.put(key: $0, value: Array($0.utf8)) }
+
+            let applied = try await store.transaction(operations, conditions: [])
+            #expect(applied.succeeded && applied.deletedCount == 1)
+            let stored = try await store.range(prefix: "many/")
+            #expect(stored.map(\.key) == keys)
+            #expect(stored.allSatisfy { $0.value == Array($0.key.utf8) && $0.modRevision == applied.revision })
+            let updated = try #require(stored.first { $0.key == "many/0100" })
+            #expect(updated.createRevision == existing && updated.version == 2)
+            #expect(stored.filter { $0.version == 1 }.count == 449)
+
+            let events = try await collect(watch, count: 451)
+            #expect(events.map(\.key) == Array(keys[..<300]) + ["many/gone"] + Array(keys[300...]))
+            #expect(events[100].createRevision == existing)
+            #expect(events[0].createRevision == applied.revision)
+        }
+    }
+
     @Test("invalid keys are rejected with invalidArgument")
     func badKeys() async throws {
         try await withStore { store in

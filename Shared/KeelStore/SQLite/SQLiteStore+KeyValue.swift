@@ -68,16 +68,27 @@ extension SQLiteStore {
                 }
             }
             var deleted = 0
+            // Consecutive puts go in together (the keys are distinct, checked above).
+            var puts: [(key: String, value: [UInt8], lease: LeaseID?)] = []
             for operation in operations {
+                if case .put(let key, let value, let lease) = operation {
+                    puts.append((key, value, lease))
+                    continue
+                }
+                if !puts.isEmpty {
+                    try await batch.putAll(puts)
+                    puts.removeAll()
+                }
                 switch operation {
-                case .put(let key, let value, let lease):
-                    try await batch.put(key, value: value, lease: lease)
+                case .put:
+                    break
                 case .delete(let key):
                     deleted += try await batch.delete(key) ? 1 : 0
                 case .deletePrefix(let prefix):
                     deleted += try await batch.delete(prefix: prefix)
                 }
             }
+            if !puts.isEmpty { try await batch.putAll(puts) }
             let revision = batch.events.isEmpty ? batch.baseRevision : batch.revision
             return TransactionResult(succeeded: true, revision: revision, deletedCount: deleted)
         }

@@ -77,6 +77,71 @@ struct WriteBatch {
         )
     }
 
+    /// How many keys one multi-row put carries (5 bound values each, well under SQLite's limit).
+    static let putsPerStatement = 200
+
+    /// Writes several distinct keys like ``put(_:value:lease:)``, in few statements: SQLite
+    /// compiles every statement it is given, which costs more than writing a row. Events are
+    /// recorded in the order of `puts`.
+    ///
+    /// - Precondition: no key appears twice in `puts`.
+    /// - Throws: ``StoreError/Code/notFound`` if a lease does not exist or is past its deadline;
+    ///   then nothing of `puts` is written.
+    mutating func putAll(_ puts: [(key: String, value: [UInt8], lease: LeaseID?)]) async throws {
+        for put in puts {
+            if let lease = put.lease, !self.leaseIsLive(lease) {
+                throw StoreError.notFound(
+                    "lease \(lease) does not exist (it expired or was revoked); grant a new lease and write '\(put.key)' again"
+                )
+            }
+        }
+        var start = puts.startIndex
+        while start < puts.endIndex {
+            let chunk = puts[start..<min(start + Self.putsPerStatement, puts.endIndex)]
+            start = chunk.endIndex
+            var binds: [SQLiteData] = []
+            binds.reserveCapacity(chunk.count * 5)
+            for put in chunk {
+                binds += [
+                    SQLRows.blob(put.key), SQLRows.blob(put.value), SQLRows.integer(self.revision),
+                    SQLRows.integer(self.revision), SQLRows.integer(put.lease),
+                ]
+            }
+            let values = Array(repeating: "(?, coalesce(?, x''), ?, ?, 1, ?)", count: chunk.count).joined(separator: ", ")
+            let rows = try await self.connection.execute(
+                """
+                INSERT INTO keel_kv (key, value, create_revision, mod_revision, version, lease)
+                VALUES \(values)
+                ON CONFLICT (key) DO UPDATE SET
+                    value = excluded.value,
+                    mod_revision = excluded.mod_revision,
+                    version = keel_kv.version + 1,
+                    lease = excluded.lease
+                RETURNING key, create_revision
+                """,
+                binds
+            )
+            var created: [String: Int64] = [:]
+            for row in rows {
+                guard let key = row.column("key").flatMap(SQLRows.string(_:)),
+                    let revision = row.column("create_revision")?.integer
+                else { continue }
+                created[key] = Int64(revision)
+            }
+            for put in chunk {
+                guard let createRevision = created[put.key] else {
+                    throw StoreError.internalError("writing '\(put.key)' returned no create revision; the store file is damaged")
+                }
+                self.events.append(
+                    WatchEvent(
+                        kind: .put, key: put.key, value: put.value, modRevision: self.revision,
+                        createRevision: Revision(createRevision), lease: put.lease
+                    )
+                )
+            }
+        }
+    }
+
     /// Deletes `key`. - Returns: whether it existed.
     mutating func delete(_ key: String) async throws -> Bool {
         let rows = try await self.connection.execute(
