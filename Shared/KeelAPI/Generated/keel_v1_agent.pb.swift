@@ -161,12 +161,21 @@ public nonisolated struct Keel_V1_AgentMessage: Sendable {
     set {message = .statusUpdate(newValue)}
   }
 
+  public var statusUpdates: Keel_V1_AgentMessage.StatusUpdates {
+    get {
+      if case .statusUpdates(let v)? = message {return v}
+      return Keel_V1_AgentMessage.StatusUpdates()
+    }
+    set {message = .statusUpdates(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Message: Equatable, Sendable {
     case register(Keel_V1_AgentMessage.Register)
     case heartbeat(Keel_V1_AgentMessage.Heartbeat)
     case statusUpdate(Keel_V1_AgentMessage.StatusUpdate)
+    case statusUpdates(Keel_V1_AgentMessage.StatusUpdates)
 
   }
 
@@ -186,6 +195,10 @@ public nonisolated struct Keel_V1_AgentMessage: Sendable {
 
     /// Tasks still known to the launcher (after a broker or launcher restart).
     public var runningTasks: [Keel_V1_RunningTask] = []
+
+    /// The launcher understands BrokerMessage.launches and .acknowledgements; a broker sends
+    /// them only then, so launchers of an older release keep working during an upgrade.
+    public var acceptsBatches: Bool = false
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -233,6 +246,20 @@ public nonisolated struct Keel_V1_AgentMessage: Sendable {
 
     fileprivate var _frameworkID: Keel_V1_FrameworkID? = nil
     fileprivate var _status: Keel_V1_TaskStatus? = nil
+  }
+
+  /// Several status updates in one message, handled in order as if sent one by one. Sent only
+  /// to a broker whose Registered set accepts_batches.
+  public nonisolated struct StatusUpdates: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var updates: [Keel_V1_AgentMessage.StatusUpdate] = []
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
   }
 
   public init() {}
@@ -302,6 +329,22 @@ public nonisolated struct Keel_V1_BrokerMessage: Sendable {
     set {message = .heartbeat(newValue)}
   }
 
+  public var launches: Keel_V1_BrokerMessage.Launches {
+    get {
+      if case .launches(let v)? = message {return v}
+      return Keel_V1_BrokerMessage.Launches()
+    }
+    set {message = .launches(newValue)}
+  }
+
+  public var acknowledgements: Keel_V1_BrokerMessage.Acknowledgements {
+    get {
+      if case .acknowledgements(let v)? = message {return v}
+      return Keel_V1_BrokerMessage.Acknowledgements()
+    }
+    set {message = .acknowledgements(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Message: Equatable, Sendable {
@@ -312,6 +355,8 @@ public nonisolated struct Keel_V1_BrokerMessage: Sendable {
     case acknowledge(Keel_V1_BrokerMessage.Acknowledge)
     case shutdown(Keel_V1_BrokerMessage.Shutdown)
     case heartbeat(Keel_V1_BrokerMessage.Heartbeat)
+    case launches(Keel_V1_BrokerMessage.Launches)
+    case acknowledgements(Keel_V1_BrokerMessage.Acknowledgements)
 
   }
 
@@ -337,6 +382,9 @@ public nonisolated struct Keel_V1_BrokerMessage: Sendable {
     public var hasHeartbeatInterval: Bool {self._heartbeatInterval != nil}
     /// Clears the value of `heartbeatInterval`. Subsequent reads from it will return its default value.
     public mutating func clearHeartbeatInterval() {self._heartbeatInterval = nil}
+
+    /// The broker understands AgentMessage.status_updates.
+    public var acceptsBatches: Bool = false
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -497,6 +545,32 @@ public nonisolated struct Keel_V1_BrokerMessage: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
     // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
     // methods supported on all messages.
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  /// Several launches or acknowledgements in one message, handled in order as if sent one by
+  /// one. Sent only to a launcher whose Register set accepts_batches.
+  public nonisolated struct Launches: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var launches: [Keel_V1_BrokerMessage.Launch] = []
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public nonisolated struct Acknowledgements: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var acknowledgements: [Keel_V1_BrokerMessage.Acknowledge] = []
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -670,7 +744,7 @@ nonisolated extension Keel_V1_RunningTask: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Keel_V1_AgentMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}register\0\u{1}heartbeat\0\u{3}status_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}register\0\u{1}heartbeat\0\u{3}status_update\0\u{3}status_updates\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -717,6 +791,19 @@ nonisolated extension Keel_V1_AgentMessage: SwiftProtobuf.Message, SwiftProtobuf
           self.message = .statusUpdate(v)
         }
       }()
+      case 4: try {
+        var v: Keel_V1_AgentMessage.StatusUpdates?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .statusUpdates(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .statusUpdates(v)
+        }
+      }()
       default: break
       }
     }
@@ -740,6 +827,10 @@ nonisolated extension Keel_V1_AgentMessage: SwiftProtobuf.Message, SwiftProtobuf
       guard case .statusUpdate(let v)? = self.message else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     }()
+    case .statusUpdates?: try {
+      guard case .statusUpdates(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -754,7 +845,7 @@ nonisolated extension Keel_V1_AgentMessage: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Keel_V1_AgentMessage.Register: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Keel_V1_AgentMessage.protoMessageName + ".Register"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_info\0\u{3}running_tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_info\0\u{3}running_tasks\0\u{3}accepts_batches\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -764,6 +855,7 @@ nonisolated extension Keel_V1_AgentMessage.Register: SwiftProtobuf.Message, Swif
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._agentInfo) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.runningTasks) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.acceptsBatches) }()
       default: break
       }
     }
@@ -780,12 +872,16 @@ nonisolated extension Keel_V1_AgentMessage.Register: SwiftProtobuf.Message, Swif
     if !self.runningTasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.runningTasks, fieldNumber: 2)
     }
+    if self.acceptsBatches != false {
+      try visitor.visitSingularBoolField(value: self.acceptsBatches, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_AgentMessage.Register, rhs: Keel_V1_AgentMessage.Register) -> Bool {
     if lhs._agentInfo != rhs._agentInfo {return false}
     if lhs.runningTasks != rhs.runningTasks {return false}
+    if lhs.acceptsBatches != rhs.acceptsBatches {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -849,9 +945,39 @@ nonisolated extension Keel_V1_AgentMessage.StatusUpdate: SwiftProtobuf.Message, 
   }
 }
 
+nonisolated extension Keel_V1_AgentMessage.StatusUpdates: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Keel_V1_AgentMessage.protoMessageName + ".StatusUpdates"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}updates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.updates) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.updates.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.updates, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_AgentMessage.StatusUpdates, rhs: Keel_V1_AgentMessage.StatusUpdates) -> Bool {
+    if lhs.updates != rhs.updates {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Keel_V1_BrokerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BrokerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}registered\0\u{1}launch\0\u{3}launch_group\0\u{1}kill\0\u{1}acknowledge\0\u{1}shutdown\0\u{1}heartbeat\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}registered\0\u{1}launch\0\u{3}launch_group\0\u{1}kill\0\u{1}acknowledge\0\u{1}shutdown\0\u{1}heartbeat\0\u{1}launches\0\u{1}acknowledgements\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -950,6 +1076,32 @@ nonisolated extension Keel_V1_BrokerMessage: SwiftProtobuf.Message, SwiftProtobu
           self.message = .heartbeat(v)
         }
       }()
+      case 8: try {
+        var v: Keel_V1_BrokerMessage.Launches?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .launches(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .launches(v)
+        }
+      }()
+      case 9: try {
+        var v: Keel_V1_BrokerMessage.Acknowledgements?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .acknowledgements(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .acknowledgements(v)
+        }
+      }()
       default: break
       }
     }
@@ -989,6 +1141,14 @@ nonisolated extension Keel_V1_BrokerMessage: SwiftProtobuf.Message, SwiftProtobu
       guard case .heartbeat(let v)? = self.message else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     }()
+    case .launches?: try {
+      guard case .launches(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .acknowledgements?: try {
+      guard case .acknowledgements(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1003,7 +1163,7 @@ nonisolated extension Keel_V1_BrokerMessage: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Keel_V1_BrokerMessage.Registered: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Keel_V1_BrokerMessage.protoMessageName + ".Registered"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{3}heartbeat_interval\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{3}heartbeat_interval\0\u{3}accepts_batches\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1013,6 +1173,7 @@ nonisolated extension Keel_V1_BrokerMessage.Registered: SwiftProtobuf.Message, S
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._agentID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._heartbeatInterval) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.acceptsBatches) }()
       default: break
       }
     }
@@ -1029,12 +1190,16 @@ nonisolated extension Keel_V1_BrokerMessage.Registered: SwiftProtobuf.Message, S
     try { if let v = self._heartbeatInterval {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if self.acceptsBatches != false {
+      try visitor.visitSingularBoolField(value: self.acceptsBatches, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_BrokerMessage.Registered, rhs: Keel_V1_BrokerMessage.Registered) -> Bool {
     if lhs._agentID != rhs._agentID {return false}
     if lhs._heartbeatInterval != rhs._heartbeatInterval {return false}
+    if lhs.acceptsBatches != rhs.acceptsBatches {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1288,6 +1453,66 @@ nonisolated extension Keel_V1_BrokerMessage.Heartbeat: SwiftProtobuf.Message, Sw
   }
 
   public static func ==(lhs: Keel_V1_BrokerMessage.Heartbeat, rhs: Keel_V1_BrokerMessage.Heartbeat) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_BrokerMessage.Launches: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Keel_V1_BrokerMessage.protoMessageName + ".Launches"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}launches\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.launches) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.launches.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.launches, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_BrokerMessage.Launches, rhs: Keel_V1_BrokerMessage.Launches) -> Bool {
+    if lhs.launches != rhs.launches {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_BrokerMessage.Acknowledgements: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Keel_V1_BrokerMessage.protoMessageName + ".Acknowledgements"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}acknowledgements\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.acknowledgements) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.acknowledgements.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.acknowledgements, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_BrokerMessage.Acknowledgements, rhs: Keel_V1_BrokerMessage.Acknowledgements) -> Bool {
+    if lhs.acknowledgements != rhs.acknowledgements {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

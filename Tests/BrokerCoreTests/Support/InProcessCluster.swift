@@ -224,6 +224,7 @@ extension InProcessCluster {
         agentID requestedAgentID: Keel_V1_AgentID? = nil,
         launcherPort: UInt32 = 0,
         bootID: String = "",
+        acceptsBatches: Bool = false,
         _ body: @Sendable (ConnectedPair) async throws -> Void
     ) async throws {
         let (frameworkID, token) = try await register(
@@ -238,6 +239,7 @@ extension InProcessCluster {
             $0.register.agentInfo.launcherAddress.ip = "127.0.0.1"
             $0.register.agentInfo.launcherAddress.port = launcherPort
             $0.register.agentInfo.bootID = bootID
+            $0.register.acceptsBatches = acceptsBatches
         })
         let agents = self.agents
         let scheduler = self.scheduler

@@ -23,7 +23,7 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         try await mappingErrors {
-            let (outboundStream, outbound) = AsyncStream.makeStream(of: Keel_V1_BrokerMessage.self)
+            let outbound = MessageOutbox<Keel_V1_BrokerMessage>()
             let session = AgentSession()
             defer {
                 if let (agentID, connection) = session.current {
@@ -35,8 +35,10 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
             // stream of the same agent, or shutdown), or the broker begins to shut down.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await message in outboundStream {
-                        try await response.write(message)
+                    // Whatever queued up while the last write was under way goes out together,
+                    // launches and acknowledgements merged when the launcher takes them so.
+                    while let batch = await outbound.next() {
+                        try await response.write(contentsOf: Self.merged(batch, batches: session.acceptsBatches))
                     }
                 }
                 group.addTask {
@@ -58,9 +60,52 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
         }
     }
 
+    /// The most launches or acknowledgements merged into one message.
+    package static let launchesPerMessage = 200
+    package static let acknowledgementsPerMessage = 1000
+
+    /// `messages` with each run of consecutive launches, and of acknowledgements, merged into
+    /// `launches` and `acknowledgements` messages (when `batches`, i.e. the launcher said it
+    /// accepts them), in the same order.
+    package static func merged(_ messages: [Keel_V1_BrokerMessage], batches: Bool) -> [Keel_V1_BrokerMessage] {
+        guard batches, messages.count > 1 else { return messages }
+        var result: [Keel_V1_BrokerMessage] = []
+        var launches: [Keel_V1_BrokerMessage.Launch] = []
+        var acknowledgements: [Keel_V1_BrokerMessage.Acknowledge] = []
+        func flush() {
+            if launches.count == 1 {
+                result.append(.with { $0.launch = launches[0] })
+            } else if !launches.isEmpty {
+                result.append(.with { $0.launches.launches = launches })
+            }
+            if acknowledgements.count == 1 {
+                result.append(.with { $0.acknowledge = acknowledgements[0] })
+            } else if !acknowledgements.isEmpty {
+                result.append(.with { $0.acknowledgements.acknowledgements = acknowledgements })
+            }
+            launches.removeAll()
+            acknowledgements.removeAll()
+        }
+        for message in messages {
+            switch message.message {
+            case .launch(let launch):
+                if !acknowledgements.isEmpty || launches.count == launchesPerMessage { flush() }
+                launches.append(launch)
+            case .acknowledge(let acknowledge):
+                if !launches.isEmpty || acknowledgements.count == acknowledgementsPerMessage { flush() }
+                acknowledgements.append(acknowledge)
+            default:
+                flush()
+                result.append(message)
+            }
+        }
+        flush()
+        return result
+    }
+
     private func register(
         _ message: Keel_V1_AgentMessage,
-        outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation,
+        outbound: MessageOutbox<Keel_V1_BrokerMessage>,
         session: AgentSession
     ) throws {
         guard case .register(let register) = message.message else {
@@ -69,15 +114,16 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
         let (agentID, connection) = try broker.mutate { state in
             try state.attachAgent(register, outbound: outbound, now: Date())
         }
-        session.set(agentID, connection)
+        session.set(agentID, connection, acceptsBatches: register.acceptsBatches)
         broker.logger.info("agent attached", metadata: [
             "keel.agent_id": "\(agentID)", "keel.hostname": "\(register.agentInfo.hostname)",
         ])
-        outbound.yield(.with {
+        outbound.send(.with {
             $0.registered.agentID = .with { $0.value = agentID.value }
             $0.registered.heartbeatInterval = Google_Protobuf_Duration(
                 seconds: broker.configuration.agentHeartbeatInterval.components.seconds
             )
+            $0.registered.acceptsBatches = true
         })
         broker.requestAllocation()
     }
@@ -87,43 +133,66 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
         case .heartbeat:
             broker.mutate { $0.agentHeartbeat(agentID, connection: connection, now: Date()) }
         case .statusUpdate(let update):
-            let frameworkID = FrameworkID(update.frameworkID.value)
-            let delivery = broker.mutate { state in
-                state.agentHeartbeat(agentID, connection: connection, now: Date())
-                return state.applyStatus(update.status, frameworkID: frameworkID, agentID: agentID, now: Date())
-            }
-            if delivery.acknowledgedByBroker, !update.status.uuid.isEmpty {
-                // No framework will acknowledge it: acknowledge it here so the launcher stops
-                // resending it and sends the task's next update (e.g. its TASK_KILLED).
-                if delivery == .dropped {
-                    broker.logger.warning("dropped a status update", metadata: [
-                        "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
-                    ])
-                }
-                broker.read { state in
-                    state.send(.with {
-                        $0.acknowledge.frameworkID = update.frameworkID
-                        $0.acknowledge.taskID = update.status.taskID
-                        $0.acknowledge.uuid = update.status.uuid
-                    }, to: agentID)
-                }
-            }
-            if update.status.state.isTerminal { broker.requestAllocation() }
+            apply([update], agentID: agentID, connection: connection)
+        case .statusUpdates(let batch):
+            apply(batch.updates, agentID: agentID, connection: connection)
         case .register:
             broker.logger.warning("ignored a second register on an agent stream", metadata: ["keel.agent_id": "\(agentID)"])
         case nil:
             break
         }
     }
+
+    /// Applies a launcher's status updates in order, in one change of the broker's state.
+    private func apply(_ updates: [Keel_V1_AgentMessage.StatusUpdate], agentID: AgentID, connection: UInt64) {
+        guard !updates.isEmpty else { return }
+        let deliveries = broker.mutate { state in
+            let now = Date()
+            state.agentHeartbeat(agentID, connection: connection, now: now)
+            return updates.map { update in
+                state.applyStatus(update.status, frameworkID: FrameworkID(update.frameworkID.value), agentID: agentID, now: now)
+            }
+        }
+        var acknowledgements: [Keel_V1_BrokerMessage] = []
+        for (update, delivery) in zip(updates, deliveries) where delivery.acknowledgedByBroker && !update.status.uuid.isEmpty {
+            // No framework will acknowledge it: acknowledge it here so the launcher stops
+            // resending it and sends the task's next update (e.g. its TASK_KILLED).
+            if delivery == .dropped {
+                broker.logger.warning("dropped a status update", metadata: [
+                    "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
+                ])
+            }
+            acknowledgements.append(.with {
+                $0.acknowledge.frameworkID = update.frameworkID
+                $0.acknowledge.taskID = update.status.taskID
+                $0.acknowledge.uuid = update.status.uuid
+            })
+        }
+        if !acknowledgements.isEmpty {
+            broker.read { state in
+                for acknowledgement in acknowledgements { _ = state.send(acknowledgement, to: agentID) }
+            }
+        }
+        if updates.contains(where: { $0.status.state.isTerminal }) { broker.requestAllocation() }
+    }
 }
 
 /// The agent a stream registered as, once it has.
 private final class AgentSession: Sendable {
-    private let value = Mutex<(AgentID, UInt64)?>(nil)
+    private struct Registration {
+        var agentID: AgentID
+        var connection: UInt64
+        var acceptsBatches: Bool
+    }
 
-    var current: (AgentID, UInt64)? { value.withLock { $0 } }
+    private let value = Mutex<Registration?>(nil)
 
-    func set(_ agentID: AgentID, _ connection: UInt64) {
-        value.withLock { $0 = (agentID, connection) }
+    var current: (AgentID, UInt64)? { value.withLock { $0.map { ($0.agentID, $0.connection) } } }
+
+    /// Whether the launcher takes merged launches and acknowledgements.
+    var acceptsBatches: Bool { value.withLock { $0?.acceptsBatches ?? false } }
+
+    func set(_ agentID: AgentID, _ connection: UInt64, acceptsBatches: Bool) {
+        value.withLock { $0 = Registration(agentID: agentID, connection: connection, acceptsBatches: acceptsBatches) }
     }
 }

@@ -20,7 +20,7 @@ extension BrokerState {
     /// that rebooted end: its launcher registers with a new agent id.
     mutating func attachAgent(
         _ register: Keel_V1_AgentMessage.Register,
-        outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation,
+        outbound: MessageOutbox<Keel_V1_BrokerMessage>,
         now: Date
     ) throws -> (AgentID, UInt64) {
         var info = register.agentInfo
@@ -248,8 +248,6 @@ extension BrokerState {
     /// Sends a message down an agent's stream; false when the agent is not attached.
     @discardableResult
     func send(_ message: Keel_V1_BrokerMessage, to id: AgentID) -> Bool {
-        guard let outbound = agents[id]?.outbound else { return false }
-        if case .enqueued = outbound.yield(message) { return true }
-        return false
+        agents[id]?.outbound?.send(message) ?? false
     }
 }

@@ -18,7 +18,7 @@ struct AgentEntry: Sendable {
     /// Identifies the current stream; a stale stream's end must not disconnect a newer one.
     var connection: UInt64?
     /// Sends messages down the agent's stream while it is attached.
-    var outbound: AsyncStream<Keel_V1_BrokerMessage>.Continuation?
+    var outbound: MessageOutbox<Keel_V1_BrokerMessage>?
 
 
 }

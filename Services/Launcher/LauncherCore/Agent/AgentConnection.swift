@@ -1,7 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
-import KeelAPI
+package import KeelAPI
 import KeelCore
 package import KeelRPC
 package import Logging
@@ -47,7 +47,7 @@ package struct AgentConnection: Service {
         // Attach only once the launcher API is bound, so the broker learns the real port.
         let port = await advertisedPort()
         var backoff = Duration.milliseconds(200)
-        let attached = AttachedFlag()
+        let attached = StreamFlag()
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             defer {
                 if attached.take() { backoff = .milliseconds(200) }
@@ -67,8 +67,9 @@ package struct AgentConnection: Service {
     }
 
     private func attachOnce(port: Int, onRegistered reset: @escaping @Sendable () -> Void) async throws {
-        let (outbound, continuation) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
-        continuation.yield(.with { $0.register = registerMessage(port: port) })
+        let outbox = MessageOutbox<Keel_V1_AgentMessage>()
+        let brokerAcceptsBatches = StreamFlag()
+        outbox.send(.with { $0.register = registerMessage(port: port) })
         let heartbeatInterval = configuration.heartbeatInterval
         try await withGracefulShutdownHandler {
             try await client.attach(
@@ -77,44 +78,79 @@ package struct AgentConnection: Service {
                         group.addTask {
                             while !Task.isCancelled {
                                 try await Task.sleep(for: heartbeatInterval)
-                                continuation.yield(.with { $0.heartbeat = .init() })
+                                outbox.send(.with { $0.heartbeat = .init() })
                             }
                         }
-                        for await message in outbound {
-                            try await writer.write(message)
+                        // Whatever queued up while the last write was under way goes out
+                        // together, status updates merged when the broker takes them so.
+                        while let batch = await outbox.next() {
+                            try await writer.write(contentsOf: Self.merged(batch, batches: brokerAcceptsBatches.isSet))
                         }
                         group.cancelAll()
                     }
                 },
                 onResponse: { response in
-                    defer { continuation.finish() }
+                    defer { outbox.finish() }
                     for try await message in response.messages {
-                        await handle(message, continuation: continuation, reset: reset)
+                        await handle(message, outbox: outbox, brokerAcceptsBatches: brokerAcceptsBatches, reset: reset)
                     }
                 }
             )
         } onGracefulShutdown: {
-            continuation.finish()
+            outbox.finish()
         }
+    }
+
+    /// The most status updates merged into one message.
+    package static let updatesPerMessage = 500
+
+    /// `messages` with each run of consecutive status updates merged into `status_updates`
+    /// messages (when `batches`, i.e. the broker said it accepts them), in the same order.
+    package static func merged(_ messages: [Keel_V1_AgentMessage], batches: Bool) -> [Keel_V1_AgentMessage] {
+        guard batches, messages.count > 1 else { return messages }
+        var result: [Keel_V1_AgentMessage] = []
+        var run: [Keel_V1_AgentMessage.StatusUpdate] = []
+        func flush() {
+            switch run.count {
+            case 0: break
+            case 1: result.append(.with { $0.statusUpdate = run[0] })
+            default: result.append(.with { $0.statusUpdates.updates = run })
+            }
+            run.removeAll()
+        }
+        for message in messages {
+            if case .statusUpdate(let update) = message.message {
+                run.append(update)
+                if run.count == updatesPerMessage { flush() }
+            } else {
+                flush()
+                result.append(message)
+            }
+        }
+        flush()
+        return result
     }
 
     private func handle(
         _ message: Keel_V1_BrokerMessage,
-        continuation: AsyncStream<Keel_V1_AgentMessage>.Continuation,
+        outbox: MessageOutbox<Keel_V1_AgentMessage>,
+        brokerAcceptsBatches: StreamFlag,
         reset: @Sendable () -> Void
     ) async {
         switch message.message {
         case .registered(let registered):
             identity.set(registered.agentID.value)
+            if registered.acceptsBatches { brokerAcceptsBatches.set() }
             reset()
-            updates.connect { message in
-                if case .enqueued = continuation.yield(message) { return true }
-                return false
-            }
+            updates.connect { message in outbox.send(message) }
             logger.notice("attached to the broker", metadata: ["keel.agent_id": "\(registered.agentID.value)"])
             await onRegistered(registered.agentID.value)
         case .launch(let launch):
             tasks.launch(framework: launch.frameworkInfo, task: launch.task)
+        case .launches(let batch):
+            for launch in batch.launches {
+                tasks.launch(framework: launch.frameworkInfo, task: launch.task)
+            }
         case .launchGroup(let group):
             for task in group.taskGroup.tasks {
                 tasks.launch(framework: group.frameworkInfo, task: task)
@@ -126,6 +162,10 @@ package struct AgentConnection: Service {
             tasks.kill(frameworkID: kill.frameworkID.value, taskID: kill.taskID.value, gracePeriod: grace)
         case .acknowledge(let ack):
             updates.acknowledge(frameworkID: ack.frameworkID.value, taskID: ack.taskID.value, uuid: ack.uuid)
+        case .acknowledgements(let batch):
+            for ack in batch.acknowledgements {
+                updates.acknowledge(frameworkID: ack.frameworkID.value, taskID: ack.taskID.value, uuid: ack.uuid)
+            }
         case .shutdown(let shutdown):
             logger.warning("the broker asked this agent to shut down", metadata: ["keel.reason": "\(shutdown.reason)"])
         case .heartbeat, nil:
@@ -156,13 +196,17 @@ package struct AgentConnection: Service {
             $0.agentInfo.capabilities = configuration.isolation.capabilities
             $0.agentInfo.version = "0.1.0"
             $0.runningTasks = tasks.runningTasks
+            $0.acceptsBatches = true
         }
     }
 }
 
-/// Whether an attach attempt got as far as registering (to reset the retry backoff).
-private final class AttachedFlag: Sendable {
+/// A flag of an attach attempt: whether it got as far as registering (to reset the retry
+/// backoff), or whether the broker accepts batched messages.
+private final class StreamFlag: Sendable {
     private let value = Mutex(false)
+
+    var isSet: Bool { value.withLock { $0 } }
 
     func set() { value.withLock { $0 = true } }
 

@@ -1,0 +1,83 @@
+import Synchronization
+
+/// The outgoing messages of one long-lived stream: queued by any number of producers, taken by
+/// the stream's single writer in whole batches.
+///
+/// An `AsyncStream` hands its consumer one element per wake-up. Under load, messages pile up
+/// while the writer waits for the transport; taking everything queued at once lets the writer
+/// merge them (``next()`` + a merge step) into fewer, larger messages, so a burst of task
+/// launches or status updates costs a few frames, flushes and wake-ups instead of one each.
+package final class MessageOutbox<Message: Sendable>: Sendable {
+    private struct State {
+        var queue: [Message] = []
+        var waiter: CheckedContinuation<[Message]?, Never>?
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+
+    package init() {}
+
+    /// Queues `message` for the writer; `false` (and dropped) once the outbox is finished.
+    @discardableResult
+    package func send(_ message: Message) -> Bool {
+        let (accepted, wake) = state.withLock { state -> (Bool, (CheckedContinuation<[Message]?, Never>, [Message])?) in
+            guard !state.finished else { return (false, nil) }
+            state.queue.append(message)
+            guard let waiter = state.waiter else { return (true, nil) }
+            state.waiter = nil
+            defer { state.queue.removeAll(keepingCapacity: true) }
+            return (true, (waiter, state.queue))
+        }
+        if let (waiter, batch) = wake { waiter.resume(returning: batch) }
+        return accepted
+    }
+
+    /// Ends the outbox: the writer gets what is still queued, then `nil`; later sends are dropped.
+    package func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<[Message]?, Never>? in
+            state.finished = true
+            guard state.queue.isEmpty else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// Whether ``finish()`` was called.
+    package var isFinished: Bool { state.withLock { $0.finished } }
+
+    /// Everything queued, in order, waiting for at least one message; `nil` once the outbox is
+    /// finished and drained, or when the calling task is cancelled.
+    package func next() async -> [Message]? {
+        if let ready = state.withLock({ state -> [Message]?? in
+            if !state.queue.isEmpty {
+                defer { state.queue.removeAll(keepingCapacity: true) }
+                return .some(state.queue)
+            }
+            return state.finished ? .some(nil) : nil
+        }) {
+            return ready
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let immediate: [Message]?? = state.withLock { state in
+                    if !state.queue.isEmpty {
+                        defer { state.queue.removeAll(keepingCapacity: true) }
+                        return .some(state.queue)
+                    }
+                    if state.finished || Task.isCancelled { return .some(nil) }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<[Message]?, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+}
