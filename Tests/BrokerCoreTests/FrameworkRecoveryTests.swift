@@ -38,8 +38,7 @@ struct FrameworkRecoveryTests {
         #expect(state.expiredFrameworks(now: start.addingTimeInterval(1000)) == [FrameworkID("old")])
 
         // Subscribing stops the clock.
-        let (_, continuation) = AsyncStream.makeStream(of: Keel_V1_Event.self)
-        _ = try state.subscribe(FrameworkID("old"), outbound: continuation, now: start.addingTimeInterval(10))
+        _ = try state.subscribe(FrameworkID("old"), outbound: MessageOutbox<Keel_V1_Event>(), now: start.addingTimeInterval(10))
         #expect(state.expiredFrameworks(now: start.addingTimeInterval(1000)).isEmpty)
     }
 }

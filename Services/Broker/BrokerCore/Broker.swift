@@ -250,7 +250,7 @@ package final class Broker: Service {
     private func sendHeartbeats() {
         read { state in
             for framework in state.frameworks.values {
-                framework.outbound?.yield(.with { $0.type = .heartbeat })
+                framework.outbound?.send(.with { $0.type = .heartbeat })
             }
         }
     }

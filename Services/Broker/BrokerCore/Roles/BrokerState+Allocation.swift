@@ -40,7 +40,7 @@ extension BrokerState {
             })
         }
         for (frameworkID, offers) in batches {
-            frameworks[frameworkID]?.outbound?.yield(.with {
+            frameworks[frameworkID]?.outbound?.send(.with {
                 $0.type = .offers
                 $0.offers.offers = offers
             })

@@ -32,7 +32,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             try requireFramework(frameworkID)
             try await broker.ensureFramework(frameworkID)
             let id = FrameworkID(frameworkID)
-            let (events, outbound) = AsyncStream.makeStream(of: Keel_V1_Event.self)
+            let outbound = MessageOutbox<Keel_V1_Event>()
             let (connection, streamID) = try broker.mutate { state in
                 let connection = try state.subscribe(id, outbound: outbound, now: Date())
                 return (connection, state.frameworks[id]?.streamID ?? "")
@@ -42,7 +42,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
                 broker.mutate { $0.unsubscribe(id, connection: connection, now: Date()) }
                 broker.logger.info("framework disconnected", metadata: ["keel.framework_id": "\(frameworkID)"])
             }
-            outbound.yield(.with {
+            outbound.send(.with {
                 $0.type = .subscribed
                 $0.subscribed.frameworkID = request.frameworkInfo.id
                 $0.subscribed.heartbeatInterval = Google_Protobuf_Duration(
@@ -55,8 +55,9 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             // The stream ends when the framework goes, a newer subscription replaces it, or the
             // broker begins to shut down.
             try await cancelWhenGracefulShutdown {
-                for await event in events {
-                    try await response.write(event)
+                // What queued up while the last write was under way goes out in one write.
+                while let events = await outbound.next() {
+                    try await response.write(contentsOf: events)
                 }
             }
         }

@@ -257,7 +257,7 @@ extension BrokerState {
 
     /// Sends an UPDATE event to the framework if it is subscribed.
     func forward(_ status: Keel_V1_TaskStatus, to frameworkID: FrameworkID) {
-        frameworks[frameworkID]?.outbound?.yield(.with {
+        frameworks[frameworkID]?.outbound?.send(.with {
             $0.type = .update
             $0.update.status = status
         })

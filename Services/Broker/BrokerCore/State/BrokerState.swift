@@ -88,7 +88,7 @@ struct BrokerState: Sendable {
     mutating func completeFramework(_ id: FrameworkID, now: Date) {
         guard var entry = frameworks[id], !entry.completed else { return }
         entry.completed = true
-        entry.outbound?.yield(.with {
+        entry.outbound?.send(.with {
             $0.type = .error
             $0.error.message = "framework \(id) was torn down"
         })
@@ -133,12 +133,12 @@ struct BrokerState: Sendable {
     /// Opens a subscription, replacing (and closing) any previous one.
     mutating func subscribe(
         _ id: FrameworkID,
-        outbound: AsyncStream<Keel_V1_Event>.Continuation,
+        outbound: MessageOutbox<Keel_V1_Event>,
         now: Date
     ) throws -> UInt64 {
         var entry = try activeFramework(id.value)
         if let previous = entry.outbound {
-            previous.yield(.with {
+            previous.send(.with {
                 $0.type = .error
                 $0.error.message = "a newer subscription of framework \(id) replaced this one"
             })
@@ -236,7 +236,7 @@ struct BrokerState: Sendable {
     mutating func rescindOffer(_ id: OfferID) {
         guard let offer = offers[id] else { return }
         removeOffer(id)
-        frameworks[offer.frameworkID]?.outbound?.yield(.with {
+        frameworks[offer.frameworkID]?.outbound?.send(.with {
             $0.type = .rescind
             $0.rescind.offerID = .with { $0.value = id.value }
         })

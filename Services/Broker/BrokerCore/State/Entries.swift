@@ -36,7 +36,7 @@ struct FrameworkEntry: Sendable {
     /// superseded process.
     var streamID: String?
     /// Sends events to the subscribed framework.
-    var outbound: AsyncStream<Keel_V1_Event>.Continuation?
+    var outbound: MessageOutbox<Keel_V1_Event>?
     /// Roles (API names) for which the framework suppressed offers.
     var suppressedRoles: Set<String> = []
     /// When the framework's subscription ended; its failover timeout runs from then.
