@@ -2,17 +2,30 @@
 
 /// Durable whole-file writes and reads for the launcher's checkpoint.
 ///
-/// ``write(_:to:durable:)`` never leaves a half-written file behind under the final name: the
+/// ``write(_:to:durability:)`` never leaves a half-written file behind under the final name: the
 /// bytes go to `<path>.tmp`, which is `fsync`ed, renamed over `path`, and then the directory is
 /// `fsync`ed so the rename itself survives a crash or power loss. A reader therefore sees either
 /// the old contents or the new ones. A file that is still truncated or garbled (a disk error, a hand
 /// edit) is caught when it is decoded, and reported by the caller.
 package enum CheckpointFile {
-    /// Atomically replaces `path` with `bytes`, creating missing parent directories.
-    ///
-    /// With `durable` false the two `fsync`s are left out: the replacement is still atomic for
-    /// every reader and survives a crash of the process, but not necessarily a power loss.
-    package static func write(_ bytes: [UInt8], to path: String, durable: Bool = true) throws(LauncherError) {
+    /// How much of a replacement must survive what.
+    package enum Durability: Int, Comparable, Sendable {
+        /// Write and rename: atomic for every reader, and kept across a crash of the launcher
+        /// (the page cache holds it), not necessarily across a power loss.
+        case atomic
+        /// Write, `fsync`, rename: after a power loss too, the file holds either the old or
+        /// the new contents, never a torn or empty one; the rename itself may be lost.
+        case synced
+        /// Write, `fsync`, rename, `fsync` of the directory: the new contents under the name
+        /// survive a power loss.
+        case durable
+
+        package static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+    }
+
+    /// Atomically replaces `path` with `bytes`, creating missing parent directories, as
+    /// durably as `durability` asks.
+    package static func write(_ bytes: [UInt8], to path: String, durability: Durability = .durable) throws(LauncherError) {
         let directory = parent(of: path)
         let temporary = path + ".tmp"
         let flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW
@@ -37,7 +50,7 @@ package enum CheckpointFile {
             }
             offset += written
         }
-        guard !durable || fsync(fd) == 0 else {
+        guard durability == .atomic || fsync(fd) == 0 else {
             let code = errno
             close(fd)
             throw LauncherError.system("fsync", errno: code, message: "cannot flush checkpoint file '\(temporary)'")
@@ -46,7 +59,7 @@ package enum CheckpointFile {
         guard rename(temporary, path) == 0 else {
             throw LauncherError.system("rename", errno: errno, message: "cannot move '\(temporary)' to '\(path)'")
         }
-        if durable { try syncDirectory(directory) }
+        if durability == .durable { try syncDirectory(directory) }
     }
 
     /// The contents of `path`, or `nil` if it does not exist.

@@ -6,9 +6,9 @@ import Synchronization
 /// Writes checkpoint files on a small pool of threads, so that tasks do not wait for each
 /// other's disk flushes and nothing blocks the launcher's cooperative threads.
 ///
-/// Each file is still replaced atomically and durably (``CheckpointFile/write(_:to:durable:)``:
-/// write, `fsync`, rename, `fsync` of the directory). What the pool changes is how the flushes
-/// of many tasks are scheduled:
+/// Each file is still replaced atomically, as durably as its job asks
+/// (``CheckpointFile/write(_:to:durability:)``). What the pool changes is how the flushes of
+/// many tasks are scheduled:
 /// - **In parallel.** Up to ``threadCount`` files are written at once, so their flushes
 ///   overlap instead of queueing behind each other (on the development VM's disk one thread
 ///   manages about 2400 such writes a second, four or more about 4100; the launch benchmark in
@@ -17,7 +17,7 @@ import Synchronization
 ///   meanwhile replace each other, and only the newest is written next, once; every caller
 ///   waiting on any of them is told when that write is done. A file's writes are therefore
 ///   never reordered, and a burst of changes to one task costs one write.
-/// - **Durable only where it matters.** A job asks for `durable` when the caller acts on it
+/// - **Flushed only where it matters.** A job asks for `synced` when the caller acts on it
 ///   afterwards (a status update is sent only once it is on disk). Other changes (an
 ///   acknowledgement dropping an update) are written without the flushes: the page cache keeps
 ///   them across a crash of the launcher, and after a power loss the worst case is that an
@@ -41,7 +41,7 @@ final class CheckpointWriter: Sendable {
 
     private struct Job {
         var content: @Sendable () -> Content
-        var durable: Bool
+        var durability: CheckpointFile.Durability
         var completions: [Completion]
     }
 
@@ -68,17 +68,18 @@ final class CheckpointWriter: Sendable {
     /// Queues a write of `path`; `completion` runs once it (or a newer write of the same file)
     /// is done.
     func submit(
-        _ path: String, durable: Bool, content: @escaping @Sendable () -> Content, completion: Completion? = nil
+        _ path: String, durability: CheckpointFile.Durability, content: @escaping @Sendable () -> Content,
+        completion: Completion? = nil
     ) {
         let signal = state.withLock { state -> Bool in
             if var job = state.queued[path] {
                 job.content = content
-                job.durable = job.durable || durable
+                job.durability = max(job.durability, durability)
                 if let completion { job.completions.append(completion) }
                 state.queued[path] = job
                 return false
             }
-            state.queued[path] = Job(content: content, durable: durable, completions: completion.map { [$0] } ?? [])
+            state.queued[path] = Job(content: content, durability: durability, completions: completion.map { [$0] } ?? [])
             guard !state.inFlight.contains(path) else { return false }
             state.ready.append(path)
             return true
@@ -142,7 +143,7 @@ final class CheckpointWriter: Sendable {
                     state.queued[path]?.completions.append(countDown)
                 } else {
                     // Only in flight: a no-op queued behind that write completes after it.
-                    state.queued[path] = Job(content: { .unchanged }, durable: false, completions: [countDown])
+                    state.queued[path] = Job(content: { .unchanged }, durability: .atomic, completions: [countDown])
                 }
             }
             return false
@@ -221,7 +222,7 @@ final class CheckpointWriter: Sendable {
         switch job.content() {
         case .bytes(let bytes):
             do {
-                try CheckpointFile.write(bytes, to: path, durable: job.durable)
+                try CheckpointFile.write(bytes, to: path, durability: job.durability)
                 return nil
             } catch {
                 return error
@@ -231,7 +232,7 @@ final class CheckpointWriter: Sendable {
         case .remove(let tree):
             CheckpointFile.remove(path)
             if let tree { CheckpointFile.removeTree(tree) }
-            if job.durable { try? CheckpointFile.syncDirectory(CheckpointFile.parent(of: tree ?? path)) }
+            if job.durability == .durable { try? CheckpointFile.syncDirectory(CheckpointFile.parent(of: tree ?? path)) }
             return nil
         }
     }

@@ -8,7 +8,7 @@ import Synchronization
 
 /// The per-task checkpoint records of this launcher, in memory and on disk.
 ///
-/// Every change is kept in memory at once and written atomically (``CheckpointFile/write(_:to:durable:)``)
+/// Every change is kept in memory at once and written atomically (``CheckpointFile/write(_:to:durability:)``)
 /// by a ``CheckpointWriter``, which writes the files of many tasks in parallel and coalesces a
 /// task's changes that arrive while its file is being written. Callers that act on a change
 /// wait for it to be durable: a task's record and cgroup note are on disk before its cgroup and
@@ -81,7 +81,7 @@ package final class TaskCheckpointStore: Sendable {
     package func recordCgroup(_ path: String) {
         _ = withCgroupNotes { $0.insert(path) }
         let bytes = Array(path.utf8)
-        writer.submit(cgroupNotePath(path), durable: false, content: { .bytes(bytes) }) { [logger] error in
+        writer.submit(cgroupNotePath(path), durability: .atomic, content: { .bytes(bytes) }) { [logger] error in
             guard let error else { return }
             logger.error(
                 "cannot note the task cgroup in the checkpoint; a restarted launcher will not sweep it",
@@ -92,7 +92,7 @@ package final class TaskCheckpointStore: Sendable {
     /// Forgets the task cgroup `path` once it has been removed.
     package func forgetCgroup(_ path: String) {
         _ = withCgroupNotes { $0.remove(path) }
-        writer.submit(cgroupNotePath(path), durable: false, content: { .remove(tree: nil) })
+        writer.submit(cgroupNotePath(path), durability: .atomic, content: { .remove(tree: nil) })
     }
 
     /// The task cgroups this launcher created and has not removed yet.
@@ -212,10 +212,18 @@ package final class TaskCheckpointStore: Sendable {
     }
 
     /// Queues the write of the task's current record, or of its removal when it has none.
+    /// Writes the record of `key`; with `durable`, flushed before it counts as stored.
+    ///
+    /// "Durable" here is write, `fsync`, rename (``CheckpointFile/Durability/synced``), without
+    /// the `fsync` of the directory that would make the rename itself survive a power loss. No
+    /// recovery can use that: a launcher restarted on the same boot reads the files through the
+    /// page cache, which a crash of the launcher does not touch, and after a power loss the node
+    /// boots again, whereupon ``TaskManager/recover(_:)`` drops every task of the old boot (the
+    /// agent gets a new id). The directory flush was half of a task's `fsync`s.
     private func submit(_ key: LauncherTaskKey, durable: Bool, whenStored: (@Sendable () -> Void)? = nil) {
         let directory = directory(key)
         writer.submit(
-            recordPath(key), durable: durable,
+            recordPath(key), durability: durable ? .synced : .atomic,
             content: { [self] in
                 guard let record = record(key) else { return .remove(tree: directory) }
                 do {
