@@ -126,11 +126,21 @@ extension TaskProcess {
 
     /// Starts the thread that watches a supervisor this launcher is not the parent of.
     ///
-    /// Only the parent can wait for a process, so the thread checks `/proc/PID/stat` every
-    /// 100 ms until the supervisor is gone (or a zombie awaiting its new parent, init).
+    /// Only the parent can wait for a process. The thread opens a pidfd for it (Linux 5.3+),
+    /// checks that the pid still belongs to the supervisor (its start time; a pidfd keeps
+    /// naming that process even if the pid is reused later) and sleeps in `poll` until the
+    /// supervisor ends. Without pidfds it checks `/proc/PID/stat` every 100 ms until the
+    /// supervisor is gone (or a zombie awaiting its new parent, init).
     private func startWatcher() {
         guard let expected = startTime else {
             record(supervisedStatus(fallback: .unknown))
+            return
+        }
+        let pidfd = ProcessDescriptor.open(pid)
+        if pidfd != nil, !isSameProcess(startTime: expected) {
+            // Gone before the descriptor was opened; it may even name a newer process.
+            ProcessDescriptor.close(pidfd)
+            collectForeignExit()
             return
         }
         var attributes = pthread_attr_t()
@@ -138,14 +148,18 @@ extension TaskProcess {
         defer { pthread_attr_destroy(&attributes) }
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         pthread_attr_setstacksize(&attributes, Self.reaperStackSize)
-        let context = Unmanaged.passRetained(WatchContext(process: self, startTime: expected)).toOpaque()
+        let context = Unmanaged.passRetained(WatchContext(process: self, startTime: expected, pidfd: pidfd)).toOpaque()
         var thread = pthread_t()
         let status = pthread_create(
             &thread, &attributes,
             { context in
                 let watch = Unmanaged<WatchContext>.fromOpaque(context!).takeRetainedValue()
-                while watch.process.isSameProcess(startTime: watch.startTime) {
-                    usleep(100_000)
+                let ended = watch.pidfd.map(ProcessDescriptor.waitForExit) ?? false
+                ProcessDescriptor.close(watch.pidfd)
+                if !ended {
+                    while watch.process.isSameProcess(startTime: watch.startTime) {
+                        usleep(100_000)
+                    }
                 }
                 watch.process.collectForeignExit()
                 return nil
@@ -153,6 +167,7 @@ extension TaskProcess {
             context
         )
         if status != 0 {
+            ProcessDescriptor.close(pidfd)
             Unmanaged<WatchContext>.fromOpaque(context).release()
             logger.error(
                 "cannot start a thread to watch the re-attached task; its end will not be seen",
@@ -188,13 +203,51 @@ extension TaskProcess {
     }
 }
 
-/// What a watcher thread holds: the process and the start time that identifies its supervisor.
+/// What a watcher thread holds: the process, the start time that identifies its supervisor,
+/// and a pidfd for it when the kernel has them.
 private final class WatchContext: Sendable {
     let process: TaskProcess
     let startTime: UInt64
+    let pidfd: Int32?
 
-    init(process: TaskProcess, startTime: UInt64) {
+    init(process: TaskProcess, startTime: UInt64, pidfd: Int32?) {
         self.process = process
         self.startTime = startTime
+        self.pidfd = pidfd
+    }
+}
+
+/// Process file descriptors (`pidfd_open(2)`, Linux 5.3, glibc 2.36): a descriptor that names
+/// one process for good and becomes readable when it ends, also for a process that is not our
+/// child.
+package enum ProcessDescriptor {
+    private typealias Open = @convention(c) (pid_t, UInt32) -> Int32
+
+    /// `pidfd_open` from the C library, looked up once; nil where it is missing.
+    private static let pidfdOpen: Open? = {
+        guard let handle = dlopen(nil, RTLD_NOW) else { return nil }
+        defer { dlclose(handle) }
+        return dlsym(handle, "pidfd_open").map { unsafeBitCast($0, to: Open.self) }
+    }()
+
+    /// A pidfd for `pid` (close-on-exec), or nil if the C library or kernel lacks them or the
+    /// process is gone.
+    package static func open(_ pid: Int32) -> Int32? {
+        guard let pidfdOpen else { return nil }
+        let descriptor = pidfdOpen(pid, 0)
+        return descriptor >= 0 ? descriptor : nil
+    }
+
+    /// Blocks until the process of `pidfd` has ended; false if `poll` failed instead.
+    package static func waitForExit(_ pidfd: Int32) -> Bool {
+        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        while true {
+            if poll(&entry, 1, -1) > 0 { return true }
+            if errno != EINTR { return false }
+        }
+    }
+
+    package static func close(_ pidfd: Int32?) {
+        if let pidfd { _ = Glibc.close(pidfd) }
     }
 }
