@@ -4,12 +4,14 @@ import GRPCCore
 import KeelAPI
 import KeelCore
 import KeelRPC
+import KeelSDK
 import SwiftProtobuf
 import Testing
 
 /// Launchers and the broker merge runs of messages on the agent stream (status updates up,
-/// launches and acknowledgements down), and only with a peer that said it takes them.
-@Suite("Batched agent stream messages")
+/// launches and acknowledgements down), and the broker merges a framework's status updates,
+/// only with a peer that said it takes them.
+@Suite("Batched stream messages")
 struct AgentStreamBatchTests {
     @Test("status updates sent together are applied in order and forwarded one by one; a launcher that takes batches is told so")
     func batchedStatusUpdates() async throws {
@@ -74,5 +76,95 @@ struct AgentStreamBatchTests {
         #expect(split.count == 2)
         #expect(split.first?.acknowledgements.acknowledgements.count == AgentStreamService.acknowledgementsPerMessage)
         #expect(split.last?.acknowledgements.acknowledgements.last?.taskID.value == "t\(many.count - 1)")
+    }
+
+    @Test("runs of UPDATE events become UPDATES events in order, only for a subscriber that takes them")
+    func frameworkUpdates() {
+        func update(_ id: String) -> Keel_V1_Event {
+            .with {
+                $0.type = .update
+                $0.update.status.taskID.value = id
+            }
+        }
+        let heartbeat = Keel_V1_Event.with { $0.type = .heartbeat }
+        let events = [update("a"), update("b"), update("c"), heartbeat, update("d")]
+
+        let merged = SchedulerService.merged(events, batches: true)
+        #expect(merged.map(\.type) == [.updates, .heartbeat, .update])
+        #expect(merged[0].updates.statuses.map(\.taskID.value) == ["a", "b", "c"])
+        #expect(merged[2].update.status.taskID.value == "d")
+        #expect(SchedulerService.merged(events, batches: false) == events)
+    }
+
+    @Test("a subscriber that takes batches gets every status update of a burst, in order, in UPDATE or UPDATES events")
+    func subscriberGetsBatches() async throws {
+        try await InProcessCluster.with { cluster in
+            let (frameworkID, token) = try await cluster.register("batches")
+            let agentInbox = Inbox<Keel_V1_BrokerMessage>()
+            let events = Inbox<Keel_V1_Event>()
+            let (agentOutbox, agentWriter) = AsyncStream.makeStream(of: Keel_V1_AgentMessage.self)
+            agentWriter.yield(.with {
+                $0.register.agentInfo.hostname = "node-b"
+                $0.register.agentInfo.resources = [.scalar("cpus", 4), .scalar("mem", 4096)]
+                $0.register.agentInfo.launcherAddress.ip = "127.0.0.1"
+            })
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                defer {
+                    agentWriter.finish()
+                    group.cancelAll()
+                }
+                group.addTask {
+                    try await cluster.agents.attach(requestProducer: { writer in
+                        for await message in agentOutbox { try await writer.write(message) }
+                    }, onResponse: { response in
+                        for try await message in response.messages { agentInbox.append(message) }
+                    })
+                }
+                let agentID = try await agentInbox.wait(for: "registered") { $0.registered.hasAgentID }.registered.agentID
+                group.addTask {
+                    let request = Keel_V1_SubscribeRequest.with {
+                        $0.frameworkInfo.id.value = frameworkID
+                        $0.acceptsUpdateBatches = true
+                    }
+                    try await cluster.scheduler.subscribe(request, metadata: bearer(token)) { response in
+                        for try await event in response.messages { events.append(event) }
+                    }
+                }
+                let offers = try await events.wait(for: "OFFERS") { $0.type == .offers }
+                let ids = (0..<40).map { "burst-\($0)" }
+                _ = try await cluster.scheduler.accept(.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.offerIds = [offers.offers.offers[0].id]
+                    $0.operations = [.with {
+                        $0.type = .launch
+                        $0.launch.taskInfos = ids.map { SchedulerFlowTests.task($0, agentID: agentID, cpus: 0.01, mem: 8) }
+                    }]
+                }, metadata: bearer(token))
+                agentWriter.yield(.with {
+                    $0.statusUpdates.updates = ids.enumerated().map { index, id in
+                        .with {
+                            $0.frameworkID.value = frameworkID
+                            $0.status = .with {
+                                $0.taskID.value = id
+                                $0.state = .taskRunning
+                                $0.agentID = agentID
+                                $0.uuid = Data(repeating: UInt8(index + 1), count: 16)
+                            }
+                        }
+                    }
+                })
+                _ = try await events.wait(for: "the last update") { event in
+                    event.update.status.taskID.value == "burst-39" || event.updates.statuses.last?.taskID.value == "burst-39"
+                }
+                let delivered = events.all.flatMap { event -> [String] in
+                    switch event.type {
+                    case .update: [event.update.status.taskID.value]
+                    case .updates: event.updates.statuses.map(\.taskID.value)
+                    default: []
+                    }
+                }
+                #expect(delivered == ids)
+            }
+        }
     }
 }

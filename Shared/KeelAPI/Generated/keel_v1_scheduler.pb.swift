@@ -457,6 +457,10 @@ public nonisolated struct Keel_V1_SubscribeRequest: Sendable {
   /// Task states the framework believes in, to reconcile on subscribe.
   public var knownTasks: [Keel_V1_TaskStatus] = []
 
+  /// The subscriber understands UPDATES events: the broker may then send several status
+  /// updates that are ready at once as one UPDATES event instead of one UPDATE each.
+  public var acceptsUpdateBatches: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -538,6 +542,15 @@ public nonisolated struct Keel_V1_Event: @unchecked Sendable {
   /// Clears the value of `error`. Subsequent reads from it will return its default value.
   public mutating func clearError() {_uniqueStorage()._error = nil}
 
+  public var updates: Keel_V1_Event.Updates {
+    get {_storage._updates ?? Keel_V1_Event.Updates()}
+    set {_uniqueStorage()._updates = newValue}
+  }
+  /// Returns true if `updates` has been explicitly set.
+  public var hasUpdates: Bool {_storage._updates != nil}
+  /// Clears the value of `updates`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdates() {_uniqueStorage()._updates = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum TypeEnum: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -551,6 +564,10 @@ public nonisolated struct Keel_V1_Event: @unchecked Sendable {
     case failure // = 6
     case error // = 7
     case heartbeat // = 8
+
+    /// Several status updates, in order, each to be handled (and acknowledged) like an UPDATE.
+    /// Sent only to a subscription that set SubscribeRequest.accepts_update_batches.
+    case updates // = 9
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -568,6 +585,7 @@ public nonisolated struct Keel_V1_Event: @unchecked Sendable {
       case 6: self = .failure
       case 7: self = .error
       case 8: self = .heartbeat
+      case 9: self = .updates
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -583,6 +601,7 @@ public nonisolated struct Keel_V1_Event: @unchecked Sendable {
       case .failure: return 6
       case .error: return 7
       case .heartbeat: return 8
+      case .updates: return 9
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -598,6 +617,7 @@ public nonisolated struct Keel_V1_Event: @unchecked Sendable {
       .failure,
       .error,
       .heartbeat,
+      .updates,
     ]
 
   }
@@ -703,6 +723,18 @@ public nonisolated struct Keel_V1_Event: @unchecked Sendable {
     public init() {}
 
     fileprivate var _status: Keel_V1_TaskStatus? = nil
+  }
+
+  public nonisolated struct Updates: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var statuses: [Keel_V1_TaskStatus] = []
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
   }
 
   public nonisolated struct Message: Sendable {
@@ -1726,7 +1758,7 @@ nonisolated extension Keel_V1_Filters: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Keel_V1_SubscribeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubscribeRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_info\0\u{3}known_tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}framework_info\0\u{3}known_tasks\0\u{3}accepts_update_batches\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1736,6 +1768,7 @@ nonisolated extension Keel_V1_SubscribeRequest: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._frameworkInfo) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.knownTasks) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.acceptsUpdateBatches) }()
       default: break
       }
     }
@@ -1752,12 +1785,16 @@ nonisolated extension Keel_V1_SubscribeRequest: SwiftProtobuf.Message, SwiftProt
     if !self.knownTasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.knownTasks, fieldNumber: 2)
     }
+    if self.acceptsUpdateBatches != false {
+      try visitor.visitSingularBoolField(value: self.acceptsUpdateBatches, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Keel_V1_SubscribeRequest, rhs: Keel_V1_SubscribeRequest) -> Bool {
     if lhs._frameworkInfo != rhs._frameworkInfo {return false}
     if lhs.knownTasks != rhs.knownTasks {return false}
+    if lhs.acceptsUpdateBatches != rhs.acceptsUpdateBatches {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1765,7 +1802,7 @@ nonisolated extension Keel_V1_SubscribeRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Keel_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}subscribed\0\u{1}offers\0\u{1}rescind\0\u{1}update\0\u{1}message\0\u{1}failure\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}subscribed\0\u{1}offers\0\u{1}rescind\0\u{1}update\0\u{1}message\0\u{1}failure\0\u{1}error\0\u{1}updates\0")
 
   fileprivate class _StorageClass {
     var _type: Keel_V1_Event.TypeEnum = .unspecified
@@ -1776,6 +1813,7 @@ nonisolated extension Keel_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _message: Keel_V1_Event.Message? = nil
     var _failure: Keel_V1_Event.Failure? = nil
     var _error: Keel_V1_Event.Error? = nil
+    var _updates: Keel_V1_Event.Updates? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1794,6 +1832,7 @@ nonisolated extension Keel_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _message = source._message
       _failure = source._failure
       _error = source._error
+      _updates = source._updates
     }
   }
 
@@ -1820,6 +1859,7 @@ nonisolated extension Keel_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._message) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._failure) }()
         case 8: try { try decoder.decodeSingularMessageField(value: &_storage._error) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._updates) }()
         default: break
         }
       }
@@ -1856,6 +1896,9 @@ nonisolated extension Keel_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
       try { if let v = _storage._error {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
       } }()
+      try { if let v = _storage._updates {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1873,6 +1916,7 @@ nonisolated extension Keel_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._message != rhs_storage._message {return false}
         if _storage._failure != rhs_storage._failure {return false}
         if _storage._error != rhs_storage._error {return false}
+        if _storage._updates != rhs_storage._updates {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1883,7 +1927,7 @@ nonisolated extension Keel_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Messa
 }
 
 nonisolated extension Keel_V1_Event.TypeEnum: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TYPE_UNSPECIFIED\0\u{1}SUBSCRIBED\0\u{1}OFFERS\0\u{1}RESCIND\0\u{1}UPDATE\0\u{1}MESSAGE\0\u{1}FAILURE\0\u{1}ERROR\0\u{1}HEARTBEAT\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TYPE_UNSPECIFIED\0\u{1}SUBSCRIBED\0\u{1}OFFERS\0\u{1}RESCIND\0\u{1}UPDATE\0\u{1}MESSAGE\0\u{1}FAILURE\0\u{1}ERROR\0\u{1}HEARTBEAT\0\u{1}UPDATES\0")
 }
 
 nonisolated extension Keel_V1_Event.Subscribed: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -2028,6 +2072,36 @@ nonisolated extension Keel_V1_Event.Update: SwiftProtobuf.Message, SwiftProtobuf
 
   public static func ==(lhs: Keel_V1_Event.Update, rhs: Keel_V1_Event.Update) -> Bool {
     if lhs._status != rhs._status {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Keel_V1_Event.Updates: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Keel_V1_Event.protoMessageName + ".Updates"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}statuses\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.statuses) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.statuses.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.statuses, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Keel_V1_Event.Updates, rhs: Keel_V1_Event.Updates) -> Bool {
+    if lhs.statuses != rhs.statuses {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -188,7 +188,10 @@ struct SubscriptionLoop: Sendable {
         let acknowledgements = AcknowledgementBatcher()
         self.acknowledgements.set(acknowledgements)
         defer { self.acknowledgements.set(nil) }
-        let request = Keel_V1_SubscribeRequest.with { $0.frameworkInfo = frameworkInfo }
+        let request = Keel_V1_SubscribeRequest.with {
+            $0.frameworkInfo = frameworkInfo
+            $0.acceptsUpdateBatches = true
+        }
         do {
             try await scheduler.subscribe(request) { response in
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -264,12 +267,11 @@ struct SubscriptionLoop: Sendable {
         case .rescind:
             events.yield(.rescind(event.rescind.offerID))
         case .update:
-            let status = event.update.status
-            if automaticAcknowledgement, !status.uuid.isEmpty {
-                acknowledgements.add(status)
-                acknowledged.insert(Array(status.uuid))
+            deliver(event.update.status, acknowledgements: acknowledgements)
+        case .updates:
+            for status in event.updates.statuses {
+                deliver(status, acknowledgements: acknowledgements)
             }
-            events.yield(.update(status))
         case .message:
             events.yield(.message(event.message))
         case .failure:
@@ -279,6 +281,15 @@ struct SubscriptionLoop: Sendable {
         case .heartbeat, .unspecified, .UNRECOGNIZED:
             break
         }
+    }
+
+    /// Passes one status update on, queueing its automatic acknowledgement.
+    private func deliver(_ status: Keel_V1_TaskStatus, acknowledgements: AcknowledgementBatcher) {
+        if automaticAcknowledgement, !status.uuid.isEmpty {
+            acknowledgements.add(status)
+            acknowledged.insert(Array(status.uuid))
+        }
+        events.yield(.update(status))
     }
 
     /// Sends the automatic acknowledgements of this subscription, many per call.

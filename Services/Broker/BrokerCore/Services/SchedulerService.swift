@@ -55,12 +55,50 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             // The stream ends when the framework goes, a newer subscription replaces it, or the
             // broker begins to shut down.
             try await cancelWhenGracefulShutdown {
-                // What queued up while the last write was under way goes out in one write.
+                // What queued up while the last write was under way goes out in one write,
+                // status updates merged into UPDATES events for a subscriber that takes them.
+                let batches = request.acceptsUpdateBatches
                 while let events = await outbound.next() {
-                    try await response.write(contentsOf: events)
+                    try await response.write(contentsOf: Self.merged(events, batches: batches))
                 }
             }
         }
+    }
+
+    /// The most status updates merged into one UPDATES event.
+    package static let updatesPerEvent = 1000
+
+    /// `events` with each run of consecutive UPDATE events merged into UPDATES events (when
+    /// `batches`, i.e. the subscriber accepts them), in the same order.
+    package static func merged(_ events: [Keel_V1_Event], batches: Bool) -> [Keel_V1_Event] {
+        guard batches, events.count > 1 else { return events }
+        var result: [Keel_V1_Event] = []
+        var run: [Keel_V1_TaskStatus] = []
+        func flush() {
+            if run.count == 1 {
+                result.append(.with {
+                    $0.type = .update
+                    $0.update.status = run[0]
+                })
+            } else if !run.isEmpty {
+                result.append(.with {
+                    $0.type = .updates
+                    $0.updates.statuses = run
+                })
+            }
+            run.removeAll()
+        }
+        for event in events {
+            if event.type == .update {
+                run.append(event.update.status)
+                if run.count == updatesPerEvent { flush() }
+            } else {
+                flush()
+                result.append(event)
+            }
+        }
+        flush()
+        return result
     }
 
     package func accept(request: Keel_V1_AcceptRequest, context: ServerContext) async throws -> Keel_V1_AcceptResponse {
