@@ -103,7 +103,7 @@ struct TaskLogRotationTests {
             done
             """
         let (process, sandbox, _) = try Self.launch(.shell(script), limits: limits, workDir: workDir)
-        var follower = SandboxLogFollower(sandbox: sandbox, path: "stdout")
+        let follower = SandboxLogFollower(sandbox: sandbox, path: "stdout")
         var read = ""
         var expected = ""
         var rotations = 0

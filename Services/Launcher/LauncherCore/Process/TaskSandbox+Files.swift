@@ -51,42 +51,42 @@ extension TaskSandbox {
                 message: "offset \(offset) and length \(length) must not be negative"
             )
         }
+        let file = try openFile(path: path)
+        return (try file.read(offset: offset, length: length), file.identity)
+    }
+
+    /// Opens the regular file at the sandbox-relative `path` for reading (paths outside the
+    /// sandbox are rejected as by ``resolve(relativePath:)``; the last component is not followed
+    /// if it is a symlink).
+    func openFile(path: String) throws(LauncherError) -> SandboxOpenFile {
         let resolved = try resolve(relativePath: path)
         let fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
             throw LauncherError.system("open", errno: errno, message: "cannot open '\(path)' in the sandbox")
         }
-        defer { close(fd) }
         var info = Glibc.stat()
         guard fstat(fd, &info) == 0 else {
-            throw LauncherError.system("fstat", errno: errno, message: "cannot stat '\(path)' in the sandbox")
+            let code = errno
+            close(fd)
+            throw LauncherError.system("fstat", errno: code, message: "cannot stat '\(path)' in the sandbox")
         }
         guard info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
             throw LauncherError(
                 code: .invalidArgument,
                 message: "'\(path)' is not a regular file; use list(path:) for directories"
             )
         }
-        let size = Int64(info.st_size)
-        let wanted = offset >= size ? 0 : Int(min(Int64(min(length, Self.maxReadLength)), size - offset))
-        var data = [UInt8](repeating: 0, count: wanted)
-        var filled = 0
-        while filled < wanted {
-            let count = data.withUnsafeMutableBytes { buffer in
-                pread(fd, buffer.baseAddress! + filled, wanted - filled, off_t(offset) + off_t(filled))
-            }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw LauncherError.system("pread", errno: errno, message: "cannot read '\(path)' in the sandbox")
-            }
-            if count == 0 { break }  // the file shrank since fstat
-            filled += count
-        }
-        data.removeSubrange(filled...)
-        return (
-            SandboxFileChunk(data: data, offset: offset, fileSize: size),
-            SandboxFileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
-        )
+        return SandboxOpenFile(
+            descriptor: fd, path: path, identity: SandboxFileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)))
+    }
+
+    /// The identity of the file the sandbox-relative `path` names now; nil if there is none.
+    func identity(path: String) -> SandboxFileIdentity? {
+        guard let resolved = try? resolve(relativePath: path) else { return nil }
+        var info = Glibc.stat()
+        guard lstat(resolved, &info) == 0 else { return nil }
+        return SandboxFileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
     /// Lists the directory at the sandbox-relative `path` (`""` for the sandbox itself),
@@ -135,5 +135,51 @@ extension TaskSandbox {
                 ))
         }
         return entries.sorted { $0.name < $1.name }
+    }
+}
+
+/// A sandbox file open for reading (see ``TaskSandbox/openFile(path:)``); closed when released.
+/// Holding it keeps the file readable, and its identity unique, even after it is renamed or
+/// deleted.
+final class SandboxOpenFile {
+    let descriptor: Int32
+    /// The sandbox-relative path it was opened as.
+    let path: String
+    let identity: SandboxFileIdentity
+
+    init(descriptor: Int32, path: String, identity: SandboxFileIdentity) {
+        self.descriptor = descriptor
+        self.path = path
+        self.identity = identity
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    /// Reads up to `length` bytes (clamped to ``TaskSandbox/maxReadLength``) from `offset`, with
+    /// the file's size now.
+    func read(offset: Int64, length: Int) throws(LauncherError) -> SandboxFileChunk {
+        var info = Glibc.stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw LauncherError.system("fstat", errno: errno, message: "cannot stat '\(path)' in the sandbox")
+        }
+        let size = Int64(info.st_size)
+        let wanted = offset >= size ? 0 : Int(min(Int64(min(length, TaskSandbox.maxReadLength)), size - offset))
+        var data = [UInt8](repeating: 0, count: wanted)
+        var filled = 0
+        while filled < wanted {
+            let count = data.withUnsafeMutableBytes { buffer in
+                pread(descriptor, buffer.baseAddress! + filled, wanted - filled, off_t(offset) + off_t(filled))
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw LauncherError.system("pread", errno: errno, message: "cannot read '\(path)' in the sandbox")
+            }
+            if count == 0 { break }  // the file shrank since fstat
+            filled += count
+        }
+        data.removeSubrange(filled...)
+        return SandboxFileChunk(data: data, offset: offset, fileSize: size)
     }
 }

@@ -66,7 +66,7 @@ package struct LauncherService: Keel_V1_Launcher.SimpleServiceProtocol {
             }
             let sandbox = try sandbox(for: request.taskID.value)
             // Follows the file across rotations by keel-task-supervisor (stdout → stdout.1).
-            var follower =
+            let follower =
                 try request.lastBytes > 0
                 ? SandboxLogFollower(sandbox: sandbox, path: path, lastBytes: Int64(clamping: request.lastBytes))
                 : SandboxLogFollower(sandbox: sandbox, path: path)
