@@ -72,10 +72,10 @@ final class BenchCluster: Sendable {
         if !keepData { try? FileManager.default.removeItem(atPath: dataDir) }
     }
 
-    /// CPU time (user + system, seconds) each daemon has used so far, by name, from the pids in
-    /// their ready files; tasks' own processes are not included.
-    /// CPU seconds (user + system) each daemon has used so far, and `task_processes`: those of
-    /// the launcher's reaped children.
+    /// CPU seconds (user + system) each daemon has used so far, by name, from the pids in their
+    /// ready files, and `task_processes`: the tasks' processes (supervisors, namespace inits,
+    /// programs), counted once reaped — by the launcher, or by the launcher's supervisor
+    /// spawner (`keel-task-supervisor --spawner`, its child), whose own CPU counts here too.
     func daemonCPUSeconds() -> [String: Double] {
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         var result: [String: Double] = [:]
@@ -94,12 +94,26 @@ final class BenchCluster: Sendable {
             else { continue }
             result[name] = (user + system) / ticks
             if name == "launcher" {
-                // The tasks' processes (supervisor, program and whatever they started), counted
-                // when the launcher reaps the supervisors.
-                result["task_processes"] = (childrenUser + childrenSystem) / ticks
+                result["task_processes"] = (childrenUser + childrenSystem + Self.spawnerTicks(parent: pid)) / ticks
             }
         }
         return result
+    }
+
+    /// User and system ticks, own and of reaped children, of the running children of `parent`
+    /// that are supervisor spawners.
+    private static func spawnerTicks(parent: Int) -> Double {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        var total = 0.0
+        for entry in entries where Int(entry) != nil {
+            guard let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                stat.contains("(keel-task-super)"), let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 14, Int(fields[1]) == parent else { continue }
+            total += fields[11...14].compactMap { Double($0) }.reduce(0, +)
+        }
+        return total
     }
 
     /// A base port with twenty free loopback ports above it.

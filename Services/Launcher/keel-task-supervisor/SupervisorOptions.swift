@@ -6,6 +6,7 @@
 /// keel-task-supervisor [--pid-namespace] [--join-cgroup PROCS_FILE]... [--stdout PATH --stderr PATH
 ///                      --log-max-size BYTES --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
 /// keel-task-supervisor --namespace-check
+/// keel-task-supervisor --spawner
 /// ```
 enum SupervisorMode {
     /// Supervise one task (the normal mode, started by keel-launcher).
@@ -13,6 +14,8 @@ enum SupervisorMode {
     /// Run as a task inside a PID namespace and succeed only if this process sees itself as
     /// PID 2 in a private `/proc` (how keel-launcher checks that PID namespaces work).
     case namespaceCheck
+    /// Start supervisors by `fork` on keel-launcher's requests (see ``Spawner``).
+    case spawner
 }
 
 /// What the supervisor does for one task.
@@ -49,6 +52,9 @@ extension SupervisorMode {
         var rest = arguments[...]
         if rest.first == "--namespace-check" {
             return .success(.namespaceCheck)
+        }
+        if rest.first == "--spawner" {
+            return .success(.spawner)
         }
         var pidNamespace = false
         var stdoutPath: String?

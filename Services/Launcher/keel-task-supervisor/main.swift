@@ -32,7 +32,8 @@
 //                      standard output and error.
 //
 // It also runs as `--namespace-check`, the task that keel-launcher runs at start to check that
-// PID namespaces work.
+// PID namespaces work, and as `--spawner`, which starts supervisors by fork on keel-launcher's
+// requests instead of keel-launcher executing this program once per task (see Spawner).
 @preconcurrency import Glibc
 
 func fail(_ message: String) -> Never {
@@ -45,6 +46,8 @@ case .failure(let error):
     fail(error.message)
 case .success(.namespaceCheck):
     NamespaceInit.check()
+case .success(.spawner):
+    Spawner.run()
 case .success(.supervise(let options)):
     supervise(options)
 }

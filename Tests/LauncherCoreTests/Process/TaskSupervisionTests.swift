@@ -6,36 +6,46 @@ import Testing
 @Suite("Tasks under keel-task-supervisor")
 struct TaskSupervisionTests {
     /// Launches `command` under the supervisor, with its exit-status file in `workDir`.
-    static func launchSupervised(_ command: TaskCommand, workDir: String) throws -> (TaskProcess, String) {
+    /// Launches `command` under a supervisor, executed by the launcher or, with `forked`,
+    /// forked by a supervisor spawner.
+    static func launchSupervised(_ command: TaskCommand, workDir: String, forked: Bool = false) throws -> (TaskProcess, String) {
         let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
         let sandbox = try ProcessTestSupport.makeSandbox(in: workDir)
         let statusFile = workDir + "/exit-status"
         let spec = TaskLaunchSpec(command: command, environment: ProcessTestSupport.environment, sandbox: sandbox)
+        var spawner: SupervisorSpawner?
+        if forked {
+            let started: SupervisorSpawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: ProcessTestSupport.logger))
+            spawner = started
+        }
         let process = try TaskProcess.launch(
-            spec, supervision: TaskSupervision(supervisor: supervisor, exitStatusFile: statusFile),
+            spec, supervision: TaskSupervision(supervisor: supervisor, exitStatusFile: statusFile), spawner: spawner,
             logger: ProcessTestSupport.logger)
+        if let spawner { #expect(!spawner.isBroken, "the spawner started the supervisor") }
         return (process, statusFile)
     }
 
-    @Test("an exit code and a signal are told apart, also when the code is 128+N", arguments: [
+    @Test("an exit code and a signal are told apart, also when the code is 128+N; executed or forked", arguments: [
         ("exit 137", TerminationStatus.exited(code: 137)),
         ("kill -KILL $$", TerminationStatus.signaled(signal: SIGKILL, coreDumped: false)),
         ("exit 0", TerminationStatus.exited(code: 0)),
-    ])
-    func trueStatus(script: String, expected: TerminationStatus) async throws {
+    ], [false, true])
+    func trueStatus(example: (script: String, expected: TerminationStatus), forked: Bool) async throws {
+        let (script, expected) = example
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
-        let (process, statusFile) = try Self.launchSupervised(.shell(script), workDir: workDir)
+        let (process, statusFile) = try Self.launchSupervised(.shell(script), workDir: workDir, forked: forked)
         let status = try await process.wait()
         #expect(status == expected)
         #expect(TaskProcess.readExitStatus(statusFile) == expected)
     }
 
-    @Test("SIGTERM to the group stops the task; the supervisor survives it and records the signal")
-    func terminate() async throws {
+    @Test("SIGTERM to the group stops the task; the supervisor survives it and records the signal; executed or forked",
+          arguments: [false, true])
+    func terminate(forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
-        let (process, statusFile) = try Self.launchSupervised(.argv(["sleep", "1000"]), workDir: workDir)
+        let (process, statusFile) = try Self.launchSupervised(.argv(["sleep", "1000"]), workDir: workDir, forked: forked)
         // Both running their programs: until the task has executed `sleep`, it is a fork of the
         // supervisor that still holds the supervisor's descriptors for a moment.
         #expect(await ProcessTestSupport.eventually {

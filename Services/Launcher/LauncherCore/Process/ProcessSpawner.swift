@@ -66,10 +66,14 @@ enum ProcessSpawner {
     /// and 2, every other descriptor closed, and `workingDirectory` entered just before
     /// `execve`. Returns the pid and `posix_spawn`'s status (0, or the errno of the failure).
     ///
+    /// With `keepDescriptor`, its source is also passed on as its target (3 or above), which
+    /// then stays open too.
+    ///
     /// - Throws: ``LauncherError/Code/launchFailed`` when the spawn cannot even be prepared
     ///   (`command` names it in the message).
     static func spawnSession(
         executable: String, arguments: [String], environment: [String], workingDirectory: String, command: String,
+        keepDescriptor: (source: Int32, target: Int32)? = nil,
         standardStreams: (UnsafeMutablePointer<posix_spawn_file_actions_t>) throws(LauncherError) -> Void
     ) throws(LauncherError) -> (pid: pid_t, status: Int32) {
         guard let extensions = GNUSpawnExtensions.shared else {
@@ -95,8 +99,15 @@ enum ProcessSpawner {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         try standardStreams(&actions)
+        var lowestClosed = STDERR_FILENO + 1
+        if let keepDescriptor {
+            try check(
+                "posix_spawn_file_actions_adddup2",
+                posix_spawn_file_actions_adddup2(&actions, keepDescriptor.source, keepDescriptor.target), command)
+            lowestClosed = keepDescriptor.target + 1
+        }
         try check(
-            "posix_spawn_file_actions_addclosefrom_np", extensions.addClosefrom(&actions, STDERR_FILENO + 1), command)
+            "posix_spawn_file_actions_addclosefrom_np", extensions.addClosefrom(&actions, lowestClosed), command)
         try check("posix_spawn_file_actions_addchdir_np", extensions.addChdir(&actions, workingDirectory), command)
 
         var pid: pid_t = 0
@@ -108,7 +119,7 @@ enum ProcessSpawner {
         return (pid, status)
     }
 
-    private static func check(_ call: String, _ status: Int32, _ command: String) throws(LauncherError) {
+    static func check(_ call: String, _ status: Int32, _ command: String) throws(LauncherError) {
         guard status == 0 else {
             throw LauncherError.system(
                 call, errno: status, message: "cannot prepare to launch '\(command)'", fallback: .launchFailed)

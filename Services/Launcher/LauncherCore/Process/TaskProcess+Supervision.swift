@@ -86,6 +86,50 @@ extension TaskProcess {
         return process
     }
 
+    /// Starts the supervisor of `request` through `spawner` and watches it through the pidfd
+    /// the spawner sent; nil when the spawner cannot be used (the caller then executes the
+    /// supervisor itself).
+    ///
+    /// - Throws: ``LauncherError/Code/launchFailed`` when the supervisor could not be set up
+    ///   (its output files or working directory), as `posix_spawn` would have failed.
+    static func forkSupervisor(
+        _ request: ProcessSpawner.Request, supervision: TaskSupervision, spawner: SupervisorSpawner, user: TaskUser?,
+        cgroup: TaskCgroup?, logger: Logger
+    ) throws(LauncherError) -> TaskProcess? {
+        let spawned: SupervisorSpawner.Spawned
+        do {
+            spawned = try spawner.spawn(
+                arguments: Array(request.arguments.dropFirst()), environment: request.environment,
+                workingDirectory: request.workingDirectory, stdoutPath: request.stdoutPath, stderrPath: request.stderrPath)
+        } catch {
+            switch error {
+            case .unavailable:
+                return nil
+            case .lost(let reason):
+                throw LauncherError(
+                    code: .launchFailed,
+                    message: "cannot launch '\(request.command)': the supervisor spawner failed while starting it "
+                        + "(\(reason)); the next launches start supervisors without it")
+            case .setup(let code):
+                let cause = SystemCallError(call: "fork", errno: code)
+                throw LauncherError(
+                    code: .launchFailed,
+                    message: "cannot launch '\(request.command)' (executable '\(request.executable)'): "
+                        + "\(cause.errnoText); check the working directory '\(request.workingDirectory)' and the "
+                        + "output files '\(request.stdoutPath)', '\(request.stderrPath)'",
+                    cause: cause
+                )
+            }
+        }
+        var logger = logger
+        logger[metadataKey: "keel.pid"] = "\(spawned.pid)"
+        let process = TaskProcess(
+            pid: spawned.pid, command: request.command, user: user, cgroup: cgroup, logger: logger,
+            exitStatusFile: supervision.exitStatusFile, startTime: spawned.startTime)
+        process.startWatcher(pidfd: spawned.pidfd)
+        return process
+    }
+
     /// Whether `pid` is alive (not a zombie) and started at `startTime`.
     func isSameProcess(startTime expected: UInt64) -> Bool {
         guard let (state, started) = Self.processStat(pid) else { return false }
@@ -131,13 +175,17 @@ extension TaskProcess {
     /// naming that process even if the pid is reused later) and sleeps in `poll` until the
     /// supervisor ends. Without pidfds it checks `/proc/PID/stat` every 100 ms until the
     /// supervisor is gone (or a zombie awaiting its new parent, init).
-    private func startWatcher() {
+    ///
+    /// With `pidfd` (from the spawner, which opened it before the supervisor could be reaped) the
+    /// thread waits on it without any check.
+    private func startWatcher(pidfd given: Int32? = nil) {
         guard let expected = startTime else {
+            ProcessDescriptor.close(given)
             record(supervisedStatus(fallback: .unknown))
             return
         }
-        let pidfd = ProcessDescriptor.open(pid)
-        if pidfd != nil, !isSameProcess(startTime: expected) {
+        let pidfd = given ?? ProcessDescriptor.open(pid)
+        if given == nil, pidfd != nil, !isSameProcess(startTime: expected) {
             // Gone before the descriptor was opened; it may even name a newer process.
             ProcessDescriptor.close(pidfd)
             collectForeignExit()

@@ -35,6 +35,11 @@ import Synchronization
 /// stays outside the task's cgroups (the cgroup join happens in its child), so a cgroup kill
 /// never takes it down before it has written the status.
 ///
+/// Forked supervisors: with a ``SupervisorSpawner``, the supervisor is forked by the spawner
+/// instead of executed by the launcher, so it is the spawner's child, not ours; it is then
+/// watched through the pidfd the spawner sent, exactly like a re-attached supervisor, and its
+/// status read from its file.
+///
 /// With ``TaskSupervision/pidNamespace`` the supervisor's child is a small init, PID 1 of the
 /// task's own PID namespace, and the task is PID 2 there, in a process group of its own. The
 /// group signals above then reach the supervisor (which ignores the stopping ones) and init,
@@ -60,10 +65,10 @@ package final class TaskProcess: Sendable {
 
     init(
         pid: Int32, command: TaskCommand, user: TaskUser?, cgroup: TaskCgroup?, logger: Logger,
-        exitStatusFile: String? = nil
+        exitStatusFile: String? = nil, startTime: UInt64? = nil
     ) {
         self.pid = pid
-        self.startTime = Self.processStartTime(of: pid)
+        self.startTime = startTime ?? Self.processStartTime(of: pid)
         self.exitStatusFile = exitStatusFile
         self.command = command
         self.user = user
@@ -89,7 +94,8 @@ package final class TaskProcess: Sendable {
     /// its child and records its exit status (see the type's documentation); ``pid`` is then the
     /// supervisor's.
     package static func launch(
-        _ spec: TaskLaunchSpec, cgroup: TaskCgroup? = nil, supervision: TaskSupervision? = nil, logger: Logger
+        _ spec: TaskLaunchSpec, cgroup: TaskCgroup? = nil, supervision: TaskSupervision? = nil,
+        spawner: SupervisorSpawner? = nil, logger: Logger
     ) throws(LauncherError) -> TaskProcess {
         try spec.validate()
         guard try TaskSandbox.fileType(spec.workingDirectory) == S_IFDIR else {
@@ -130,14 +136,22 @@ package final class TaskProcess: Sendable {
                 executable: request.executable, arguments: request.arguments, stdoutPath: request.stdoutPath,
                 stderrPath: request.stderrPath, cgroupProcsFiles: cgroup?.procsFiles ?? [])
         }
-        let pid = try ProcessSpawner.spawn(request)
-
-        var logger = logger
-        logger[metadataKey: "keel.pid"] = "\(pid)"
-        let process = TaskProcess(
-            pid: pid, command: spec.command, user: user, cgroup: cgroup, logger: logger,
-            exitStatusFile: supervision?.exitStatusFile)
-        logger.info(
+        let process: TaskProcess
+        if let supervision, let spawner, !spawner.isBroken,
+            let forked = try forkSupervisor(
+                request, supervision: supervision, spawner: spawner, user: user, cgroup: cgroup, logger: logger)
+        {
+            process = forked
+        } else {
+            let pid = try ProcessSpawner.spawn(request)
+            var logger = logger
+            logger[metadataKey: "keel.pid"] = "\(pid)"
+            process = TaskProcess(
+                pid: pid, command: spec.command, user: user, cgroup: cgroup, logger: logger,
+                exitStatusFile: supervision?.exitStatusFile)
+            try process.startReaper()
+        }
+        process.logger.info(
             "launched task process",
             metadata: [
                 "keel.command": "\(spec.command)",
@@ -147,7 +161,6 @@ package final class TaskProcess: Sendable {
                 "keel.cgroup": "\(cgroup?.path ?? "(none)")",
             ]
         )
-        try process.startReaper()
         return process
     }
 

@@ -51,6 +51,9 @@ package final class TaskManager: Service {
     /// Fetches tasks' URIs into their sandboxes, with the node's cache; the error if the cache
     /// directory could not be opened (tasks with URIs then fail with it).
     let fetcher: Result<Fetcher, any Error>
+    /// Starts supervisors by fork (see ``SupervisorSpawner``); nil without a supervisor, or if
+    /// it could not be started (supervisors are then executed one by one).
+    let spawner: SupervisorSpawner?
 
     /// Creates the manager; with `checkpoints`, tasks are checkpointed and can be recovered.
     package init(
@@ -63,6 +66,7 @@ package final class TaskManager: Service {
         self.checkpoints = checkpoints
         self.logger = logger
         (workStream, work) = AsyncStream.makeStream(of: Work.self)
+        spawner = configuration.taskSupervisor.flatMap { SupervisorSpawner.start(supervisor: $0, logger: logger) }
         let cacheDirectory = URL(fileURLWithPath: configuration.workDir).appendingPathComponent("fetcher-cache")
         fetcher = Result {
             try Fetcher(cacheDirectory: cacheDirectory, cacheLimit: configuration.fetcherCacheBytes, logger: logger)
@@ -293,7 +297,7 @@ package final class TaskManager: Service {
         }
         let process: TaskProcess
         do {
-            process = try TaskProcess.launch(spec, cgroup: cgroup, supervision: supervision, logger: logger)
+            process = try TaskProcess.launch(spec, cgroup: cgroup, supervision: supervision, spawner: spawner, logger: logger)
         } catch {
             await removeCgroup(cgroup)
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: error.message)

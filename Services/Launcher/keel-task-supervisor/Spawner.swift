@@ -1,0 +1,232 @@
+@preconcurrency import Glibc
+
+/// `pidfd_open(2)` (glibc 2.36), declared in `<sys/pidfd.h>`, which the Glibc module leaves out.
+@_silgen_name("pidfd_open")
+private func pidfdOpen(_ pid: pid_t, _ flags: UInt32) -> Int32
+
+/// `signalfd(2)`, declared in `<sys/signalfd.h>`, which the Glibc module leaves out.
+@_silgen_name("signalfd")
+private func signalDescriptor(_ fd: Int32, _ mask: UnsafePointer<sigset_t>, _ flags: Int32) -> Int32
+
+/// `closefrom(3)` (glibc 2.34), declared only under `_GNU_SOURCE`.
+@_silgen_name("closefrom")
+private func closeFrom(_ lowest: Int32)
+
+/// `keel-task-supervisor --spawner`: starts supervisors by `fork` instead of `execve`.
+///
+/// keel-launcher starts one spawner and keeps a `SOCK_SEQPACKET` socket to it as descriptor 3.
+/// Each request names one supervisor to start (its arguments, environment, working directory
+/// and output files); the spawner forks, and the child sets itself up as `posix_spawn` would
+/// have set up a freshly executed supervisor (a new session, every signal at its default
+/// action, an empty mask, `/dev/null` and the output files as 0, 1 and 2, nothing else open,
+/// the working directory and environment) and then runs ``supervise(_:)``, exactly what the
+/// executed supervisor runs. What this saves is the `execve`: loading a static program, the C
+/// library's and the Swift runtime's start-up, about a millisecond of CPU per task.
+///
+/// The spawner is single-threaded, so its forks may go on running Swift code. It replies with
+/// the pid, the start time and a pidfd of the supervisor (opened before the spawner can reap
+/// it, so it always names that process); keel-launcher watches the supervisor through the
+/// pidfd and reads its exit-status file, as it does for supervisors of an earlier launcher.
+/// The spawner reaps its children. It exits when keel-launcher closes the socket; the
+/// supervisors it started live on (they need no parent).
+///
+/// Request: NUL-terminated fields, `keel-spawn-1`, the working directory, the stdout and
+/// stderr paths, the number of environment entries, the entries, then the supervisor's
+/// arguments (without the program name). Reply: `Int32` 0 or the `errno` of the failure,
+/// `Int32` pid, `UInt64` start time, with the pidfd attached (`SCM_RIGHTS`) on success.
+enum Spawner {
+    static let magic = "keel-spawn-1"
+    /// The descriptor keel-launcher passes the socket as.
+    static let socket: Int32 = 3
+
+    static func run() -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        // SIGCHLD arrives through a descriptor, so ended supervisors are reaped at once.
+        var childSignals = sigset_t()
+        sigemptyset(&childSignals)
+        sigaddset(&childSignals, SIGCHLD)
+        sigprocmask(SIG_BLOCK, &childSignals, nil)
+        // SFD_CLOEXEC and SFD_NONBLOCK are O_CLOEXEC and O_NONBLOCK.
+        let childEnded = signalDescriptor(-1, &childSignals, O_CLOEXEC | O_NONBLOCK)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            reapChildren()
+            var entries = [
+                pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: childEnded, events: Int16(POLLIN), revents: 0),
+            ]
+            let ready = poll(&entries, childEnded >= 0 ? 2 : 1, 1000)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                exit(1)
+            }
+            if entries[1].revents != 0 {
+                // Drain the pending signals (struct signalfd_siginfo is 128 bytes).
+                var info = [UInt8](repeating: 0, count: 128)
+                while info.withUnsafeMutableBytes({ read(childEnded, $0.baseAddress, $0.count) }) > 0 {}
+            }
+            if entries[0].revents == 0 { continue }
+            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            if count == 0 { exit(0) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                exit(1)
+            }
+            let reply = start(Array(buffer[0..<count]))
+            send(reply)
+            if reply.pidfd >= 0 { close(reply.pidfd) }
+        }
+    }
+
+    private struct Reply {
+        var error: Int32 = 0
+        var pid: Int32 = 0
+        var startTime: UInt64 = 0
+        var pidfd: Int32 = -1
+    }
+
+    private static func reapChildren() {
+        var status: Int32 = 0
+        while waitpid(-1, &status, WNOHANG) > 0 {}
+    }
+
+    /// Forks one supervisor for `request`.
+    private static func start(_ request: [UInt8]) -> Reply {
+        var fields = request.split(separator: 0, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
+        if fields.last == "" { fields.removeLast() }
+        guard fields.count >= 5, fields[0] == magic, let environmentCount = Int(fields[4]),
+            environmentCount >= 0, fields.count >= 5 + environmentCount
+        else { return Reply(error: EINVAL) }
+        let workingDirectory = fields[1]
+        let stdoutPath = fields[2]
+        let stderrPath = fields[3]
+        let environment = Array(fields[5..<(5 + environmentCount)])
+        let arguments = Array(fields[(5 + environmentCount)...])
+        guard case .success(.supervise(let options)) = SupervisorMode.parse(arguments) else {
+            return Reply(error: EINVAL)
+        }
+        guard let report = ChildProcess.makePipe() else { return Reply(error: errno) }
+        let pid = fork()
+        if pid == 0 {
+            close(report.read)
+            becomeSupervisor(
+                options, workingDirectory: workingDirectory, stdoutPath: stdoutPath, stderrPath: stderrPath,
+                environment: environment, report: report.write)
+        }
+        let forkError = errno
+        close(report.write)
+        defer { close(report.read) }
+        guard pid > 0 else { return Reply(error: forkError) }
+        var code: Int32 = 0
+        var count: Int
+        repeat {
+            count = read(report.read, &code, MemoryLayout<Int32>.size)
+        } while count < 0 && errno == EINTR
+        if count == MemoryLayout<Int32>.size {
+            _ = ChildProcess.waitBlocking(pid)
+            return Reply(error: code)
+        }
+        // Not reaped before this point, so the pidfd names this very process.
+        let pidfd = pidfdOpen(pid, 0)
+        guard pidfd >= 0 else {
+            let code = errno
+            kill(pid, SIGKILL)
+            _ = ChildProcess.waitBlocking(pid)
+            return Reply(error: code)
+        }
+        return Reply(pid: pid, startTime: startTime(of: pid) ?? 0, pidfd: pidfd)
+    }
+
+    /// In the child: the set-up `posix_spawn` would do, then the supervisor itself. A failure
+    /// of the set-up is reported as its `errno` over `report`; success closes it.
+    private static func becomeSupervisor(
+        _ options: SupervisorOptions, workingDirectory: String, stdoutPath: String, stderrPath: String,
+        environment: [String], report: Int32
+    ) -> Never {
+        func fail(_ code: Int32) -> Never {
+            var code = code
+            _ = write(report, &code, MemoryLayout<Int32>.size)
+            _exit(127)
+        }
+        guard setsid() >= 0 else { fail(errno) }
+        ChildProcess.resetSignalDispositions()
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        sigprocmask(SIG_SETMASK, &empty, nil)
+        let outputFlags = O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC
+        let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { fail(errno) }
+        let output = open(stdoutPath, outputFlags, 0o644)
+        guard output >= 0 else { fail(errno) }
+        let errors = open(stderrPath, outputFlags, 0o644)
+        guard errors >= 0 else { fail(errno) }
+        // dup2 clears close-on-exec on the targets; the sources go with closefrom below.
+        guard dup2(input, STDIN_FILENO) >= 0, dup2(output, STDOUT_FILENO) >= 0, dup2(errors, STDERR_FILENO) >= 0
+        else { fail(errno) }
+        guard chdir(workingDirectory) == 0 else { fail(errno) }
+        guard clearenv() == 0 else { fail(errno) }
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            setenv(String(entry[..<equals]), String(entry[entry.index(after: equals)...]), 1)
+        }
+        close(report)
+        // The socket, the report pipe's other end and the opened sources: nothing of the
+        // spawner's stays open in the supervisor.
+        closeFrom(3)
+        supervise(options)
+    }
+
+    /// The start time of `pid` in clock ticks since boot (field 22 of `/proc/PID/stat`).
+    private static func startTime(of pid: pid_t) -> UInt64? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return nil }
+        let text = String(decoding: buffer[0..<count], as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 19 else { return nil }
+        return UInt64(fields[19])
+    }
+
+    /// Sends `reply`, with its pidfd attached when there is one.
+    private static func send(_ reply: Reply) {
+        var payload = [UInt8](repeating: 0, count: 16)
+        payload.withUnsafeMutableBytes { bytes in
+            bytes.storeBytes(of: reply.error, toByteOffset: 0, as: Int32.self)
+            bytes.storeBytes(of: reply.pid, toByteOffset: 4, as: Int32.self)
+            bytes.storeBytes(of: reply.startTime, toByteOffset: 8, as: UInt64.self)
+        }
+        // One control message of SOL_SOCKET/SCM_RIGHTS carrying one descriptor:
+        // CMSG_SPACE(4) is 24 on 64-bit Linux, CMSG_LEN(4) is 20.
+        var control = [UInt8](repeating: 0, count: 24)
+        let withDescriptor = reply.error == 0 && reply.pidfd >= 0
+        if withDescriptor {
+            control.withUnsafeMutableBytes { bytes in
+                bytes.storeBytes(of: 20, toByteOffset: 0, as: Int.self)
+                bytes.storeBytes(of: SOL_SOCKET, toByteOffset: 8, as: Int32.self)
+                bytes.storeBytes(of: Int32(SCM_RIGHTS), toByteOffset: 12, as: Int32.self)
+                bytes.storeBytes(of: reply.pidfd, toByteOffset: 16, as: Int32.self)
+            }
+        }
+        payload.withUnsafeMutableBytes { payloadBytes in
+            control.withUnsafeMutableBytes { controlBytes in
+                var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
+                withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var message = msghdr()
+                    message.msg_iov = vectorPointer
+                    message.msg_iovlen = 1
+                    if withDescriptor {
+                        message.msg_control = controlBytes.baseAddress
+                        message.msg_controllen = controlBytes.count
+                    }
+                    while sendmsg(socket, &message, 0) < 0, errno == EINTR {}
+                }
+            }
+        }
+    }
+}

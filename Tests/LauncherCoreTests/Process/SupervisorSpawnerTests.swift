@@ -1,0 +1,59 @@
+import Foundation
+@preconcurrency import Glibc
+import LauncherCore
+import Testing
+
+/// `keel-task-supervisor --spawner` and the launcher's client of it.
+@Suite("Supervisor spawner")
+struct SupervisorSpawnerTests {
+    private static func spec(_ command: TaskCommand, workDir: String) throws -> (TaskLaunchSpec, TaskSupervision) {
+        let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
+        let sandbox = try ProcessTestSupport.makeSandbox(in: workDir)
+        let spec = TaskLaunchSpec(command: command, environment: ProcessTestSupport.environment, sandbox: sandbox)
+        return (spec, TaskSupervision(supervisor: supervisor, exitStatusFile: workDir + "/exit-status"))
+    }
+
+    @Test("a forked supervisor leads its own session in the sandbox, with the task's environment, and is not the launcher's child")
+    func forkedSupervisor() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        var (spec, supervision) = try Self.spec(.shell("echo \"$KEEL_PROBE $(pwd)\"; exit 3"), workDir: workDir)
+        spec.environment["KEEL_PROBE"] = "probe"
+        let spawner = try #require(SupervisorSpawner.start(supervisor: supervision.supervisor, logger: ProcessTestSupport.logger))
+        let process = try TaskProcess.launch(spec, supervision: supervision, spawner: spawner, logger: ProcessTestSupport.logger)
+        #expect(!spawner.isBroken)
+        #expect(ProcessTestSupport.parent(of: process.pid).map { $0 != getpid() } ?? true, "the spawner is its parent")
+        #expect(try await process.wait() == .exited(code: 3))
+        let output = try String(contentsOfFile: spec.stdoutPath, encoding: .utf8)
+        #expect(output == "probe \(spec.workingDirectory)\n")
+    }
+
+    @Test("a supervisor that cannot be set up is a launch error, as with posix_spawn")
+    func setupFailure() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        var (spec, supervision) = try Self.spec(.argv(["true"]), workDir: workDir)
+        spec.stdoutPath = workDir + "/missing/stdout"
+        let spawner = try #require(SupervisorSpawner.start(supervisor: supervision.supervisor, logger: ProcessTestSupport.logger))
+        let error = #expect(throws: LauncherError.self) {
+            try TaskProcess.launch(spec, supervision: supervision, spawner: spawner, logger: ProcessTestSupport.logger)
+        }
+        #expect(error?.code == .launchFailed)
+        #expect(error?.message.contains("missing/stdout") == true)
+        #expect(!spawner.isBroken, "one failed set-up does not break the spawner")
+    }
+
+    @Test("when the spawner is gone, supervisors are executed as before")
+    func deadSpawner() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let (spec, supervision) = try Self.spec(.shell("exit 5"), workDir: workDir)
+        let spawner = try #require(SupervisorSpawner.start(supervisor: supervision.supervisor, logger: ProcessTestSupport.logger))
+        kill(spawner.pid, SIGKILL)
+        #expect(await ProcessTestSupport.eventually { ProcessTestSupport.isDead(spawner.pid) })
+        let process = try TaskProcess.launch(spec, supervision: supervision, spawner: spawner, logger: ProcessTestSupport.logger)
+        #expect(spawner.isBroken)
+        #expect(ProcessTestSupport.parent(of: process.pid) == getpid(), "executed by the launcher itself")
+        #expect(try await process.wait() == .exited(code: 5))
+    }
+}
