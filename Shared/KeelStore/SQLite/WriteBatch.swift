@@ -34,55 +34,19 @@ struct WriteBatch {
 
     /// Writes `key`, keeping its create revision if it exists and bumping its version.
     ///
-    /// One statement: the upsert keeps the existing row's create revision and returns it with the
-    /// new version, so a put costs no separate lookup.
     /// - Throws: ``StoreError/Code/notFound`` if `lease` does not exist or is past its deadline.
     mutating func put(_ key: String, value: [UInt8], lease: LeaseID?) async throws {
-        if let lease, !self.leaseIsLive(lease) {
-            throw StoreError.notFound(
-                "lease \(lease) does not exist (it expired or was revoked); grant a new lease and write '\(key)' again"
-            )
-        }
-        let rows = try await self.connection.execute(
-            """
-            INSERT INTO keel_kv (key, value, create_revision, mod_revision, version, lease)
-            VALUES (?, coalesce(?, x''), ?, ?, 1, ?)
-            ON CONFLICT (key) DO UPDATE SET
-                value = excluded.value,
-                mod_revision = excluded.mod_revision,
-                version = keel_kv.version + 1,
-                lease = excluded.lease
-            RETURNING create_revision
-            """,
-            [
-                SQLRows.blob(key),
-                SQLRows.blob(value),
-                SQLRows.integer(self.revision),
-                SQLRows.integer(self.revision),
-                SQLRows.integer(lease),
-            ]
-        )
-        guard let createRevision = rows.first?.column("create_revision")?.integer else {
-            throw StoreError.internalError("writing '\(key)' returned no create revision; the store file is damaged")
-        }
-        self.events.append(
-            WatchEvent(
-                kind: .put,
-                key: key,
-                value: value,
-                modRevision: self.revision,
-                createRevision: Revision(Int64(createRevision)),
-                lease: lease
-            )
-        )
+        try await self.putAll([(key, value, lease)])
     }
 
     /// How many keys one multi-row put carries (5 bound values each, well under SQLite's limit).
     static let putsPerStatement = 200
 
-    /// Writes several distinct keys like ``put(_:value:lease:)``, in few statements: SQLite
-    /// compiles every statement it is given, which costs more than writing a row. Events are
-    /// recorded in the order of `puts`.
+    /// Writes distinct keys, each keeping its create revision if it exists and bumping its
+    /// version, in few statements: SQLite compiles every statement it is given, which costs more
+    /// than writing a row. One upsert per statement keeps the existing rows' create revisions
+    /// and returns them, so a put costs no separate lookup. Events are recorded in the order of
+    /// `puts`.
     ///
     /// - Precondition: no key appears twice in `puts`.
     /// - Throws: ``StoreError/Code/notFound`` if a lease does not exist or is past its deadline;
