@@ -37,22 +37,13 @@ extension TaskSandbox {
     /// `stdout`. Negative `offset`/`length` and directories are ``LauncherError/Code/invalidArgument``;
     /// paths outside the sandbox are rejected as by ``resolve(relativePath:)``.
     package func read(path: String, offset: Int64, length: Int) throws(LauncherError) -> SandboxFileChunk {
-        try readIdentified(path: path, offset: offset, length: length).chunk
-    }
-
-    /// ``read(path:offset:length:)``, also returning the identity (device and inode) of the file
-    /// read, so a reader can tell that a path now names another file (a rotated log).
-    func readIdentified(
-        path: String, offset: Int64, length: Int
-    ) throws(LauncherError) -> (chunk: SandboxFileChunk, file: SandboxFileIdentity) {
         guard offset >= 0, length >= 0 else {
             throw LauncherError(
                 code: .invalidArgument,
                 message: "offset \(offset) and length \(length) must not be negative"
             )
         }
-        let file = try openFile(path: path)
-        return (try file.read(offset: offset, length: length), file.identity)
+        return try openFile(path: path).read(offset: offset, length: length)
     }
 
     /// Opens the regular file at the sandbox-relative `path` for reading (paths outside the
