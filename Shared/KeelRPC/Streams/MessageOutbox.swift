@@ -44,9 +44,6 @@ package final class MessageOutbox<Message: Sendable>: Sendable {
         waiter?.resume(returning: nil)
     }
 
-    /// Whether ``finish()`` was called.
-    package var isFinished: Bool { state.withLock { $0.finished } }
-
     /// Everything queued, in order, waiting for at least one message; `nil` once the outbox is
     /// finished and drained, or when the calling task is cancelled.
     package func next() async -> [Message]? {
@@ -80,4 +77,34 @@ package final class MessageOutbox<Message: Sendable>: Sendable {
             waiter?.resume(returning: nil)
         }
     }
+}
+
+/// `messages` with each run of consecutive messages that `item` picks out replaced by `batch`
+/// of their items, at most `limit` items per batch, everything else kept in place. A run of one
+/// stays the message it was. How a stream writer merges what ``MessageOutbox/next()`` returned.
+package func mergingRuns<Message, Item>(
+    _ messages: [Message], limit: Int, item: (Message) -> Item?, batch: ([Item]) -> Message
+) -> [Message] {
+    guard messages.count > 1 else { return messages }
+    var result: [Message] = []
+    var run: [(message: Message, item: Item)] = []
+    func flush() {
+        if run.count == 1 {
+            result.append(run[0].message)
+        } else if !run.isEmpty {
+            result.append(batch(run.map(\.item)))
+        }
+        run.removeAll()
+    }
+    for message in messages {
+        if let item = item(message) {
+            run.append((message, item))
+            if run.count == limit { flush() }
+        } else {
+            flush()
+            result.append(message)
+        }
+    }
+    flush()
+    return result
 }

@@ -68,39 +68,21 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
     /// `launches` and `acknowledgements` messages (when `batches`, i.e. the launcher said it
     /// accepts them), in the same order.
     package static func merged(_ messages: [Keel_V1_BrokerMessage], batches: Bool) -> [Keel_V1_BrokerMessage] {
-        guard batches, messages.count > 1 else { return messages }
-        var result: [Keel_V1_BrokerMessage] = []
-        var launches: [Keel_V1_BrokerMessage.Launch] = []
-        var acknowledgements: [Keel_V1_BrokerMessage.Acknowledge] = []
-        func flush() {
-            if launches.count == 1 {
-                result.append(.with { $0.launch = launches[0] })
-            } else if !launches.isEmpty {
-                result.append(.with { $0.launches.launches = launches })
-            }
-            if acknowledgements.count == 1 {
-                result.append(.with { $0.acknowledge = acknowledgements[0] })
-            } else if !acknowledgements.isEmpty {
-                result.append(.with { $0.acknowledgements.acknowledgements = acknowledgements })
-            }
-            launches.removeAll()
-            acknowledgements.removeAll()
-        }
-        for message in messages {
-            switch message.message {
-            case .launch(let launch):
-                if !acknowledgements.isEmpty || launches.count == launchesPerMessage { flush() }
-                launches.append(launch)
-            case .acknowledge(let acknowledge):
-                if !launches.isEmpty || acknowledgements.count == acknowledgementsPerMessage { flush() }
-                acknowledgements.append(acknowledge)
-            default:
-                flush()
-                result.append(message)
-            }
-        }
-        flush()
-        return result
+        guard batches else { return messages }
+        let launchesMerged = mergingRuns(
+            messages, limit: launchesPerMessage,
+            item: { message in
+                if case .launch(let launch) = message.message { return launch }
+                return nil
+            },
+            batch: { launches in .with { $0.launches.launches = launches } })
+        return mergingRuns(
+            launchesMerged, limit: acknowledgementsPerMessage,
+            item: { message in
+                if case .acknowledge(let acknowledgement) = message.message { return acknowledgement }
+                return nil
+            },
+            batch: { acknowledgements in .with { $0.acknowledgements.acknowledgements = acknowledgements } })
     }
 
     private func register(

@@ -71,34 +71,16 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
     /// `events` with each run of consecutive UPDATE events merged into UPDATES events (when
     /// `batches`, i.e. the subscriber accepts them), in the same order.
     package static func merged(_ events: [Keel_V1_Event], batches: Bool) -> [Keel_V1_Event] {
-        guard batches, events.count > 1 else { return events }
-        var result: [Keel_V1_Event] = []
-        var run: [Keel_V1_TaskStatus] = []
-        func flush() {
-            if run.count == 1 {
-                result.append(.with {
-                    $0.type = .update
-                    $0.update.status = run[0]
-                })
-            } else if !run.isEmpty {
-                result.append(.with {
+        guard batches else { return events }
+        return mergingRuns(
+            events, limit: updatesPerEvent,
+            item: { event in event.type == .update ? event.update.status : nil },
+            batch: { statuses in
+                .with {
                     $0.type = .updates
-                    $0.updates.statuses = run
-                })
-            }
-            run.removeAll()
-        }
-        for event in events {
-            if event.type == .update {
-                run.append(event.update.status)
-                if run.count == updatesPerEvent { flush() }
-            } else {
-                flush()
-                result.append(event)
-            }
-        }
-        flush()
-        return result
+                    $0.updates.statuses = statuses
+                }
+            })
     }
 
     package func accept(request: Keel_V1_AcceptRequest, context: ServerContext) async throws -> Keel_V1_AcceptResponse {

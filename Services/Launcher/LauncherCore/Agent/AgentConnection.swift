@@ -107,28 +107,14 @@ package struct AgentConnection: Service {
     /// `messages` with each run of consecutive status updates merged into `status_updates`
     /// messages (when `batches`, i.e. the broker said it accepts them), in the same order.
     package static func merged(_ messages: [Keel_V1_AgentMessage], batches: Bool) -> [Keel_V1_AgentMessage] {
-        guard batches, messages.count > 1 else { return messages }
-        var result: [Keel_V1_AgentMessage] = []
-        var run: [Keel_V1_AgentMessage.StatusUpdate] = []
-        func flush() {
-            switch run.count {
-            case 0: break
-            case 1: result.append(.with { $0.statusUpdate = run[0] })
-            default: result.append(.with { $0.statusUpdates.updates = run })
-            }
-            run.removeAll()
-        }
-        for message in messages {
-            if case .statusUpdate(let update) = message.message {
-                run.append(update)
-                if run.count == updatesPerMessage { flush() }
-            } else {
-                flush()
-                result.append(message)
-            }
-        }
-        flush()
-        return result
+        guard batches else { return messages }
+        return mergingRuns(
+            messages, limit: updatesPerMessage,
+            item: { message in
+                if case .statusUpdate(let update) = message.message { return update }
+                return nil
+            },
+            batch: { updates in .with { $0.statusUpdates.updates = updates } })
     }
 
     private func handle(
