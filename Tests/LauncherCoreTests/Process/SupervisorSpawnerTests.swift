@@ -47,13 +47,16 @@ struct SupervisorSpawnerTests {
     func deadSpawner() async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
-        let (spec, supervision) = try Self.spec(.shell("exit 5"), workDir: workDir)
+        // The task waits for a gate, so its supervisor is still there when its parent is checked.
+        let gate = workDir + "/gate"
+        let (spec, supervision) = try Self.spec(.shell("while [ ! -e '\(gate)' ]; do sleep 0.02; done; exit 5"), workDir: workDir)
         let spawner = try #require(SupervisorSpawner.start(supervisor: supervision.supervisor, logger: ProcessTestSupport.logger))
         kill(spawner.pid, SIGKILL)
         #expect(await ProcessTestSupport.eventually { ProcessTestSupport.isDead(spawner.pid) })
         let process = try TaskProcess.launch(spec, supervision: supervision, spawner: spawner, logger: ProcessTestSupport.logger)
         #expect(spawner.isBroken)
         #expect(ProcessTestSupport.parent(of: process.pid) == getpid(), "executed by the launcher itself")
+        try ProcessTestSupport.write("", to: gate)
         #expect(try await process.wait() == .exited(code: 5))
     }
 }
