@@ -153,23 +153,7 @@ final class CheckpointWriter: Sendable {
 
     /// Starts a writer thread; false if the system has none to give.
     private func startThread() -> Bool {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attributes, 512 * 1024)
-        var thread = pthread_t()
-        let status = pthread_create(
-            &thread, &attributes,
-            { context in
-                Unmanaged<CheckpointWriter>.fromOpaque(context!).takeRetainedValue().work()
-                return nil
-            }, context)
-        if status != 0 {
-            Unmanaged<CheckpointWriter>.fromOpaque(context).release()
-        }
-        return status == 0
+        DetachedThread.start { [self] in work() } == 0
     }
 
     /// One writer thread: writes ready files as they come; ends after a while without work.

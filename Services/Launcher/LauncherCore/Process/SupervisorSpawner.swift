@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 package import Logging
-import CDispatch
 import Synchronization
 
 /// keel-launcher's side of `keel-task-supervisor --spawner`: starts supervisors by asking a
@@ -213,28 +212,12 @@ package final class SupervisorSpawner: Sendable {
 
     /// Reaps the spawner when it exits (it is the launcher's child), on a small thread of its own.
     private func reapWhenItExits() {
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attributes, TaskProcess.reaperStackSize)
-        let context = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
-        context.initialize(to: pid)
-        var thread = pthread_t()
-        let status = pthread_create(
-            &thread, &attributes,
-            { context in
-                let pointer = context!.assumingMemoryBound(to: Int32.self)
-                let pid = pointer.pointee
-                pointer.deallocate()
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-                return nil
-            },
-            context
-        )
+        let pid = self.pid
+        let status = DetachedThread.start {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        }
         if status != 0 {
-            context.deallocate()
             logger.warning("cannot start a thread to reap the supervisor spawner; it stays a zombie once it exits")
         }
     }

@@ -1,35 +1,15 @@
 @preconcurrency import Glibc
-import CDispatch
 import Logging
 import Synchronization
 
 /// The per-process reaper thread (see ``TaskProcess`` for the design).
 extension TaskProcess {
-    /// Reserved stack of a reaper thread; it only runs `waitid`, `waitpid` and a log call.
-    static let reaperStackSize = 512 * 1024
-
     /// Starts the detached thread that waits for this process, or, if no thread can be made,
     /// kills and reaps the just-spawned process and throws ``LauncherError/Code/launchFailed``.
     func startReaper() throws(LauncherError) {
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attributes, Self.reaperStackSize)
-
-        // The thread owns a +1 reference until it has reaped the process.
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        let status = pthread_create(
-            &thread, &attributes,
-            { context in
-                Unmanaged<TaskProcess>.fromOpaque(context!).takeRetainedValue().reap()
-                return nil
-            },
-            context
-        )
+        // The thread keeps the process alive until it has reaped it.
+        let status = DetachedThread.start { [self] in reap() }
         guard status == 0 else {
-            Unmanaged<TaskProcess>.fromOpaque(context).release()
             let exit = collectExit()
             logger.error(
                 "could not start reaper thread; killed the task process",

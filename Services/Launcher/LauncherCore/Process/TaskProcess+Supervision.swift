@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 package import Logging
-import CDispatch
 import Synchronization
 
 /// How a task is started under `keel-task-supervisor` (see ``TaskProcess``).
@@ -191,32 +190,18 @@ extension TaskProcess {
             collectForeignExit()
             return
         }
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attributes, Self.reaperStackSize)
-        let context = Unmanaged.passRetained(WatchContext(process: self, startTime: expected, pidfd: pidfd)).toOpaque()
-        var thread = pthread_t()
-        let status = pthread_create(
-            &thread, &attributes,
-            { context in
-                let watch = Unmanaged<WatchContext>.fromOpaque(context!).takeRetainedValue()
-                let ended = watch.pidfd.map(ProcessDescriptor.waitForExit) ?? false
-                ProcessDescriptor.close(watch.pidfd)
-                if !ended {
-                    while watch.process.isSameProcess(startTime: watch.startTime) {
-                        usleep(100_000)
-                    }
+        let status = DetachedThread.start { [self] in
+            let ended = pidfd.map(ProcessDescriptor.waitForExit) ?? false
+            ProcessDescriptor.close(pidfd)
+            if !ended {
+                while isSameProcess(startTime: expected) {
+                    usleep(100_000)
                 }
-                watch.process.collectForeignExit()
-                return nil
-            },
-            context
-        )
+            }
+            collectForeignExit()
+        }
         if status != 0 {
             ProcessDescriptor.close(pidfd)
-            Unmanaged<WatchContext>.fromOpaque(context).release()
             logger.error(
                 "cannot start a thread to watch the re-attached task; its end will not be seen",
                 metadata: ["keel.errno": "\(status)"])
@@ -248,20 +233,6 @@ extension TaskProcess {
         for waiter in waiters {
             waiter.resume(returning: status)
         }
-    }
-}
-
-/// What a watcher thread holds: the process, the start time that identifies its supervisor,
-/// and a pidfd for it when the kernel has them.
-private final class WatchContext: Sendable {
-    let process: TaskProcess
-    let startTime: UInt64
-    let pidfd: Int32?
-
-    init(process: TaskProcess, startTime: UInt64, pidfd: Int32?) {
-        self.process = process
-        self.startTime = startTime
-        self.pidfd = pidfd
     }
 }
 
