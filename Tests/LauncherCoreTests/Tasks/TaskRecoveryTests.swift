@@ -151,6 +151,8 @@ struct TaskRecoveryTests {
         let gate = workDir + "/gate"
         defer {
             try? ProcessTestSupport.write("", to: gate)
+            // t-bad's task may still be between two looks at the gate.
+            ProcessTestSupport.killProcesses(mentioning: workDir)
             ProcessTestSupport.removeTree(workDir)
         }
         let tasks = [Self.gatedTask("t-good", gate: gate, code: 0), Self.gatedTask("t-bad", gate: gate, code: 0)]
