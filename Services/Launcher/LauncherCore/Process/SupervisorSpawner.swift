@@ -185,7 +185,13 @@ package final class SupervisorSpawner: Sendable {
             }
         }
         guard received == payload.count else {
-            let reason = received == 0 ? "the spawner closed its socket" : "\(SystemCallError(call: "recvmsg", errno: errno))"
+            let code = errno
+            // ECONNRESET: the spawner went away with the request unread, so nothing was
+            // started and the caller may start the supervisor itself.
+            if received < 0, code == ECONNRESET {
+                return .failure(.unavailable("the spawner closed its socket without reading the request"))
+            }
+            let reason = received == 0 ? "the spawner closed its socket" : "\(SystemCallError(call: "recvmsg", errno: code))"
             return .failure(.lost("no reply from the spawner: \(reason)"))
         }
         let (error, pid, startTime) = payload.withUnsafeBytes { bytes in
