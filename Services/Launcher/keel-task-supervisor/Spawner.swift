@@ -175,7 +175,19 @@ enum Spawner {
         // The socket, the report pipe's other end and the opened sources: nothing of the
         // spawner's stays open in the supervisor.
         closeFrom(3)
+        renameCommandLine()
         supervise(options)
+    }
+
+    /// Makes `ps` show a forked supervisor as `keel-task-supervisor supervise` rather than as
+    /// the spawner it was forked from: `/proc/PID/cmdline` is read from the argument strings in
+    /// the process's memory, so the `--spawner` there is overwritten with a word of the same
+    /// length.
+    private static func renameCommandLine() {
+        guard CommandLine.argc > 1, let argument = CommandLine.unsafeArgv[1] else { return }
+        let replacement = Array("supervise".utf8CString)
+        guard strlen(argument) == replacement.count - 1 else { return }
+        for (index, byte) in replacement.enumerated() { argument[index] = byte }
     }
 
     /// The start time of `pid` in clock ticks since boot (field 22 of `/proc/PID/stat`).
