@@ -1,142 +1,122 @@
 @preconcurrency import Glibc
 
-/// `unshare(2)` from `<sched.h>` (declared only under `_GNU_SOURCE`). Called directly: the
-/// supervisor is linked statically, where a `dlsym` lookup finds nothing.
+/// `unshare(2)` and `setns(2)` from `<sched.h>` (declared only under `_GNU_SOURCE`). Called
+/// directly: the supervisor is linked statically, where a `dlsym` lookup finds nothing.
 @_silgen_name("unshare")
 private func systemUnshare(_ flags: Int32) -> Int32
+@_silgen_name("setns")
+private func systemSetns(_ descriptor: Int32, _ type: Int32) -> Int32
 
-/// The task's PID namespace: how the supervisor creates it, and the init that runs as its PID 1.
+/// The task's PID and mount namespaces, and the supervisor as their init.
 ///
-/// The supervisor calls `unshare(CLONE_NEWPID | CLONE_NEWNS)`; it stays in the node's PID
-/// namespace itself (so keel-launcher keeps watching its real pid), and its next child becomes
-/// PID 1 of the new one. That child is a plain `fork` of the supervisor running ``run(_:)``
-/// (see ``start(_:redirections:closing:)``), not the supervisor executed again, which saves a
-/// whole program start per task. That init
-/// - makes every mount private to the new mount namespace and mounts a fresh `/proc` on it, so
-///   `ps` and `/proc` show only the task's processes;
+/// With `--pid-namespace` the supervisor itself is PID 1 of the task's new PID namespace, and
+/// the task is PID 2 there, so a task costs two processes (supervisor and program), not three:
+/// - A supervisor forked by the spawner is born there: the spawner calls
+///   ``forkIntoNewPIDNamespace()``, which creates the namespace for that one child.
+/// - A supervisor executed by keel-launcher (when there is no spawner) cannot be: it calls
+///   ``superviseInNewPIDNamespace(_:)``, which creates the namespace, forks itself as its init,
+///   and waits for it.
+///
+/// As init, the supervisor (see ``becomeInit()`` and ``SupervisionLoop``)
+/// - moves into a mount namespace of its own, makes every mount private to it and mounts a
+///   fresh `/proc` there, so `ps` and `/proc` show only the task's processes; it still writes the
+///   task's output and exit status to the same files, since the copy sees the node's file systems;
 /// - starts the task (PID 2) as the leader of its own process group, inside the task's cgroups
 ///   (the task joins them itself between fork and exec, see ``ChildProcess/start(_:_:setup:)``);
 /// - reaps every process orphaned inside the namespace (PID 1's duty), so no zombies pile up;
-/// - forwards the signals that reach it (keel-launcher signals the supervisor's process group,
-///   which init is in) to the task's process group: PID 1 gets no default signal actions, so
-///   it keeps those signals blocked and takes them with `sigwaitinfo`;
-/// - when the task ends, writes the task's raw wait status (4 bytes) to the descriptor the
-///   supervisor gave it and exits, whereupon the kernel kills whatever is left in the namespace
-///   (double-forked daemons included).
-/// `SIGKILL` to the process group kills init, and with it the whole namespace.
+/// - forwards the signals that reach it (keel-launcher signals the supervisor's process group)
+///   to the task's process group: PID 1 gets no default signal actions, so it keeps those
+///   signals blocked and takes them through a `signalfd`;
+/// - when the task ends, kills whatever is left in the namespace (double-forked daemons
+///   included), writes the task's status and exits.
+/// `SIGKILL` to the process group kills the supervisor, and with it the whole namespace.
 ///
-/// Init itself stays outside the task's cgroups, like the supervisor: the cgroups hold exactly
-/// the task's own processes, so the pids limit counts only those, the task's lowest pid in its
-/// cgroup is the task (see `TaskExecTarget.taskPID` in LauncherCore), and a cgroup kill takes
-/// down the task, which init then reports, instead of racing init's own report. Every process
-/// of the task still is inside: init starts only the task, and orphans keep their cgroups when
-/// init adopts them.
+/// The supervisor stays outside the task's cgroups: the cgroups hold exactly the task's own
+/// processes, so the pids limit counts only those, the task's lowest pid in its cgroup is the
+/// task (see `TaskExecTarget.taskPID` in LauncherCore), and a cgroup kill takes down the task,
+/// which the supervisor then reports, instead of taking down the supervisor first. Every process
+/// of the task still is inside: the supervisor starts only the task, and orphans keep their
+/// cgroups when init adopts them.
 enum NamespaceInit {
-    /// The signals init forwards to the task.
-    static let forwardedSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH, SIGALRM]
-
     /// `CLONE_NEWNS` and `CLONE_NEWPID` from `<sched.h>` (declared only under `_GNU_SOURCE`).
     private static let newMountNamespace: Int32 = 0x0002_0000
     private static let newPIDNamespace: Int32 = 0x2000_0000
 
-    /// What init runs: the task, and the descriptor for the task's wait status.
-    struct Task {
-        /// The write end of the status pipe, close-on-exec: init keeps it (it is forked, not
-        /// executed), the task does not inherit it.
-        var statusDescriptor: Int32
-        var executable: String
-        var arguments: [String]
-        var cgroupProcsFiles: [String]
+    /// This process's own PID namespace, opened by the spawner at start (see
+    /// ``forkIntoNewPIDNamespace()``); -1 if it could not be.
+    nonisolated(unsafe) private static var ownPIDNamespace: Int32 = -1
+
+    /// Opens this process's PID namespace, which ``forkIntoNewPIDNamespace()`` returns to after
+    /// each fork. Called once by the spawner.
+    static func openOwnPIDNamespace() {
+        ownPIDNamespace = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC)
     }
 
-    /// `unshare(CLONE_NEWPID | CLONE_NEWNS)`; `nil` on success, else the reason.
-    static func unshareNamespaces() -> String? {
-        guard systemUnshare(newPIDNamespace | newMountNamespace) == 0 else {
-            return "unshare(CLONE_NEWPID | CLONE_NEWNS) failed: \(String(cString: strerror(errno)))"
-        }
-        return nil
+    /// How ``forkIntoNewPIDNamespace()`` went.
+    enum NamespacedFork {
+        /// In the parent: the child's pid on the node (it is PID 1 of its namespace).
+        case parent(pid_t)
+        /// In the child.
+        case child
+        /// No namespace could be created (`errno` of `unshare`); nothing was forked.
+        case unavailable(Int32)
+        /// `fork` failed (its `errno`).
+        case failed(Int32)
     }
 
-    /// Forks init, PID 1 of the namespace created by ``unshareNamespaces()``; returns its pid
-    /// on the node.
+    /// Forks a child that is PID 1 of a new PID namespace: `unshare(CLONE_NEWPID)` makes the
+    /// caller's next child the init of a new namespace, and `setns` back to the caller's own
+    /// namespace afterwards makes the child after that a plain one again (a second `unshare`
+    /// would be refused while the first is in effect).
     ///
-    /// The child `dup2`s `redirections` (source → target), closes `closing` (the supervisor's
-    /// own descriptors) and runs ``run(_:)``. The forwarded signals and `SIGCHLD` are blocked
-    /// before the fork (and unblocked again in the supervisor after it), so none sent to init
-    /// before it waits for them is lost.
-    ///
-    /// A `fork` without `exec` is safe here, and so is everything the child does (allocating
-    /// included): the supervisor is single-threaded and links only the Swift runtime and the C
-    /// library (no Foundation, no Dispatch, so no thread can hold a lock of `malloc` or of the
-    /// runtime while it forks), and it has written nothing to a buffered stream the child could
-    /// flush a second time (init ends with `_exit`).
-    static func start(
-        _ task: Task, redirections: [(source: Int32, target: Int32)], closing: [Int32]
-    ) -> Result<pid_t, SpawnError> {
-        var waited = sigset_t()
-        sigemptyset(&waited)
-        for signal in forwardedSignals + [SIGCHLD] { sigaddset(&waited, signal) }
-        var previous = sigset_t()
-        sigprocmask(SIG_BLOCK, &waited, &previous)
+    /// If returning to its own namespace fails, the spawner could fork nothing more, so it ends
+    /// (`returnedHome` is false): keel-launcher then starts supervisors without it.
+    static func forkIntoNewPIDNamespace() -> (fork: NamespacedFork, returnedHome: Bool) {
+        guard ownPIDNamespace >= 0 else { return (.unavailable(EBADF), true) }
+        guard systemUnshare(newPIDNamespace) == 0 else { return (.unavailable(errno), true) }
         let pid = fork()
-        if pid == 0 {
-            // Handlers and ignored signals are the supervisor's; init starts from the defaults,
-            // as a new program would.
-            ChildProcess.resetSignalDispositions()
-            for (source, target) in redirections where dup2(source, target) < 0 {
-                initFail("cannot redirect the task's output: \(String(cString: strerror(errno)))")
-            }
-            for descriptor in closing { close(descriptor) }
-            run(task)
-        }
+        if pid == 0 { return (.child, true) }
         let forkError = errno
-        sigprocmask(SIG_SETMASK, &previous, nil)
-        return pid > 0 ? .success(pid) : .failure(SpawnError(code: forkError))
+        let returnedHome = systemSetns(ownPIDNamespace, newPIDNamespace) == 0
+        return (pid > 0 ? .parent(pid) : .failed(forkError), returnedHome)
     }
 
-    /// Runs as PID 1 of the task's namespace; see the type's documentation.
-    static func run(_ task: Task) -> Never {
-        let statusDescriptor = task.statusDescriptor
-        var waited = sigset_t()
-        sigemptyset(&waited)
-        for signal in forwardedSignals + [SIGCHLD] { sigaddset(&waited, signal) }
-        // ``start(_:redirections:closing:)`` forks init with these already blocked, so none is
-        // lost before here.
-        sigprocmask(SIG_BLOCK, &waited, nil)
+    /// The executed supervisor's way into a PID namespace: creates one, forks this supervisor
+    /// as its init (which runs `supervise`), and waits for it. Exits with init's code; if init
+    /// was killed before it wrote the task's status, writes that init was killed.
+    static func superviseInNewPIDNamespace(_ options: SupervisorOptions, supervise: (SupervisorOptions) -> Never) -> Never {
+        guard systemUnshare(newPIDNamespace) == 0 else {
+            giveUp(options, "unshare(CLONE_NEWPID) failed: \(String(cString: strerror(errno)))")
+        }
+        let pid = fork()
+        if pid == 0 { supervise(options) }
+        guard pid > 0 else { giveUp(options, "cannot fork the PID namespace's init: \(String(cString: strerror(errno)))") }
+        guard let raw = ChildProcess.waitBlocking(pid) else {
+            giveUp(options, "cannot wait for the PID namespace's init (pid \(pid)): \(String(cString: strerror(errno)))")
+        }
+        let status = WaitStatus(raw: raw)
+        if raw & 0x7f != 0, access(options.exitStatusFile, F_OK) != 0 {
+            _ = writeAtomically(status.record, to: options.exitStatusFile)
+        }
+        exit(status.exitCode)
+    }
 
+    /// Whether this process is the init of a PID namespace.
+    static var isInit: Bool { getpid() == 1 }
+
+    /// As init: a mount namespace of its own, every mount private to it, and a fresh `/proc`
+    /// for the new PID namespace. `nil` on success, else what failed.
+    static func becomeInit() -> String? {
+        guard systemUnshare(newMountNamespace) == 0 else {
+            return "unshare(CLONE_NEWNS) failed: \(String(cString: strerror(errno)))"
+        }
         if mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) != 0 {
-            initFail("cannot make the task's mounts private: \(String(cString: strerror(errno)))")
+            return "cannot make the task's mounts private: \(String(cString: strerror(errno)))"
         }
         if mount("proc", "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) != 0 {
-            initFail("cannot mount /proc for the task's PID namespace: \(String(cString: strerror(errno)))")
+            return "cannot mount /proc for the task's PID namespace: \(String(cString: strerror(errno)))"
         }
-
-        let taskPID: pid_t
-        let setup = ChildSetup(newProcessGroup: true, cgroupProcsFiles: task.cgroupProcsFiles)
-        switch ChildProcess.start(task.executable, task.arguments, setup: setup) {
-        case .success(let pid): taskPID = pid
-        case .failure(let error): initFail("cannot start '\(task.executable)': \(error.text)")
-        }
-
-        var info = siginfo_t()
-        while true {
-            let signal = sigwaitinfo(&waited, &info)
-            if signal < 0 { continue }  // EINTR
-            if signal != SIGCHLD {
-                if kill(-taskPID, signal) != 0 { kill(taskPID, signal) }
-                continue
-            }
-            var raw: Int32 = 0
-            while true {
-                let reaped = waitpid(-1, &raw, WNOHANG)
-                if reaped <= 0 { break }
-                if reaped == taskPID {
-                    var status = raw
-                    _ = withUnsafeBytes(of: &status) { write(statusDescriptor, $0.baseAddress!, $0.count) }
-                    _exit(WaitStatus(raw: raw).exitCode)
-                }
-            }
-        }
+        return nil
     }
 
     /// Runs as the task of a namespace check: succeeds if this process is PID 2 of its namespace
@@ -152,8 +132,8 @@ enum NamespaceInit {
         exit(0)
     }
 
-    private static func initFail(_ message: String) -> Never {
-        fputs("keel-task-supervisor: \(message)\n", stderr)
-        _exit(127)
+    private static func giveUp(_ options: SupervisorOptions, _ message: String) -> Never {
+        _ = writeAtomically("exited 127\n", to: options.exitStatusFile)
+        fail(message)
     }
 }

@@ -4,10 +4,6 @@
 @_silgen_name("pidfd_open")
 private func pidfdOpen(_ pid: pid_t, _ flags: UInt32) -> Int32
 
-/// `signalfd(2)`, declared in `<sys/signalfd.h>`, which the Glibc module leaves out.
-@_silgen_name("signalfd")
-private func signalDescriptor(_ fd: Int32, _ mask: UnsafePointer<sigset_t>, _ flags: Int32) -> Int32
-
 /// `closefrom(3)` (glibc 2.34), declared only under `_GNU_SOURCE`.
 @_silgen_name("closefrom")
 private func closeFrom(_ lowest: Int32)
@@ -22,6 +18,9 @@ private func closeFrom(_ lowest: Int32)
 /// the working directory and environment) and then runs ``supervise(_:)``, exactly what the
 /// executed supervisor runs. What this saves is the `execve`: loading a static program, the C
 /// library's and the Swift runtime's start-up, about a millisecond of CPU per task.
+///
+/// A supervisor whose task gets a PID namespace is forked straight into a new one, as its init
+/// (see ``NamespaceInit``), which saves the separate init process an executed supervisor needs.
 ///
 /// The spawner is single-threaded, so its forks may go on running Swift code. It replies with
 /// the pid, the start time and a pidfd of the supervisor (opened before the spawner can reap
@@ -48,7 +47,7 @@ enum Spawner {
         sigprocmask(SIG_BLOCK, &childSignals, nil)
         // SFD_CLOEXEC and SFD_NONBLOCK are O_CLOEXEC and O_NONBLOCK.
         let childEnded = signalDescriptor(-1, &childSignals, O_CLOEXEC | O_NONBLOCK)
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        NamespaceInit.openOwnPIDNamespace()
         while true {
             reapChildren()
             var entries = [
@@ -66,15 +65,24 @@ enum Spawner {
                 while info.withUnsafeMutableBytes({ read(childEnded, $0.baseAddress, $0.count) }) > 0 {}
             }
             if entries[0].revents == 0 { continue }
-            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
-            if count == 0 { exit(0) }
+            // Sized to the request, and freed before the next: whatever the spawner holds, each
+            // fork copies (in page tables) and each supervisor's exit tears down.
+            let size = recv(socket, nil, 0, Int32(MSG_PEEK | MSG_TRUNC))
+            if size == 0 { exit(0) }
+            if size < 0 {
+                if errno == EINTR { continue }
+                exit(1)
+            }
+            var request = [UInt8](repeating: 0, count: size)
+            let count = request.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
             if count < 0 {
                 if errno == EINTR { continue }
                 exit(1)
             }
-            let reply = start(Array(buffer[0..<count]))
+            let (reply, canGoOn) = start(request[0..<count])
             send(reply)
             if reply.pidfd >= 0 { close(reply.pidfd) }
+            if !canGoOn { exit(1) }
         }
     }
 
@@ -90,8 +98,16 @@ enum Spawner {
         while waitpid(-1, &status, WNOHANG) > 0 {}
     }
 
+    /// Forks one supervisor for `request`; `canGoOn` is false if the spawner cannot fork any more
+    /// (see ``NamespaceInit/forkIntoNewPIDNamespace()``).
+    private static func start(_ request: ArraySlice<UInt8>) -> (reply: Reply, canGoOn: Bool) {
+        var canGoOn = true
+        let reply = start(request, canGoOn: &canGoOn)
+        return (reply, canGoOn)
+    }
+
     /// Forks one supervisor for `request`.
-    private static func start(_ request: [UInt8]) -> Reply {
+    private static func start(_ request: ArraySlice<UInt8>, canGoOn: inout Bool) -> Reply {
         var fields = request.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
@@ -108,14 +124,31 @@ enum Spawner {
             return Reply(error: EINVAL)
         }
         guard let report = ChildProcess.makePipe() else { return Reply(error: errno) }
-        let pid = fork()
+        // With a PID namespace the supervisor is born as its init. If none can be created here,
+        // a plain supervisor tries again itself, and says why it cannot.
+        var pid: pid_t = -1
+        var forkError: Int32 = 0
+        var forked = false
+        if options.pidNamespace {
+            let (outcome, returnedHome) = NamespaceInit.forkIntoNewPIDNamespace()
+            canGoOn = returnedHome
+            switch outcome {
+            case .parent(let child): (pid, forked) = (child, true)
+            case .child: (pid, forked) = (0, true)
+            case .failed(let code): (forkError, forked) = (code, true)
+            case .unavailable: break
+            }
+        }
+        if !forked {
+            pid = fork()
+            forkError = errno
+        }
         if pid == 0 {
             close(report.read)
             becomeSupervisor(
                 options, workingDirectory: workingDirectory, stdoutPath: stdoutPath, stderrPath: stderrPath,
                 environment: environment, report: report.write)
         }
-        let forkError = errno
         close(report.write)
         defer { close(report.read) }
         guard pid > 0 else { return Reply(error: forkError) }

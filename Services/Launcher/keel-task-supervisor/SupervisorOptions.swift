@@ -23,7 +23,7 @@ struct SupervisorOptions {
     var exitStatusFile: String
     var executable: String
     var arguments: [String]
-    /// Start the task in new PID and mount namespaces, under a small init.
+    /// Start the task in new PID and mount namespaces, with the supervisor as their init.
     var pidNamespace = false
     /// Where the task's output goes, when the supervisor writes it itself (through pipes).
     var output: OutputFiles?

@@ -10,15 +10,16 @@
 // task keeps its parent, the supervisor still collects its true exit status, and the next
 // launcher reads the file (see TaskProcess in LauncherCore). It ignores SIGTERM, SIGINT,
 // SIGHUP and SIGQUIT, which the launcher sends to the whole group to stop the task, so that it
-// survives to record the outcome; SIGKILL to the group ends it together with the task.
+// survives to record the outcome (as the init of the task's PID namespace it forwards them to
+// the task instead); SIGKILL to the group ends it together with the task.
 // It links nothing but the Swift runtime and the C library, statically (see Package.swift): one
 // starts per task, and a static binary starts in a fraction of a dynamic one's time. It is
-// single-threaded, which is what lets it fork without exec (see NamespaceInit).
+// single-threaded, which is what lets it fork without exec (see Spawner and NamespaceInit).
 //
 // Options:
-//   --pid-namespace    run the task in new PID and mount namespaces, under a small init that
-//                      mounts a private /proc, reaps orphans and forwards signals (see
-//                      NamespaceInit); the task then sees only its own processes.
+//   --pid-namespace    run the task in new PID and mount namespaces, with the supervisor as
+//                      their init: it mounts a private /proc, reaps orphans and forwards
+//                      signals (see NamespaceInit); the task then sees only its own processes.
 //   --join-cgroup PROCS_FILE
 //                      (repeatable) the task moves itself into the cgroup of this cgroup.procs
 //                      file (v1 or v2) between fork and exec, so it is inside before its program
@@ -53,63 +54,51 @@ case .success(.supervise(let options)):
 }
 
 func supervise(_ options: SupervisorOptions) -> Never {
-    for signalNumber in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] {
-        signal(signalNumber, SIG_IGN)
+    let stoppingSignals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
+    if options.pidNamespace, !NamespaceInit.isInit {
+        for signalNumber in stoppingSignals + [SIGPIPE] { signal(signalNumber, SIG_IGN) }
+        NamespaceInit.superviseInNewPIDNamespace(options, supervise: supervise)
     }
     func giveUp(_ message: String) -> Never {
         _ = writeAtomically("exited 127\n", to: options.exitStatusFile)
         fail(message)
     }
+    let isInit = options.pidNamespace
+    // Blocks what the loop takes through its signalfd first, so nothing sent from here on is lost.
+    guard var loop = SupervisionLoop(isInit: isInit) else {
+        giveUp("cannot create a signalfd: \(String(cString: strerror(errno)))")
+    }
+    // Outside a namespace the stopping signals, sent to the whole group, reach the task
+    // directly, and the supervisor ignores them to survive and record the outcome. As init it
+    // takes them (blocked) and forwards them: ignored ones would be discarded.
+    for signalNumber in stoppingSignals { signal(signalNumber, isInit ? SIG_DFL : SIG_IGN) }
+    signal(SIGPIPE, SIG_IGN)
+    if isInit, let problem = NamespaceInit.becomeInit() { giveUp(problem) }
 
     var redirections: [(source: Int32, target: Int32)] = []
-    // The child's ends, closed here once it runs, and the supervisor's own, closed in init.
+    // The child's ends, closed here once it runs.
     var closeAfterStart: [Int32] = []
-    var supervisorOnly: [Int32] = []
-    var pump: OutputPump?
     if let output = options.output {
-        guard let stdoutPipe = ChildProcess.makePipe(), let stderrPipe = ChildProcess.makePipe(),
-            let wake = ChildProcess.makePipe()
-        else { giveUp("cannot create the output pipes: \(String(cString: strerror(errno)))") }
+        guard let stdoutPipe = ChildProcess.makePipe(), let stderrPipe = ChildProcess.makePipe() else {
+            giveUp("cannot create the output pipes: \(String(cString: strerror(errno)))")
+        }
         redirections = [(stdoutPipe.write, STDOUT_FILENO), (stderrPipe.write, STDERR_FILENO)]
-        closeAfterStart += [stdoutPipe.write, stderrPipe.write]
-        supervisorOnly += [stdoutPipe.read, stderrPipe.read, wake.read, wake.write]
-        pump = OutputPump(stdout: stdoutPipe.read, stderr: stderrPipe.read, files: output, wake: wake)
+        closeAfterStart = [stdoutPipe.write, stderrPipe.write]
+        loop.copy(stdoutPipe.read, to: RotatingFile(path: output.stdoutPath, maxSize: output.maxSize, maxFiles: output.maxFiles))
+        loop.copy(stderrPipe.read, to: RotatingFile(path: output.stderrPath, maxSize: output.maxSize, maxFiles: output.maxFiles))
     }
 
+    // As init, the task leads a process group of its own, which the forwarded signals go to.
+    let setup = ChildSetup(redirections: redirections, newProcessGroup: isInit, cgroupProcsFiles: options.cgroupProcsFiles)
     let child: pid_t
-    var initStatus: Int32?
-    if options.pidNamespace {
-        if let problem = NamespaceInit.unshareNamespaces() { giveUp(problem) }
-        guard let pipe = ChildProcess.makePipe() else {
-            giveUp("cannot create a pipe: \(String(cString: strerror(errno)))")
-        }
-        initStatus = pipe.read
-        closeAfterStart.append(pipe.write)
-        let task = NamespaceInit.Task(
-            statusDescriptor: pipe.write, executable: options.executable, arguments: options.arguments,
-            cgroupProcsFiles: options.cgroupProcsFiles)
-        switch NamespaceInit.start(task, redirections: redirections, closing: supervisorOnly + [pipe.read]) {
-        case .success(let pid): child = pid
-        case .failure(let error): giveUp("cannot start the PID namespace's init: \(error.text)")
-        }
-    } else {
-        let setup = ChildSetup(redirections: redirections, cgroupProcsFiles: options.cgroupProcsFiles)
-        switch ChildProcess.start(options.executable, options.arguments, setup: setup) {
-        case .success(let pid): child = pid
-        case .failure(let error): giveUp("cannot start '\(options.executable)': \(error.text)")
-        }
+    switch ChildProcess.start(options.executable, options.arguments, setup: setup) {
+    case .success(let pid): child = pid
+    case .failure(let error): giveUp("cannot start '\(options.executable)': \(error.text)")
     }
     for descriptor in closeAfterStart { close(descriptor) }
 
-    let waited = pump != nil ? pump!.run(until: child) : ChildProcess.waitBlocking(child)
-    guard var raw = waited else {
+    guard let raw = loop.run(until: child) else {
         giveUp("cannot wait for the task (pid \(child)): \(String(cString: strerror(errno)))")
-    }
-    if let initStatus {
-        // Init reports the task's own status; if it died first (SIGKILL), its status stands.
-        var reported: Int32 = 0
-        let count = withUnsafeMutableBytes(of: &reported) { read(initStatus, $0.baseAddress!, $0.count) }
-        if count == MemoryLayout<Int32>.size { raw = reported }
     }
     let status = WaitStatus(raw: raw)
     if !writeAtomically(status.record, to: options.exitStatusFile) {

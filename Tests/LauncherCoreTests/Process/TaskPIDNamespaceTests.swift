@@ -14,10 +14,12 @@ enum PIDNamespaceTestSupport {
 
     static let skipReason: Comment = "needs root and a kernel that allows unshare(CLONE_NEWPID | CLONE_NEWNS)"
 
-    /// Launches `command` under the supervisor in a PID namespace; its exit-status file is in `workDir`.
+    /// Launches `command` under the supervisor in a PID namespace; its exit-status file is in
+    /// `workDir`. The supervisor is executed by the launcher (and forks itself as the namespace's
+    /// init) or, with `forked`, forked by a spawner straight into the new namespace.
     static func launch(
         _ command: TaskCommand, workDir: String, environment: [String: String] = [:], cgroup: TaskCgroup? = nil,
-        user: String? = nil
+        user: String? = nil, forked: Bool = false
     ) throws -> (TaskProcess, TaskSandbox, String) {
         let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
         let sandbox = try ProcessTestSupport.makeSandbox(in: workDir)
@@ -26,10 +28,16 @@ enum PIDNamespaceTestSupport {
         let spec = TaskLaunchSpec(
             command: command, environment: ProcessTestSupport.environment.merging(environment) { _, new in new },
             sandbox: sandbox, user: user)
+        var spawner: SupervisorSpawner?
+        if forked {
+            let started: SupervisorSpawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: ProcessTestSupport.logger))
+            spawner = started
+        }
         let process = try TaskProcess.launch(
             spec, cgroup: cgroup,
             supervision: TaskSupervision(supervisor: supervisor, exitStatusFile: statusFile, pidNamespace: true),
-            logger: ProcessTestSupport.logger)
+            spawner: spawner, logger: ProcessTestSupport.logger)
+        if let spawner { #expect(!spawner.isBroken, "the spawner started the supervisor") }
         return (process, sandbox, statusFile)
     }
 
@@ -50,8 +58,9 @@ enum PIDNamespaceTestSupport {
 
 @Suite("Tasks in PID namespaces of their own", .enabled(if: PIDNamespaceTestSupport.available, PIDNamespaceTestSupport.skipReason))
 struct TaskPIDNamespaceTests {
-    @Test("a task sees only its own processes in /proc and ps, and cannot signal the launcher or its supervisor")
-    func seesOnlyItself() async throws {
+    @Test("a task sees only its own processes in /proc and ps, and cannot signal the launcher or its supervisor; executed or forked",
+        arguments: [false, true])
+    func seesOnlyItself(forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let script = """
@@ -65,7 +74,7 @@ struct TaskPIDNamespaceTests {
         // The task waits for the file naming its supervisor's host pid before it looks.
         let (process, sandbox, statusFile) = try PIDNamespaceTestSupport.launch(
             .shell("while [ ! -e supervisor-pid ]; do sleep 0.02; done; " + script), workDir: workDir,
-            environment: ["LAUNCHER_PID": "\(getpid())"])
+            environment: ["LAUNCHER_PID": "\(getpid())"], forked: forked)
         try ProcessTestSupport.write("\(process.pid)\n", to: sandbox.root + "/supervisor-pid.tmp")
         rename(sandbox.root + "/supervisor-pid.tmp", sandbox.root + "/supervisor-pid")
         let status = try await process.wait()
@@ -89,23 +98,24 @@ struct TaskPIDNamespaceTests {
         #expect(FileManager.default.fileExists(atPath: "/proc/\(getpid())"))
     }
 
-    @Test("the true exit status is recorded: a code, a code above 128, a signal", arguments: [
+    @Test("the true exit status is recorded: a code, a code above 128, a signal; executed or forked", arguments: [
         ("exit 7", TerminationStatus.exited(code: 7)),
         ("exit 137", TerminationStatus.exited(code: 137)),
         ("kill -KILL $$", TerminationStatus.signaled(signal: SIGKILL, coreDumped: false)),
         ("kill -TERM $$", TerminationStatus.signaled(signal: SIGTERM, coreDumped: false)),
-    ])
-    func trueStatus(script: String, expected: TerminationStatus) async throws {
+    ], [false, true])
+    func trueStatus(example: (script: String, expected: TerminationStatus), forked: Bool) async throws {
+        let (script, expected) = example
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
-        let (process, _, statusFile) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir)
+        let (process, _, statusFile) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir, forked: forked)
         let status = try await process.wait()
         #expect(status == expected)
         #expect(TaskProcess.readExitStatus(statusFile) == expected)
     }
 
-    @Test("orphans are reaped by the namespace's init: no zombies pile up")
-    func reapsOrphans() async throws {
+    @Test("orphans are reaped by the namespace's init: no zombies pile up; executed or forked", arguments: [false, true])
+    func reapsOrphans(forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         // Each `( … & )` leaves an orphan that exits at once and is reparented to init.
@@ -114,20 +124,20 @@ struct TaskPIDNamespaceTests {
             i=0; while ps -e -o stat= | grep -q '^Z' && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done
             ps -e -o stat=,comm=
             """
-        let (process, sandbox, _) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir)
+        let (process, sandbox, _) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir, forked: forked)
         let status = try await process.wait()
         let output = ProcessTestSupport.contents(sandbox.stdoutPath) ?? ""
         #expect(status == .exited(code: 0), "\(output)")
         #expect(!output.split(separator: "\n").contains { $0.hasPrefix("Z") }, "\(output)")
     }
 
-    @Test("terminate stops the task and kills a double-forked daemon that left its process group")
-    func terminateKillsEverything() async throws {
+    @Test("terminate stops the task and kills a double-forked daemon that left its process group; executed or forked", arguments: [false, true])
+    func terminateKillsEverything(forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let seconds = PIDNamespaceTestSupport.uniqueSeconds()
         let script = "(setsid sleep \(seconds) &); echo started > ready; exec sleep 1000"
-        let (process, sandbox, statusFile) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir)
+        let (process, sandbox, statusFile) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir, forked: forked)
         var daemons: [Int32] = []
         let started = await ProcessTestSupport.eventually {
             daemons = PIDNamespaceTestSupport.processes(withCommandLine: ["sleep", seconds])
@@ -144,13 +154,13 @@ struct TaskPIDNamespaceTests {
         #expect(await ProcessTestSupport.eventually { daemons.allSatisfy(ProcessTestSupport.isDead) })
     }
 
-    @Test("SIGKILL to the process group ends the namespace at once, daemons included")
-    func groupKill() async throws {
+    @Test("SIGKILL to the process group ends the namespace at once, daemons included; executed or forked", arguments: [false, true])
+    func groupKill(forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let seconds = PIDNamespaceTestSupport.uniqueSeconds()
         let script = "trap '' TERM; (setsid sleep \(seconds) &); while :; do sleep 1; done"
-        let (process, _, _) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir)
+        let (process, _, _) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir, forked: forked)
         var daemons: [Int32] = []
         #expect(await ProcessTestSupport.eventually {
             daemons = PIDNamespaceTestSupport.processes(withCommandLine: ["sleep", seconds])
@@ -165,15 +175,15 @@ struct TaskPIDNamespaceTests {
     }
 
     @Test(
-        "with cgroups, the cgroup kill reaches every process of the task in its namespace",
-        .enabled(if: CgroupTestSupport.available(.freezer, .pids), CgroupTestSupport.skipReason))
-    func cgroupKill() async throws {
+        "with cgroups, the cgroup kill reaches every process of the task in its namespace; executed or forked",
+        .enabled(if: CgroupTestSupport.available(.freezer, .pids), CgroupTestSupport.skipReason), arguments: [false, true])
+    func cgroupKill(forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let seconds = PIDNamespaceTestSupport.uniqueSeconds()
         let script = "trap '' TERM; (setsid sh -c 'trap \"\" TERM; exec sleep \(seconds)' &); while :; do sleep 1; done"
         let result = try await CgroupTestSupport.withCgroup("pidns", limits: TaskResourceLimits(memoryMiB: nil, cpus: nil, maxProcesses: nil)) { cgroup in
-            let (process, _, _) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir, cgroup: cgroup)
+            let (process, _, _) = try PIDNamespaceTestSupport.launch(.shell(script), workDir: workDir, cgroup: cgroup, forked: forked)
             var daemons: [Int32] = []
             #expect(await ProcessTestSupport.eventually {
                 daemons = PIDNamespaceTestSupport.processes(withCommandLine: ["sleep", seconds])

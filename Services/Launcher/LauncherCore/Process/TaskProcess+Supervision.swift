@@ -9,7 +9,7 @@ package struct TaskSupervision: Sendable, Hashable {
     /// The file the supervisor writes the task's exit status to; its directory must exist.
     package var exitStatusFile: String
     /// Whether the task runs in PID and mount namespaces of its own, as PID 2 under the
-    /// supervisor's small init, with a private `/proc` (needs root; see
+    /// supervisor as their init, with a private `/proc` (needs root; see
     /// ``NodeIsolation/pidNamespaces``).
     package var pidNamespace: Bool
     /// How the supervisor caps the task's `stdout` and `stderr` files, or `nil` to let the task

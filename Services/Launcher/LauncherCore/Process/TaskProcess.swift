@@ -40,11 +40,11 @@ import Synchronization
 /// watched through the pidfd the spawner sent, exactly like a re-attached supervisor, and its
 /// status read from its file.
 ///
-/// With ``TaskSupervision/pidNamespace`` the supervisor's child is a small init, PID 1 of the
-/// task's own PID namespace, and the task is PID 2 there, in a process group of its own. The
-/// group signals above then reach the supervisor (which ignores the stopping ones) and init,
-/// which forwards them to the task's group; `SIGKILL` kills init, and with it every process in
-/// the namespace. ``pid`` stays the supervisor's pid on the node.
+/// With ``TaskSupervision/pidNamespace`` the supervisor is PID 1 of the task's own PID
+/// namespace (a forked one is born there; an executed one forks itself into it and waits), and
+/// the task is PID 2 there, in a process group of its own. The group signals above then reach
+/// the supervisor as init, which forwards them to the task's group; `SIGKILL` kills it, and with
+/// it every process in the namespace. ``pid`` stays the supervisor's pid on the node.
 package final class TaskProcess: Sendable {
     /// The leader's pid, which is also its process group ID and session ID: the supervisor's
     /// pid for a supervised task.

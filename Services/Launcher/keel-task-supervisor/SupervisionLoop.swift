@@ -1,0 +1,136 @@
+@preconcurrency import Glibc
+
+/// `signalfd(2)`, declared in `<sys/signalfd.h>`, which the Glibc module leaves out.
+@_silgen_name("signalfd")
+func signalDescriptor(_ fd: Int32, _ mask: UnsafePointer<sigset_t>, _ flags: Int32) -> Int32
+
+/// The supervisor's one loop while its task runs: it copies the task's standard output and
+/// error from pipes into ``RotatingFile``s, reaps, and, when the supervisor is the init of the
+/// task's PID namespace, forwards signals to the task and reaps the orphans of the namespace.
+///
+/// One thread and one `poll`, over the output pipes and a `signalfd` that delivers `SIGCHLD`
+/// (and, as init, the forwarded signals), so the loop notices the task's exit even while a
+/// descendant that outlived it keeps a pipe open. Once the task has ended, init kills what is
+/// left of the namespace and reaps it; then the loop copies what is still buffered in the pipes
+/// (without waiting for more) and stops. The pipes are read without blocking and the signals
+/// that stop tasks never end the supervisor, so nothing the task does can wedge it.
+struct SupervisionLoop {
+    /// The signals that init forwards to the task's process group.
+    static let forwardedSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH, SIGALRM]
+
+    private var streams: [(descriptor: Int32, file: RotatingFile)] = []
+    private let signals: Int32
+    private let isInit: Bool
+
+    /// Blocks the signals the loop takes through its `signalfd` (`SIGCHLD`, and as init the
+    /// forwarded ones) and opens that descriptor. Called before the task is forked, so that no
+    /// signal is lost in between; the task itself starts with an empty mask.
+    init?(isInit: Bool) {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGCHLD)
+        if isInit {
+            for signal in Self.forwardedSignals { sigaddset(&mask, signal) }
+        }
+        sigprocmask(SIG_BLOCK, &mask, nil)
+        // SFD_CLOEXEC and SFD_NONBLOCK are O_CLOEXEC and O_NONBLOCK.
+        signals = signalDescriptor(-1, &mask, O_CLOEXEC | O_NONBLOCK)
+        guard signals >= 0 else { return nil }
+        self.isInit = isInit
+    }
+
+    /// Copies `descriptor` (the read end of a pipe) into `file` while the loop runs.
+    mutating func copy(_ descriptor: Int32, to file: RotatingFile) {
+        ChildProcess.setNonBlocking(descriptor)
+        streams.append((descriptor, file))
+    }
+
+    /// Runs until `task` (a child of this process) has ended; returns its raw wait status, or
+    /// `nil` if it cannot be waited for.
+    mutating func run(until task: pid_t) -> Int32? {
+        // Not zero-filled: its pages are touched only by output that arrives.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        defer { buffer.deallocate() }
+        var status: Int32?
+        var descriptors: [pollfd] = []
+        while status == nil {
+            descriptors.removeAll(keepingCapacity: true)
+            // A negative descriptor is skipped by poll.
+            for stream in streams { descriptors.append(pollfd(fd: stream.descriptor, events: Int16(POLLIN), revents: 0)) }
+            descriptors.append(pollfd(fd: signals, events: Int16(POLLIN), revents: 0))
+            if poll(&descriptors, nfds_t(descriptors.count), -1) < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            for index in streams.indices where descriptors[index].revents != 0 {
+                _ = copy(index, buffer)
+            }
+            if descriptors[streams.count].revents != 0 {
+                guard case .some(let ended) = takeSignals(task: task) else { return nil }
+                status = ended
+            }
+        }
+        if isInit { endNamespace() }
+        for index in streams.indices {
+            while copy(index, buffer) {}
+        }
+        return status
+    }
+
+    /// Reads the pending signals: forwards the ones init forwards, and on `SIGCHLD` reaps every
+    /// ended child. Returns `.some(status)` once `task` is reaped, `.some(nil)` while it runs,
+    /// `nil` if waiting fails.
+    private func takeSignals(task: pid_t) -> Int32?? {
+        // struct signalfd_siginfo is 128 bytes; ssi_signo is its first field.
+        var info = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
+            UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var childEnded = false
+        while withUnsafeMutableBytes(of: &info, { read(signals, $0.baseAddress, $0.count) }) == 128 {
+            let number = Int32(truncatingIfNeeded: withUnsafeBytes(of: &info) { $0.load(as: UInt32.self) })
+            if number == SIGCHLD {
+                childEnded = true
+            } else if isInit, kill(-task, number) != 0 {
+                kill(task, number)
+            }
+        }
+        guard childEnded else { return .some(nil) }
+        var ended: Int32?
+        while true {
+            var raw: Int32 = 0
+            let reaped = waitpid(-1, &raw, WNOHANG)
+            if reaped == task { ended = raw }
+            if reaped > 0 { continue }
+            if reaped < 0, errno == EINTR { continue }
+            if reaped < 0, errno != ECHILD, ended == nil { return nil }
+            break
+        }
+        return .some(ended)
+    }
+
+    /// As init, once the task has ended: kills every process left in the namespace (double-forked
+    /// daemons included, as the kernel would when init exits) and reaps them, so that their ends
+    /// of the output pipes are closed before the last copy.
+    private func endNamespace() {
+        // From PID 1, -1 means every process of the namespace but init itself.
+        _ = kill(-1, SIGKILL)
+        var raw: Int32 = 0
+        while waitpid(-1, &raw, 0) > 0 || errno == EINTR {}
+    }
+
+    /// Copies one read's worth from stream `index`; `false` once nothing more is available now
+    /// (the stream is closed at end of file or on error).
+    private mutating func copy(_ index: Int, _ buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        let descriptor = streams[index].descriptor
+        guard descriptor >= 0 else { return false }
+        let count = read(descriptor, buffer.baseAddress!, buffer.count)
+        if count > 0 {
+            streams[index].file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            return true
+        }
+        if count < 0, errno == EINTR { return true }
+        if count < 0, errno == EAGAIN || errno == EWOULDBLOCK { return false }
+        close(descriptor)
+        streams[index].descriptor = -1
+        return false
+    }
+}
