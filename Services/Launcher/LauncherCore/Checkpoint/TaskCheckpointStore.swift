@@ -226,14 +226,7 @@ package final class TaskCheckpointStore: Sendable {
             recordPath(key), durability: durable ? .synced : .atomic,
             content: { [self] in
                 guard let record = record(key) else { return .remove(tree: directory) }
-                do {
-                    return .bytes(try Self.encode(record))
-                } catch {
-                    logger.error("cannot encode the task checkpoint", metadata: [
-                        "keel.task_id": "\(key.taskID)", "keel.error": "\(error)",
-                    ])
-                    return .unchanged
-                }
+                return .bytes(record.jsonBytes())
             },
             completion: { [logger] error in
                 if let error {
@@ -245,11 +238,6 @@ package final class TaskCheckpointStore: Sendable {
             })
     }
 
-    private static func encode(_ record: TaskCheckpoint) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array(try encoder.encode(record))
-    }
 
     /// Reads every task record on disk into memory; returns the records and the directories
     /// that could not be read (truncated or corrupt files), each with the reason.
