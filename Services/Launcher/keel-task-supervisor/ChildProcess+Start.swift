@@ -20,41 +20,54 @@ struct ChildSetup {
     var cgroupProcsFiles: [String] = []
 }
 
+/// glibc's `clone(fn, stack, flags, arg, ...)` from `<sched.h>` (declared only under
+/// `_GNU_SOURCE`), called with the four fixed arguments only: without `CLONE_PARENT_SETTID`,
+/// `CLONE_SETTLS` or `CLONE_CHILD_SETTID` the variadic ones are never read.
+@_silgen_name("clone")
+private func systemClone(
+    _ entry: @convention(c) (UnsafeMutableRawPointer?) -> Int32, _ stack: UnsafeMutableRawPointer, _ flags: Int32,
+    _ argument: UnsafeMutableRawPointer?
+) -> Int32
+
 extension ChildProcess {
+    /// `CLONE_VM | CLONE_VFORK` from `<sched.h>`.
+    private static let sharedMemoryFork: Int32 = 0x0000_0100 | 0x0000_4000
+
     /// Starts `executable` with `arguments` and the current environment, set up by `setup`.
     ///
-    /// `fork`, then in the child: every signal back to its default action, the process group,
-    /// the redirections, the cgroups (writing `0`, which the kernel reads as "the writing
-    /// process", so it also works inside a new PID namespace where `getpid()` is not the pid
-    /// the cgroup lists), the signal mask, and `execve`. If a cgroup cannot be joined the child
-    /// writes `keel-task-supervisor: cannot join cgroup 'FILE': REASON` to its (redirected)
-    /// standard error and exits with 127; the caller sees an ordinary exit. If anything else
-    /// fails (`execve` included) the child reports its `errno` over a close-on-exec pipe, and
-    /// this returns it as the error, as `posix_spawn` would, after reaping the child.
+    /// The child is created the way `posix_spawn` creates one: `clone(CLONE_VM | CLONE_VFORK)`,
+    /// so it runs on a stack of its own in this process's memory, without a copy of the address
+    /// space, while this process waits until it has executed the program (or failed). Then in
+    /// the child: every signal back to its default action, the process group, the redirections,
+    /// the cgroups (writing `0`, which the kernel reads as "the writing process", so it also
+    /// works inside a new PID namespace where `getpid()` is not the pid the cgroup lists), the
+    /// signal mask, and `execve`. If a cgroup cannot be joined the child writes
+    /// `keel-task-supervisor: cannot join cgroup 'FILE': REASON` to its (redirected) standard
+    /// error and exits with 127; the caller sees an ordinary exit. If anything else fails
+    /// (`execve` included) the child leaves its `errno` in the shared memory and exits, and this
+    /// returns it as the error, as `posix_spawn` would, after reaping the child.
     ///
-    /// Every byte the child needs is prepared before `fork`, and the child makes only
-    /// async-signal-safe calls (`sigaction`, `setpgid`, `dup2`, `fcntl`, `open`, `write`,
-    /// `close`, `sigprocmask`, `execve`, `_exit`) on that memory, so this is safe even though
-    /// `posix_spawn` is the usual way: it cannot run the cgroup join between fork and exec.
+    /// Every byte the child needs is prepared before, and the child makes only async-signal-safe
+    /// calls (`sigaction`, `setpgid`, `dup2`, `fcntl`, `open`, `write`, `close`, `sigprocmask`,
+    /// `execve`, `_exit`) on that memory, allocating nothing; it writes nothing this process
+    /// reads but its failure code (and `errno`, which this process does not rely on). That is
+    /// safe because the supervisor is single-threaded and installs no signal handlers. It is
+    /// done by hand because `posix_spawn` cannot run the cgroup join between fork and exec; a
+    /// plain `fork` would copy the supervisor's page tables only for `execve` to drop them.
     static func start(_ executable: String, _ arguments: [String], setup: ChildSetup) -> Result<pid_t, SpawnError> {
         let child = PreparedChild(executable: executable, arguments: arguments, setup: setup)
-        guard let report = makePipe() else { return .failure(SpawnError(code: errno)) }
-        let pid = fork()
-        if pid == 0 {
-            child.run(reportingTo: report.write)
+        let stackSize = 64 * 1024
+        let stack = UnsafeMutableRawPointer.allocate(byteCount: stackSize, alignment: 16)
+        defer { stack.deallocate() }
+        let pid = withExtendedLifetime(child) {
+            systemClone(
+                { argument in Unmanaged<PreparedChild>.fromOpaque(argument!).takeUnretainedValue().run() },
+                stack + stackSize, sharedMemoryFork | SIGCHLD, Unmanaged.passUnretained(child).toOpaque())
         }
-        let forkError = errno
-        close(report.write)
-        defer { close(report.read) }
-        guard pid > 0 else { return .failure(SpawnError(code: forkError)) }
-        var code: Int32 = 0
-        var count: Int
-        repeat {
-            count = read(report.read, &code, MemoryLayout<Int32>.size)
-        } while count < 0 && errno == EINTR
-        guard count != MemoryLayout<Int32>.size else {
+        guard pid > 0 else { return .failure(SpawnError(code: errno)) }
+        if child.failure != 0 {
             _ = waitBlocking(pid)
-            return .failure(SpawnError(code: code))
+            return .failure(SpawnError(code: child.failure))
         }
         return .success(pid)
     }
@@ -86,6 +99,9 @@ private final class PreparedChild {
     private let joins: UnsafeMutableBufferPointer<Join>
     /// Room for the longest join failure message.
     private let message: UnsafeMutableBufferPointer<UInt8>
+    /// The `errno` of the child's failure to set up or execute, written by the child (which
+    /// shares this memory) before it exits; 0 if it executed the program.
+    private(set) var failure: Int32 = 0
 
     init(executable: String, arguments: [String], setup: ChildSetup) {
         self.executable = strdup(executable)
@@ -124,13 +140,13 @@ private final class PreparedChild {
     }
 
     /// The child's side of ``ChildProcess/start(_:_:setup:)``: only async-signal-safe calls.
-    func run(reportingTo report: Int32) -> Never {
+    func run() -> Never {
         ChildProcess.resetSignalDispositions()
-        if newProcessGroup, setpgid(0, 0) != 0 { fail(reportingTo: report) }
+        if newProcessGroup, setpgid(0, 0) != 0 { fail() }
         for (source, target) in redirections {
             // dup2 onto itself would keep the close-on-exec flag.
             let result = source == target ? fcntl(source, F_SETFD, 0) : dup2(source, target)
-            if result < 0 { fail(reportingTo: report) }
+            if result < 0 { fail() }
         }
         for join in joins where !joinCgroup(join.path) {
             writeJoinFailure(join, code: errno)
@@ -138,7 +154,7 @@ private final class PreparedChild {
         }
         sigprocmask(SIG_SETMASK, mask, nil)
         execve(executable, argv.baseAddress!, environ)
-        fail(reportingTo: report)
+        fail()
     }
 
     /// Writes `0` (this process) into the `cgroup.procs` file at `path`; `false` with `errno`
@@ -181,10 +197,9 @@ private final class PreparedChild {
         }
     }
 
-    /// Reports `errno` to the parent and ends the child.
-    private func fail(reportingTo report: Int32) -> Never {
-        var code = errno
-        _ = write(report, &code, MemoryLayout<Int32>.size)
+    /// Leaves `errno` for the parent and ends the child.
+    private func fail() -> Never {
+        failure = errno == 0 ? EIO : errno
         _exit(127)
     }
 }
