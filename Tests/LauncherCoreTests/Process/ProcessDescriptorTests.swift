@@ -1,6 +1,7 @@
 import Foundation
 @preconcurrency import Glibc
 import LauncherCore
+import Synchronization
 import Testing
 
 @Suite("Process descriptors")
@@ -25,5 +26,36 @@ struct ProcessDescriptorTests {
     @Test("there is no pidfd for a process that does not exist")
     func missingProcess() {
         #expect(ProcessDescriptor.open(Int32.max - 1) == nil)
+    }
+
+    @Test("one watcher thread sees every watched process end, once each, in whatever order they end")
+    func watcherSeesEveryExit() async throws {
+        let watcher = try #require(ProcessExitWatcher.shared)
+        let count = 40
+        var processes: [Process] = []
+        defer { for process in processes where process.isRunning { process.terminate() } }
+        let ended = Mutex<[Int32: Int]>([:])
+        let threadsBefore = Self.threadCount()
+        for _ in 0..<count {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sleep")
+            process.arguments = ["1000"]
+            try process.run()
+            processes.append(process)
+            let pid = process.processIdentifier
+            let pidfd = try #require(ProcessDescriptor.open(pid))
+            #expect(watcher.watch(pidfd) { ended.withLock { $0[pid, default: 0] += 1 } })
+        }
+        #expect(Self.threadCount() < threadsBefore + count / 2, "not a thread per watched process")
+        #expect(ended.withLock { $0.isEmpty }, "nothing ended yet")
+        // Kill them in reverse order of watching.
+        for process in processes.reversed() { kill(process.processIdentifier, SIGKILL) }
+        #expect(await ProcessTestSupport.eventually { ended.withLock { $0.count } == count })
+        #expect(ended.withLock { $0.values.allSatisfy { $0 == 1 } })
+        #expect(Set(ended.withLock { Array($0.keys) }) == Set(processes.map(\.processIdentifier)))
+    }
+
+    static func threadCount() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
     }
 }

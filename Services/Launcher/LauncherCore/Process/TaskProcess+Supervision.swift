@@ -177,6 +177,9 @@ extension TaskProcess {
     ///
     /// With `pidfd` (from the spawner, which opened it before the supervisor could be reaped) the
     /// thread waits on it without any check.
+    ///
+    /// With a pidfd, the one ``ProcessExitWatcher`` thread does the waiting for all supervisors;
+    /// a thread of its own is the fallback.
     private func startWatcher(pidfd given: Int32? = nil) {
         guard let expected = startTime else {
             ProcessDescriptor.close(given)
@@ -188,6 +191,11 @@ extension TaskProcess {
             // Gone before the descriptor was opened; it may even name a newer process.
             ProcessDescriptor.close(pidfd)
             collectForeignExit()
+            return
+        }
+        if let pidfd, let watcher = ProcessExitWatcher.shared,
+            watcher.watch(pidfd, onExit: { [self] in collectForeignExit() })
+        {
             return
         }
         let status = DetachedThread.start { [self] in
