@@ -32,7 +32,16 @@ package final class StatusUpdateManager: Sendable {
         var sender: Sender?
     }
 
-    private let state = Mutex(State())
+    /// The tasks' queues, spread over shards by task, each with its own lock: a task's updates
+    /// only need ordering among themselves, and with one lock the checkpoint writer threads
+    /// reporting stored updates, the acknowledgements and the new updates of every task all
+    /// waited for each other. Every shard holds the current sender.
+    private final class Shard: Sendable {
+        let state = Mutex(State())
+    }
+
+    private static let shardCount = 16
+    private let shards: [Shard] = (0..<StatusUpdateManager.shardCount).map { _ in Shard() }
     private let initialBackoff: Duration
     private let maxBackoff: Duration
     private let checkpoints: TaskCheckpointStore?
@@ -49,7 +58,7 @@ package final class StatusUpdateManager: Sendable {
     package func restore(frameworkID: String, updates: [Keel_V1_TaskStatus]) {
         guard let first = updates.first else { return }
         let key = LauncherTaskKey(frameworkID: frameworkID, taskID: first.taskID.value)
-        state.withLock { state in
+        shard(key).state.withLock { state in
             state.queues[key] = updates.map {
                 Pending(frameworkID: frameworkID, status: $0, nextAttempt: .now, backoff: initialBackoff, stored: true)
             }
@@ -61,7 +70,7 @@ package final class StatusUpdateManager: Sendable {
     package func enqueue(frameworkID: String, status: Keel_V1_TaskStatus) {
         let key = LauncherTaskKey(frameworkID: frameworkID, taskID: status.taskID.value)
         let uuid = status.uuid
-        state.withLock { state in
+        shard(key).state.withLock { state in
             let pending = Pending(
                 frameworkID: frameworkID, status: status, nextAttempt: .now + initialBackoff, backoff: initialBackoff,
                 stored: checkpoints == nil)
@@ -78,7 +87,7 @@ package final class StatusUpdateManager: Sendable {
 
     /// Marks an update as on disk, and sends it if it heads its task's queue.
     private func stored(_ key: LauncherTaskKey, uuid: Data) {
-        state.withLock { state in
+        shard(key).state.withLock { state in
             guard var queue = state.queues[key], let index = queue.firstIndex(where: { $0.status.uuid == uuid }) else {
                 return
             }
@@ -97,7 +106,7 @@ package final class StatusUpdateManager: Sendable {
     @discardableResult
     package func acknowledge(frameworkID: String, taskID: String, uuid: Data) -> Bool {
         let key = LauncherTaskKey(frameworkID: frameworkID, taskID: taskID)
-        return state.withLock { state in
+        return shard(key).state.withLock { state in
             guard var queue = state.queues[key], let head = queue.first, head.status.uuid == uuid else { return false }
             queue.removeFirst()
             checkpoints?.recordPending(key, updates: queue.map(\.status), reported: nil)
@@ -113,40 +122,50 @@ package final class StatusUpdateManager: Sendable {
 
     /// Installs the sender of a new stream (or nil when it broke) and resends every head.
     package func connect(_ sender: Sender?) {
-        state.withLock { state in
-            state.sender = sender
-            guard let sender else { return }
-            for (key, queue) in state.queues {
-                guard var head = queue.first, head.stored else { continue }
-                _ = sender(Self.message(head))
-                head.nextAttempt = .now + head.backoff
-                state.queues[key]?[0] = head
+        for shard in shards {
+            shard.state.withLock { state in
+                state.sender = sender
+                guard let sender else { return }
+                for (key, queue) in state.queues {
+                    guard var head = queue.first, head.stored else { continue }
+                    _ = sender(Self.message(head))
+                    head.nextAttempt = .now + head.backoff
+                    state.queues[key]?[0] = head
+                }
             }
         }
     }
 
     /// Resends every head whose retry time has come, doubling its backoff.
     package func resendDue(now: ContinuousClock.Instant = .now) {
-        state.withLock { state in
-            guard let sender = state.sender else { return }
-            for (key, queue) in state.queues {
-                guard var head = queue.first, head.stored, head.nextAttempt <= now else { continue }
-                _ = sender(Self.message(head))
-                head.backoff = min(head.backoff * 2, maxBackoff)
-                head.nextAttempt = now + head.backoff
-                state.queues[key]?[0] = head
+        for shard in shards {
+            shard.state.withLock { state in
+                guard let sender = state.sender else { return }
+                for (key, queue) in state.queues {
+                    guard var head = queue.first, head.stored, head.nextAttempt <= now else { continue }
+                    _ = sender(Self.message(head))
+                    head.backoff = min(head.backoff * 2, maxBackoff)
+                    head.nextAttempt = now + head.backoff
+                    state.queues[key]?[0] = head
+                }
             }
         }
     }
 
     /// The updates not yet acknowledged for a task, oldest first.
     package func pending(_ key: LauncherTaskKey) -> [Keel_V1_TaskStatus] {
-        state.withLock { $0.queues[key]?.map(\.status) ?? [] }
+        shard(key).state.withLock { $0.queues[key]?.map(\.status) ?? [] }
     }
 
     /// How many updates wait for acknowledgement in all.
     package var pendingCount: Int {
-        state.withLock { $0.queues.values.reduce(0) { $0 + $1.count } }
+        shards.reduce(0) { total, shard in total + shard.state.withLock { $0.queues.values.reduce(0) { $0 + $1.count } } }
+    }
+
+    private func shard(_ key: LauncherTaskKey) -> Shard {
+        var hasher = Hasher()
+        hasher.combine(key)
+        return shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))]
     }
 
     private static func message(_ pending: Pending) -> Keel_V1_AgentMessage {
