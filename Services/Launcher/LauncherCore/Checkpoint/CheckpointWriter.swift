@@ -25,9 +25,9 @@ import Synchronization
 ///
 /// The content of a job is produced by a closure run on the writer thread just before the
 /// write, so it always reflects the newest state and is encoded once per write.
-final class CheckpointWriter: Sendable {
+package final class CheckpointWriter: Sendable {
     /// What to do with one file.
-    enum Content {
+    package enum Content {
         /// Replace the file with these bytes.
         case bytes([UInt8])
         /// Remove the file and, if given, this directory tree (a task's checkpoint directory).
@@ -37,7 +37,7 @@ final class CheckpointWriter: Sendable {
     }
 
     /// Called with the error of the write (nil on success), on a writer thread.
-    typealias Completion = @Sendable (LauncherError?) -> Void
+    package typealias Completion = @Sendable (LauncherError?) -> Void
 
     private struct Job {
         var content: @Sendable () -> Content
@@ -50,24 +50,36 @@ final class CheckpointWriter: Sendable {
         var ready: [String] = []
         var readyHead = 0
         var inFlight: Set<String> = []
-        /// Writer threads running, and how many of them are writing.
+        /// Writer threads running, and how many of them are awake: writing, looking for work,
+        /// or woken and about to. The others sleep on ``wake``.
         var threads = 0
-        var busy = 0
+        var awake = 0
+
+        var readyCount: Int { ready.count - readyHead }
     }
 
     /// The most writer threads; flushes, not CPU, bound them, so more than the CPU count.
-    /// Threads start when work finds none idle and end after ``idleTimeout`` without work.
+    /// Threads start when ready files outnumber the awake threads (see ``wakeWriter()``) and end
+    /// after `idleTimeout` without work.
     static let threadCount = 16
-    static let idleTimeout = 5
 
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
+    private let idleTimeout: DispatchTimeInterval
 
-    init() {}
+    package init(idleTimeout: Duration = .seconds(5)) {
+        let (seconds, attoseconds) = idleTimeout.components
+        self.idleTimeout = .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+    }
+
+    /// How many writer threads are running now.
+    package var runningThreads: Int {
+        state.withLock { $0.threads }
+    }
 
     /// Queues a write of `path`; `completion` runs once it (or a newer write of the same file)
     /// is done.
-    func submit(
+    package func submit(
         _ path: String, durability: CheckpointFile.Durability, content: @escaping @Sendable () -> Content,
         completion: Completion? = nil
     ) {
@@ -87,17 +99,36 @@ final class CheckpointWriter: Sendable {
         if signal { wakeWriter() }
     }
 
-    /// Signals that a file is ready, starting a thread if none is idle.
+    /// Makes sure a thread will take the file that just became ready: none if as many threads are
+    /// awake as files are ready (each of them writes until nothing is ready), else a sleeping one
+    /// is woken or a new one started.
+    ///
+    /// So a burst of small writes (tmpfs, or no flush) is taken by the threads already awake, one
+    /// file after another, without a wake-up per file; and when flushes block the awake threads,
+    /// ready files pile up and more threads join, up to ``threadCount``, so that the flushes overlap.
     private func wakeWriter() {
-        let start = state.withLock { state -> Bool in
-            guard state.threads == state.busy, state.threads < Self.threadCount else { return false }
+        enum Action { case none, wake, start }
+        let action = state.withLock { state -> Action in
+            guard state.awake < state.readyCount else { return .none }
+            if state.threads > state.awake {
+                state.awake += 1
+                return .wake
+            }
+            guard state.threads < Self.threadCount else { return .none }
             state.threads += 1
-            return true
+            state.awake += 1
+            return .start
         }
-        wake.signal()
-        if start, !startThread() {
+        switch action {
+        case .none:
+            break
+        case .wake:
+            wake.signal()
+        case .start:
+            guard !startThread() else { break }
             let none = state.withLock { state -> Bool in
                 state.threads -= 1
+                state.awake -= 1
                 return state.threads == 0
             }
             // No thread at all (the system is out of them): write here rather than never.
@@ -106,7 +137,7 @@ final class CheckpointWriter: Sendable {
     }
 
     /// Waits until every job queued so far is written; with `paths`, only the jobs of those files.
-    func flush(paths: Set<String>? = nil) async {
+    package func flush(paths: Set<String>? = nil) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             submitBarrier(paths: paths) { _ in continuation.resume() }
         }
@@ -115,7 +146,7 @@ final class CheckpointWriter: Sendable {
     /// Blocks the calling thread until every job queued so far is written (for tests and code
     /// that cannot suspend). The writers are threads of their own, so this cannot deadlock, but
     /// it holds the calling thread while it waits: prefer ``flush(paths:)`` in async code.
-    func flushBlocking() {
+    package func flushBlocking() {
         let done = DispatchSemaphore(value: 0)
         submitBarrier(paths: nil) { _ in done.signal() }
         done.wait()
@@ -156,18 +187,28 @@ final class CheckpointWriter: Sendable {
         DetachedThread.start { [self] in work() } == 0
     }
 
-    /// One writer thread: writes ready files as they come; ends after a while without work.
+    /// One writer thread: writes ready files as long as there are any, then sleeps until woken
+    /// (see ``wakeWriter()``); ends after a while without work.
     private func work() {
         while true {
-            if wake.wait(timeout: .now() + .seconds(Self.idleTimeout)) == .timedOut {
-                let leave = state.withLock { state -> Bool in
-                    guard state.readyHead >= state.ready.count else { return false }
-                    state.threads -= 1
-                    return true
-                }
-                if leave { return }
+            while writeNext() {}
+            let sleep = state.withLock { state -> Bool in
+                // A file that became ready meanwhile may have counted on this thread being awake.
+                guard state.readyCount == 0 else { return false }
+                state.awake -= 1
+                return true
             }
-            _ = writeNext()
+            guard sleep else { continue }
+            guard wake.wait(timeout: .now() + idleTimeout) == .timedOut else { continue }
+            let leave = state.withLock { state -> Bool in
+                // Some sleeper was not promised a wake-up: this thread goes as that one.
+                guard state.threads > state.awake else { return false }
+                state.threads -= 1
+                return true
+            }
+            if leave { return }
+            // Every sleeper, this one included, was promised a wake-up: take it, and work.
+            wake.wait()
         }
     }
 
@@ -183,7 +224,6 @@ final class CheckpointWriter: Sendable {
             }
             guard let job = state.queued.removeValue(forKey: path) else { return nil }
             state.inFlight.insert(path)
-            state.busy += 1
             return (path, job)
         }
         guard let (path, job) = next else { return false }
@@ -193,7 +233,6 @@ final class CheckpointWriter: Sendable {
         for completion in job.completions { completion(error) }
         let signal = state.withLock { state -> Bool in
             state.inFlight.remove(path)
-            state.busy -= 1
             guard state.queued[path] != nil else { return false }
             state.ready.append(path)
             return true

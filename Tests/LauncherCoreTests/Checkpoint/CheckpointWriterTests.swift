@@ -1,0 +1,54 @@
+import Foundation
+import LauncherCore
+import Synchronization
+import Testing
+
+@Suite("Checkpoint writer threads")
+struct CheckpointWriterTests {
+    @Test("bursts from many submitters: every completion runs once and every file ends with the latest round, also after the threads slept")
+    func burstsFromManySubmitters() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let writer = CheckpointWriter(idleTimeout: .milliseconds(50))
+        let paths = (0..<120).map { workDir + "/file-\($0)" }
+        // Rounds separated by a flush, so the threads go to sleep in between and must be woken
+        // again; before the last two, every thread has ended after its idle timeout.
+        for round in 0..<4 {
+            if round >= 2 {
+                #expect(await ProcessTestSupport.eventually { writer.runningThreads == 0 })
+            }
+            let completed = Counter()
+            let submitters = 6
+            let perSubmitter = 400
+            await withTaskGroup(of: Void.self) { group in
+                for submitter in 0..<submitters {
+                    group.addTask {
+                        for index in 0..<perSubmitter {
+                            let path = paths[(index * 7 + submitter) % paths.count]
+                            let text = "round \(round) submitter \(submitter) index \(index)"
+                            writer.submit(
+                                path, durability: index % 10 == 0 ? .synced : .atomic,
+                                content: { .bytes(Array(text.utf8)) },
+                                completion: { error in
+                                    #expect(error == nil)
+                                    completed.add()
+                                })
+                        }
+                    }
+                }
+            }
+            await writer.flush()
+            #expect(completed.value == submitters * perSubmitter, "round \(round)")
+            for path in paths {
+                let content = ProcessTestSupport.contents(path) ?? ""
+                #expect(content.hasPrefix("round \(round) "), "\(path): \(content)")
+            }
+        }
+    }
+
+    final class Counter: Sendable {
+        private let count = Mutex(0)
+        func add() { count.withLock { $0 += 1 } }
+        var value: Int { count.withLock { $0 } }
+    }
+}
