@@ -179,6 +179,7 @@ struct LaunchRun: Sendable {
         _ session: SchedulerSession, total: Int, program: String, cpus: Double, mem: Double
     ) async throws -> LaunchRun {
         var launched = 0
+        var suppressed = false
         var ended = 0
         var failed = 0
         var offersUsed = 0
@@ -216,6 +217,12 @@ struct LaunchRun: Sendable {
                     try await session.launch(infos, on: [offer], refuseSeconds: 0)
                 }
                 if !unused.isEmpty { try await session.decline(unused, refuseSeconds: launched < total ? 0 : 3600) }
+                // With every task launched, no more offers are wanted: as a framework with nothing
+                // left to launch should, it suppresses them instead of declining each one.
+                if launched == total, !suppressed {
+                    try await session.suppress()
+                    suppressed = true
+                }
             case .update(let status):
                 try await session.acknowledge(status)
                 guard status.state.isTerminal else { continue }

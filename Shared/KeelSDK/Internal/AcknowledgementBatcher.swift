@@ -30,14 +30,18 @@ final class AcknowledgementBatcher: Sendable {
         (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Queues the acknowledgement of `status` for the next call.
-    func add(_ status: Keel_V1_TaskStatus) {
-        state.withLock {
-            $0.pending.append(.with {
-                $0.agentID = status.agentID
-                $0.taskID = status.taskID
-                $0.uuid = status.uuid
-            })
+    /// Queues the acknowledgements of `statuses` for the next call, all at once, so that the
+    /// updates of one event go out together rather than the first alone.
+    func add(_ statuses: [Keel_V1_TaskStatus]) {
+        guard !statuses.isEmpty else { return }
+        state.withLock { state in
+            for status in statuses {
+                state.pending.append(.with {
+                    $0.agentID = status.agentID
+                    $0.taskID = status.taskID
+                    $0.uuid = status.uuid
+                })
+            }
         }
         signal.yield()
     }

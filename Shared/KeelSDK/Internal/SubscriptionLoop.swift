@@ -267,11 +267,9 @@ struct SubscriptionLoop: Sendable {
         case .rescind:
             events.yield(.rescind(event.rescind.offerID))
         case .update:
-            deliver(event.update.status, acknowledgements: acknowledgements)
+            deliver([event.update.status], acknowledgements: acknowledgements)
         case .updates:
-            for status in event.updates.statuses {
-                deliver(status, acknowledgements: acknowledgements)
-            }
+            deliver(event.updates.statuses, acknowledgements: acknowledgements)
         case .message:
             events.yield(.message(event.message))
         case .failure:
@@ -283,13 +281,14 @@ struct SubscriptionLoop: Sendable {
         }
     }
 
-    /// Passes one status update on, queueing its automatic acknowledgement.
-    private func deliver(_ status: Keel_V1_TaskStatus, acknowledgements: AcknowledgementBatcher) {
-        if automaticAcknowledgement, !status.uuid.isEmpty {
-            acknowledgements.add(status)
-            acknowledged.insert(Array(status.uuid))
+    /// Passes status updates on, queueing their automatic acknowledgements together.
+    private func deliver(_ statuses: [Keel_V1_TaskStatus], acknowledgements: AcknowledgementBatcher) {
+        if automaticAcknowledgement {
+            let acknowledgeable = statuses.filter { !$0.uuid.isEmpty }
+            for status in acknowledgeable { acknowledged.insert(Array(status.uuid)) }
+            acknowledgements.add(acknowledgeable)
         }
-        events.yield(.update(status))
+        for status in statuses { events.yield(.update(status)) }
     }
 
     /// Sends the automatic acknowledgements of this subscription, many per call.
