@@ -72,14 +72,6 @@ extension ChildProcess {
         return .success(pid)
     }
 
-    /// Puts every signal back to its default action (`SIGKILL` and `SIGSTOP` always are), as
-    /// `execve` does not for ignored signals. Async-signal-safe.
-    static func resetSignalDispositions() {
-        for number: Int32 in 1...64 where number != SIGKILL && number != SIGSTOP {
-            // glibc reserves 32 and 33 and refuses them; nothing to reset there.
-            _ = signal(number, SIG_DFL)
-        }
-    }
 }
 
 /// A program to start, turned into C memory before `fork` so that the child does not allocate.
@@ -96,6 +88,8 @@ private final class PreparedChild {
     private let mask: UnsafeMutablePointer<sigset_t>
     private let redirections: UnsafeMutableBufferPointer<(source: Int32, target: Int32)>
     private let newProcessGroup: Bool
+    /// The signals not at their default action in this process (``SignalDispositions``).
+    private let nonDefaultSignals: UnsafeMutableBufferPointer<Int32>
     private let joins: UnsafeMutableBufferPointer<Join>
     /// Room for the longest join failure message.
     private let message: UnsafeMutableBufferPointer<UInt8>
@@ -114,6 +108,9 @@ private final class PreparedChild {
         redirections = .allocate(capacity: setup.redirections.count)
         _ = redirections.initialize(from: setup.redirections)
         newProcessGroup = setup.newProcessGroup
+        let nonDefault = SignalDispositions.nonDefault
+        nonDefaultSignals = .allocate(capacity: nonDefault.count)
+        _ = nonDefaultSignals.initialize(from: nonDefault)
         joins = .allocate(capacity: setup.cgroupProcsFiles.count)
         var longest = 0
         for (index, file) in setup.cgroupProcsFiles.enumerated() {
@@ -131,6 +128,7 @@ private final class PreparedChild {
         argv.deallocate()
         mask.deallocate()
         redirections.deallocate()
+        nonDefaultSignals.deallocate()
         for join in joins {
             free(join.path)
             free(join.messagePrefix)
@@ -141,7 +139,9 @@ private final class PreparedChild {
 
     /// The child's side of ``ChildProcess/start(_:_:setup:)``: only async-signal-safe calls.
     func run() -> Never {
-        ChildProcess.resetSignalDispositions()
+        // Every signal at its default action, as for a new program: only those changed here
+        // need it (the mask is set last, below).
+        for signalNumber in nonDefaultSignals { _ = signal(signalNumber, SIG_DFL) }
         if newProcessGroup, setpgid(0, 0) != 0 { fail() }
         for (source, target) in redirections {
             // dup2 onto itself would keep the close-on-exec flag.

@@ -1,5 +1,10 @@
 @preconcurrency import Glibc
 
+/// `pipe2(2)` from `<unistd.h>` (declared only under `_GNU_SOURCE`): the pipe and its flags in
+/// one call.
+@_silgen_name("pipe2")
+private func systemPipe2(_ descriptors: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
+
 /// Starting and waiting for one child with the C library only (starting: see
 /// ``start(_:_:setup:)``).
 enum ChildProcess {
@@ -21,12 +26,12 @@ enum ChildProcess {
 
     /// A pipe whose ends are both close-on-exec.
     static func makePipe() -> (read: Int32, write: Int32)? {
-        var descriptors: [Int32] = [0, 0]
-        guard pipe(&descriptors) == 0 else { return nil }
-        for descriptor in descriptors {
-            _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+        var descriptors: (Int32, Int32) = (0, 0)
+        let created = withUnsafeMutableBytes(of: &descriptors) {
+            systemPipe2($0.baseAddress!.assumingMemoryBound(to: Int32.self), O_CLOEXEC)
         }
-        return (descriptors[0], descriptors[1])
+        guard created == 0 else { return nil }
+        return descriptors
     }
 
     /// Makes reads and writes on `descriptor` return `EAGAIN` instead of blocking.

@@ -39,7 +39,8 @@ enum Spawner {
     static let socket: Int32 = 3
 
     static func run() -> Never {
-        signal(SIGPIPE, SIG_IGN)
+        SignalDispositions.resetAll()
+        SignalDispositions.set(SIGPIPE, ignored: true)
         // SIGCHLD arrives through a descriptor, so ended supervisors are reaped at once.
         var childSignals = sigset_t()
         sigemptyset(&childSignals)
@@ -184,7 +185,7 @@ enum Spawner {
             _exit(127)
         }
         guard setsid() >= 0 else { fail(errno) }
-        ChildProcess.resetSignalDispositions()
+        SignalDispositions.resetChanged()
         var empty = sigset_t()
         sigemptyset(&empty)
         sigprocmask(SIG_SETMASK, &empty, nil)

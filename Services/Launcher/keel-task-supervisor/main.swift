@@ -50,13 +50,15 @@ case .success(.namespaceCheck):
 case .success(.spawner):
     Spawner.run()
 case .success(.supervise(let options)):
+    // Whatever the parent left ignored, the task must not inherit (see SignalDispositions).
+    SignalDispositions.resetAll()
     supervise(options)
 }
 
 func supervise(_ options: SupervisorOptions) -> Never {
     let stoppingSignals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
     if options.pidNamespace, !NamespaceInit.isInit {
-        for signalNumber in stoppingSignals + [SIGPIPE] { signal(signalNumber, SIG_IGN) }
+        for signalNumber in stoppingSignals + [SIGPIPE] { SignalDispositions.set(signalNumber, ignored: true) }
         NamespaceInit.superviseInNewPIDNamespace(options, supervise: supervise)
     }
     func giveUp(_ message: String) -> Never {
@@ -71,8 +73,8 @@ func supervise(_ options: SupervisorOptions) -> Never {
     // Outside a namespace the stopping signals, sent to the whole group, reach the task
     // directly, and the supervisor ignores them to survive and record the outcome. As init it
     // takes them (blocked) and forwards them: ignored ones would be discarded.
-    for signalNumber in stoppingSignals { signal(signalNumber, isInit ? SIG_DFL : SIG_IGN) }
-    signal(SIGPIPE, SIG_IGN)
+    for signalNumber in stoppingSignals { SignalDispositions.set(signalNumber, ignored: !isInit) }
+    SignalDispositions.set(SIGPIPE, ignored: true)
     if isInit, let problem = NamespaceInit.becomeInit() { giveUp(problem) }
 
     var redirections: [(source: Int32, target: Int32)] = []

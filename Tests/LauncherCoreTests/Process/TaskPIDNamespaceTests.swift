@@ -114,6 +114,19 @@ struct TaskPIDNamespaceTests {
         #expect(TaskProcess.readExitStatus(statusFile) == expected)
     }
 
+    @Test("the task starts with no signal ignored or blocked, though its supervisor keeps some; executed or forked",
+        arguments: [false, true])
+    func cleanSignalState(forked: Bool) async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let (process, sandbox, _) = try PIDNamespaceTestSupport.launch(
+            .argv(["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"]), workDir: workDir, forked: forked)
+        let status = try await process.wait()
+        let output = ProcessTestSupport.contents(sandbox.stdoutPath) ?? ""
+        #expect(status == .exited(code: 0), "\(output)")
+        #expect(ProcessTestSupport.signalsAtDefaults(in: output), "\(output)")
+    }
+
     @Test("orphans are reaped by the namespace's init: no zombies pile up; executed or forked", arguments: [false, true])
     func reapsOrphans(forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()

@@ -40,6 +40,21 @@ struct TaskSupervisionTests {
         #expect(TaskProcess.readExitStatus(statusFile) == expected)
     }
 
+    @Test("the task starts with no signal ignored or blocked, though its supervisor ignores some; executed or forked",
+          arguments: [false, true])
+    func cleanSignalState(forked: Bool) async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let (process, _) = try Self.launchSupervised(
+            .argv(["grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"]), workDir: workDir, forked: forked)
+        let status = try await process.wait()
+        let stdout = try #require(
+            FileManager.default.enumerator(atPath: workDir)?.compactMap { $0 as? String }.first { $0.hasSuffix("/stdout") })
+        let output = ProcessTestSupport.contents(workDir + "/" + stdout) ?? ""
+        #expect(status == .exited(code: 0), "\(output)")
+        #expect(ProcessTestSupport.signalsAtDefaults(in: output), "\(output)")
+    }
+
     @Test("SIGTERM to the group stops the task; the supervisor survives it and records the signal; executed or forked",
           arguments: [false, true])
     func terminate(forked: Bool) async throws {
