@@ -51,4 +51,19 @@ struct CheckpointWriterTests {
         func add() { count.withLock { $0 += 1 } }
         var value: Int { count.withLock { $0 } }
     }
+
+    @Test("rewriting a file swaps the new contents in: the name has the newest, .tmp the one before, no other file; remove takes both")
+    func rewriteExchanges() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let path = workDir + "/record/task.json"
+        for (index, durability) in [CheckpointFile.Durability.synced, .atomic, .durable, .synced].enumerated() {
+            try CheckpointFile.write(Array("version \(index)".utf8), to: path, durability: durability)
+            #expect(ProcessTestSupport.contents(path) == "version \(index)")
+            if index > 0 { #expect(ProcessTestSupport.contents(path + ".tmp") == "version \(index - 1)") }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: workDir + "/record").sorted() == ["task.json", "task.json.tmp"])
+        CheckpointFile.remove(path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: workDir + "/record").isEmpty)
+    }
 }
