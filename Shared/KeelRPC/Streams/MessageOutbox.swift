@@ -10,7 +10,7 @@ import Synchronization
 package final class MessageOutbox<Message: Sendable>: Sendable {
     private struct State {
         var queue: [Message] = []
-        var waiter: CheckedContinuation<[Message]?, Never>?
+        var waiter: CheckedContinuation<Void, Never>?
         var finished = false
     }
 
@@ -19,62 +19,66 @@ package final class MessageOutbox<Message: Sendable>: Sendable {
     package init() {}
 
     /// Queues `message` for the writer; `false` (and dropped) once the outbox is finished.
+    ///
+    /// A waiting writer is only woken here; it takes the queue when it runs, by which time the
+    /// producers may have queued more. Handing it the one message at hand instead made an idle
+    /// stream send every message of a steady flow alone.
     @discardableResult
     package func send(_ message: Message) -> Bool {
-        let (accepted, wake) = state.withLock { state -> (Bool, (CheckedContinuation<[Message]?, Never>, [Message])?) in
+        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
             guard !state.finished else { return (false, nil) }
             state.queue.append(message)
-            guard let waiter = state.waiter else { return (true, nil) }
-            state.waiter = nil
-            defer { state.queue.removeAll(keepingCapacity: true) }
-            return (true, (waiter, state.queue))
+            defer { state.waiter = nil }
+            return (true, state.waiter)
         }
-        if let (waiter, batch) = wake { waiter.resume(returning: batch) }
+        waiter?.resume()
         return accepted
     }
 
     /// Ends the outbox: the writer gets what is still queued, then `nil`; later sends are dropped.
     package func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<[Message]?, Never>? in
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.finished = true
-            guard state.queue.isEmpty else { return nil }
             defer { state.waiter = nil }
             return state.waiter
         }
-        waiter?.resume(returning: nil)
+        waiter?.resume()
     }
 
     /// Everything queued, in order, waiting for at least one message; `nil` once the outbox is
     /// finished and drained, or when the calling task is cancelled.
     package func next() async -> [Message]? {
-        if let ready = state.withLock({ state -> [Message]?? in
+        while true {
+            if let ready = take() { return ready }
+            if Task.isCancelled { return nil }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = state.withLock { state -> Bool in
+                        if !state.queue.isEmpty || state.finished || Task.isCancelled { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            } onCancel: {
+                let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                waiter?.resume()
+            }
+        }
+    }
+
+    /// `.some(everything queued)`, `.some(nil)` once finished and drained, `nil` if there is
+    /// nothing to take yet.
+    private func take() -> [Message]?? {
+        state.withLock { state -> [Message]?? in
             if !state.queue.isEmpty {
                 defer { state.queue.removeAll(keepingCapacity: true) }
                 return .some(state.queue)
             }
             return state.finished ? .some(nil) : nil
-        }) {
-            return ready
-        }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let immediate: [Message]?? = state.withLock { state in
-                    if !state.queue.isEmpty {
-                        defer { state.queue.removeAll(keepingCapacity: true) }
-                        return .some(state.queue)
-                    }
-                    if state.finished || Task.isCancelled { return .some(nil) }
-                    state.waiter = continuation
-                    return nil
-                }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-        } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<[Message]?, Never>? in
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume(returning: nil)
         }
     }
 }
