@@ -66,4 +66,42 @@ struct CheckpointWriterTests {
         CheckpointFile.remove(path)
         #expect(try FileManager.default.contentsOfDirectory(atPath: workDir + "/record").isEmpty)
     }
+
+    @Test("a deferred write waits for its delay, joins a later undelayed write of its file, and does not hold up a flush")
+    func deferredWrites() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let writer = CheckpointWriter()
+        let encoded = Counter()
+        let completed = Counter()
+        func content(_ text: String) -> @Sendable () -> CheckpointWriter.Content {
+            { encoded.add(); return .bytes(Array(text.utf8)) }
+        }
+        let a = workDir + "/a", b = workDir + "/b", c = workDir + "/c", d = workDir + "/d"
+
+        // Deferred for an hour: another file's write and flush go by without it.
+        writer.submit(a, durability: .atomic, deferredBy: .seconds(3600), content: content("a1"), completion: { _ in completed.add() })
+        writer.submit(b, durability: .synced, content: content("b1"))
+        await writer.flush(paths: [b])
+        #expect(ProcessTestSupport.contents(b) == "b1")
+        #expect(ProcessTestSupport.contents(a) == nil, "still waiting for its delay")
+        #expect(encoded.value == 1)
+
+        // An undelayed write of the same file takes it along: one write, the newest contents,
+        // both callers told.
+        writer.submit(a, durability: .synced, content: content("a2"), completion: { _ in completed.add() })
+        await writer.flush(paths: [a])
+        #expect(ProcessTestSupport.contents(a) == "a2")
+        #expect(encoded.value == 2, "the deferred contents were never encoded")
+        #expect(completed.value == 2)
+
+        // A flush of everything writes a deferred file at once.
+        writer.submit(c, durability: .atomic, deferredBy: .seconds(3600), content: content("c1"))
+        await writer.flush()
+        #expect(ProcessTestSupport.contents(c) == "c1")
+
+        // A short delay ends by itself.
+        writer.submit(d, durability: .atomic, deferredBy: .milliseconds(20), content: content("d1"))
+        #expect(await ProcessTestSupport.eventually { ProcessTestSupport.contents(d) == "d1" })
+    }
 }

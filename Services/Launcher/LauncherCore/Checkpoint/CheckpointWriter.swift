@@ -43,6 +43,9 @@ package final class CheckpointWriter: Sendable {
         var content: @Sendable () -> Content
         var durability: CheckpointFile.Durability
         var completions: [Completion]
+        /// Waiting for its delay (see ``submit(_:durability:deferredBy:content:completion:)``),
+        /// not yet ready.
+        var deferred = false
     }
 
     private struct State {
@@ -79,22 +82,57 @@ package final class CheckpointWriter: Sendable {
 
     /// Queues a write of `path`; `completion` runs once it (or a newer write of the same file)
     /// is done.
+    ///
+    /// With `deferredBy`, the write waits that long before it is ready, unless a write of the same
+    /// file without a delay, or a flush, comes first: then both go out as that one write. For
+    /// changes that may be lost in a crash (an acknowledgement dropping a sent update: the update
+    /// is then sent once more), most of which the file's next change soon writes anyway.
     package func submit(
-        _ path: String, durability: CheckpointFile.Durability, content: @escaping @Sendable () -> Content,
-        completion: Completion? = nil
+        _ path: String, durability: CheckpointFile.Durability, deferredBy delay: Duration? = nil,
+        content: @escaping @Sendable () -> Content, completion: Completion? = nil
     ) {
-        let signal = state.withLock { state -> Bool in
+        let deferred = delay != nil
+        let (signal, schedule) = state.withLock { state -> (Bool, Bool) in
             if var job = state.queued[path] {
                 job.content = content
                 job.durability = max(job.durability, durability)
                 if let completion { job.completions.append(completion) }
+                let promoted = job.deferred && !deferred
+                if promoted { job.deferred = false }
                 state.queued[path] = job
-                return false
+                guard promoted, !state.inFlight.contains(path) else { return (false, false) }
+                state.ready.append(path)
+                return (true, false)
             }
-            state.queued[path] = Job(content: content, durability: durability, completions: completion.map { [$0] } ?? [])
-            guard !state.inFlight.contains(path) else { return false }
+            state.queued[path] = Job(
+                content: content, durability: durability, completions: completion.map { [$0] } ?? [], deferred: deferred)
+            guard !deferred else { return (false, true) }
+            guard !state.inFlight.contains(path) else { return (false, false) }
             state.ready.append(path)
-            return true
+            return (true, false)
+        }
+        if signal { wakeWriter() }
+        if schedule, let delay {
+            let (seconds, attoseconds) = delay.components
+            let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
+                promote([path])
+            }
+        }
+    }
+
+    /// Makes the deferred jobs of `paths` ready now.
+    private func promote(_ paths: some Sequence<String>) {
+        let signal = state.withLock { state -> Bool in
+            var any = false
+            for path in paths where state.queued[path]?.deferred == true {
+                state.queued[path]?.deferred = false
+                // One in flight is followed by this job when it ends (see writeNext).
+                guard !state.inFlight.contains(path) else { continue }
+                state.ready.append(path)
+                any = true
+            }
+            return any
         }
         if signal { wakeWriter() }
     }
@@ -155,11 +193,11 @@ package final class CheckpointWriter: Sendable {
     /// Runs `completion` once every file (of `only`, if given) with a queued or running write
     /// has been written.
     private func submitBarrier(paths only: Set<String>?, _ completion: @escaping Completion) {
-        let nothingPending = state.withLock { state -> Bool in
+        let (nothingPending, deferred) = state.withLock { state -> (Bool, [String]) in
             // With `only` (a task's own files), look those up rather than every file queued.
             let paths = only.map { $0.filter { state.queued[$0] != nil || state.inFlight.contains($0) } }
                 ?? Set(state.queued.keys).union(state.inFlight)
-            guard !paths.isEmpty else { return true }
+            guard !paths.isEmpty else { return (true, []) }
             let remaining = Mutex(paths.count)
             let countDown: Completion = { _ in
                 if remaining.withLock({ count in
@@ -169,16 +207,20 @@ package final class CheckpointWriter: Sendable {
                     completion(nil)
                 }
             }
+            var deferred: [String] = []
             for path in paths {
-                if state.queued[path] != nil {
+                if let job = state.queued[path] {
                     state.queued[path]?.completions.append(countDown)
+                    if job.deferred { deferred.append(path) }
                 } else {
                     // Only in flight: a no-op queued behind that write completes after it.
                     state.queued[path] = Job(content: { .unchanged }, durability: .atomic, completions: [countDown])
                 }
             }
-            return false
+            return (false, deferred)
         }
+        // A flush does not wait for delays.
+        if !deferred.isEmpty { promote(deferred) }
         if nothingPending { completion(nil) }
     }
 
@@ -233,7 +275,8 @@ package final class CheckpointWriter: Sendable {
         for completion in job.completions { completion(error) }
         let signal = state.withLock { state -> Bool in
             state.inFlight.remove(path)
-            guard state.queued[path] != nil else { return false }
+            // A deferred job becomes ready when its delay is over (see promote).
+            guard let next = state.queued[path], !next.deferred else { return false }
             state.ready.append(path)
             return true
         }

@@ -183,8 +183,17 @@ package final class TaskCheckpointStore: Sendable {
             if let whenStored { DispatchQueue.global().async { whenStored() } }
             return
         }
-        submit(key, durable: reported != nil, whenStored: whenStored)
+        // An acknowledgement (nothing reported) can wait for the task's next change, which
+        // usually comes soon; lost in a crash, it only means the update is sent once more, which
+        // the broker ignores by its uuid. A task that is done goes at once.
+        let done = records.withLock { $0[key] == nil }
+        submit(key, durable: reported != nil, deferredBy: reported == nil && !done ? Self.acknowledgementDelay : nil,
+               whenStored: whenStored)
     }
+
+    /// How long the record change of an acknowledgement waits to be written along with the
+    /// task's next change (see ``recordPending(_:updates:reported:whenStored:)``).
+    static let acknowledgementDelay = Duration.seconds(1)
 
     /// Forgets a task and deletes its checkpoint directory.
     package func discard(_ key: LauncherTaskKey) {
@@ -220,10 +229,12 @@ package final class TaskCheckpointStore: Sendable {
     /// page cache, which a crash of the launcher does not touch, and after a power loss the node
     /// boots again, whereupon ``TaskManager/recover(_:)`` drops every task of the old boot (the
     /// agent gets a new id). The directory flush was half of a task's `fsync`s.
-    private func submit(_ key: LauncherTaskKey, durable: Bool, whenStored: (@Sendable () -> Void)? = nil) {
+    private func submit(
+        _ key: LauncherTaskKey, durable: Bool, deferredBy delay: Duration? = nil, whenStored: (@Sendable () -> Void)? = nil
+    ) {
         let directory = directory(key)
         writer.submit(
-            recordPath(key), durability: durable ? .synced : .atomic,
+            recordPath(key), durability: durable ? .synced : .atomic, deferredBy: delay,
             content: { [self] in
                 guard let record = record(key) else { return .remove(tree: directory) }
                 return .bytes(record.jsonBytes())
