@@ -9,18 +9,25 @@ import Testing
 )
 struct TaskSupervisionCgroupTests {
     /// Launches `command` under the supervisor inside `cgroup`, with its exit-status file in `workDir`.
+    /// Launches `command` under a supervisor, executed or, with `forked`, forked by a spawner.
     static func launch(
-        _ command: TaskCommand, workDir: String, cgroup: TaskCgroup, pidNamespace: Bool
+        _ command: TaskCommand, workDir: String, cgroup: TaskCgroup, pidNamespace: Bool, forked: Bool = false
     ) throws -> (TaskProcess, TaskSandbox, String) {
         let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
         let sandbox = try ProcessTestSupport.makeSandbox(in: workDir)
         let statusFile = workDir + "/exit-status"
         let spec = TaskLaunchSpec(command: command, environment: ProcessTestSupport.environment, sandbox: sandbox)
+        var spawner: SupervisorSpawner?
+        if forked {
+            let started: SupervisorSpawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: ProcessTestSupport.logger))
+            spawner = started
+        }
         let process = try TaskProcess.launch(
             spec, cgroup: cgroup,
             supervision: TaskSupervision(
                 supervisor: supervisor, exitStatusFile: statusFile, pidNamespace: pidNamespace),
-            logger: ProcessTestSupport.logger)
+            spawner: spawner, logger: ProcessTestSupport.logger)
+        if let spawner { #expect(!spawner.isBroken, "the spawner started the supervisor") }
         return (process, sandbox, statusFile)
     }
 
@@ -68,13 +75,20 @@ struct TaskSupervisionCgroupTests {
         try await checkParentChain(pidNamespace: true)
     }
 
-    func checkParentChain(pidNamespace: Bool) async throws {
+    @Test(
+        "forked into a PID namespace, the supervisor is the init: the task is its child, and it stays outside",
+        .enabled(if: PIDNamespaceTestSupport.available, PIDNamespaceTestSupport.skipReason))
+    func forkedSupervisorIsInit() async throws {
+        try await checkParentChain(pidNamespace: true, forked: true)
+    }
+
+    func checkParentChain(pidNamespace: Bool, forked: Bool = false) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let seconds = PIDNamespaceTestSupport.uniqueSeconds()
         let result = try await CgroupTestSupport.withCgroup("supervised-chain", limits: Self.limits) { cgroup in
             let (process, _, statusFile) = try Self.launch(
-                .argv(["sleep", seconds]), workDir: workDir, cgroup: cgroup, pidNamespace: pidNamespace)
+                .argv(["sleep", seconds]), workDir: workDir, cgroup: cgroup, pidNamespace: pidNamespace, forked: forked)
             defer { process.signalGroup(SIGKILL) }
             let started = await ProcessTestSupport.eventually {
                 cgroup.pids.contains { ProcessTestSupport.commandLine(of: $0) == ["sleep", seconds] }
@@ -85,9 +99,13 @@ struct TaskSupervisionCgroupTests {
             let task = try #require(members.first)
             // The /bin/sh shim would have replaced argv[0] by the executable's path.
             #expect(ProcessTestSupport.commandLine(of: task) == ["sleep", seconds])
-            #expect(ProcessTestSupport.commandLine(of: process.pid).contains("--join-cgroup"))
+            // A forked supervisor's command line is the spawner's, renamed (see Spawner).
+            #expect(ProcessTestSupport.commandLine(of: process.pid).contains(forked ? "supervise" : "--join-cgroup"))
             let parent = try #require(ProcessTestSupport.parent(of: task))
-            if pidNamespace {
+            if forked {
+                // The spawner forked it straight into the namespace: no process in between.
+                #expect(parent == process.pid, "the task is the supervisor's own child")
+            } else if pidNamespace {
                 #expect(parent != process.pid, "init sits between the supervisor and the task")
                 #expect(ProcessTestSupport.parent(of: parent) == process.pid)
                 #expect(ProcessTestSupport.commandLine(of: parent) == ProcessTestSupport.commandLine(of: process.pid))
