@@ -131,9 +131,4 @@ enum NamespaceInit {
         }
         exit(0)
     }
-
-    private static func giveUp(_ options: SupervisorOptions, _ message: String) -> Never {
-        _ = writeAtomically("exited 127\n", to: options.exitStatusFile)
-        fail(message)
-    }
 }

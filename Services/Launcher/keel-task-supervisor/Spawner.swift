@@ -80,7 +80,8 @@ enum Spawner {
                 if errno == EINTR { continue }
                 exit(1)
             }
-            let (reply, canGoOn) = start(request[0..<count])
+            var canGoOn = true
+            let reply = start(request[0..<count], canGoOn: &canGoOn)
             send(reply)
             if reply.pidfd >= 0 { close(reply.pidfd) }
             if !canGoOn { exit(1) }
@@ -99,15 +100,8 @@ enum Spawner {
         while waitpid(-1, &status, WNOHANG) > 0 {}
     }
 
-    /// Forks one supervisor for `request`; `canGoOn` is false if the spawner cannot fork any more
-    /// (see ``NamespaceInit/forkIntoNewPIDNamespace()``).
-    private static func start(_ request: ArraySlice<UInt8>) -> (reply: Reply, canGoOn: Bool) {
-        var canGoOn = true
-        let reply = start(request, canGoOn: &canGoOn)
-        return (reply, canGoOn)
-    }
-
-    /// Forks one supervisor for `request`.
+    /// Forks one supervisor for `request`; sets `canGoOn` to false if the spawner cannot fork
+    /// any more (see ``NamespaceInit/forkIntoNewPIDNamespace()``).
     private static func start(_ request: ArraySlice<UInt8>, canGoOn: inout Bool) -> Reply {
         var fields = request.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)

@@ -42,6 +42,13 @@ func fail(_ message: String) -> Never {
     exit(127)
 }
 
+/// Fails before the task could be started or waited for: records exit code 127 for the task,
+/// then says why.
+func giveUp(_ options: SupervisorOptions, _ message: String) -> Never {
+    _ = writeAtomically("exited 127\n", to: options.exitStatusFile)
+    fail(message)
+}
+
 switch SupervisorMode.parse(Array(CommandLine.arguments.dropFirst())) {
 case .failure(let error):
     fail(error.message)
@@ -61,28 +68,24 @@ func supervise(_ options: SupervisorOptions) -> Never {
         for signalNumber in stoppingSignals + [SIGPIPE] { SignalDispositions.set(signalNumber, ignored: true) }
         NamespaceInit.superviseInNewPIDNamespace(options, supervise: supervise)
     }
-    func giveUp(_ message: String) -> Never {
-        _ = writeAtomically("exited 127\n", to: options.exitStatusFile)
-        fail(message)
-    }
     let isInit = options.pidNamespace
     // Blocks what the loop takes through its signalfd first, so nothing sent from here on is lost.
     guard var loop = SupervisionLoop(isInit: isInit) else {
-        giveUp("cannot create a signalfd: \(String(cString: strerror(errno)))")
+        giveUp(options, "cannot create a signalfd: \(String(cString: strerror(errno)))")
     }
     // Outside a namespace the stopping signals, sent to the whole group, reach the task
     // directly, and the supervisor ignores them to survive and record the outcome. As init it
     // takes them (blocked) and forwards them: ignored ones would be discarded.
     for signalNumber in stoppingSignals { SignalDispositions.set(signalNumber, ignored: !isInit) }
     SignalDispositions.set(SIGPIPE, ignored: true)
-    if isInit, let problem = NamespaceInit.becomeInit() { giveUp(problem) }
+    if isInit, let problem = NamespaceInit.becomeInit() { giveUp(options, problem) }
 
     var redirections: [(source: Int32, target: Int32)] = []
     // The child's ends, closed here once it runs.
     var closeAfterStart: [Int32] = []
     if let output = options.output {
         guard let stdoutPipe = ChildProcess.makePipe(), let stderrPipe = ChildProcess.makePipe() else {
-            giveUp("cannot create the output pipes: \(String(cString: strerror(errno)))")
+            giveUp(options, "cannot create the output pipes: \(String(cString: strerror(errno)))")
         }
         redirections = [(stdoutPipe.write, STDOUT_FILENO), (stderrPipe.write, STDERR_FILENO)]
         closeAfterStart = [stdoutPipe.write, stderrPipe.write]
@@ -95,12 +98,12 @@ func supervise(_ options: SupervisorOptions) -> Never {
     let child: pid_t
     switch ChildProcess.start(options.executable, options.arguments, setup: setup) {
     case .success(let pid): child = pid
-    case .failure(let error): giveUp("cannot start '\(options.executable)': \(error.text)")
+    case .failure(let error): giveUp(options, "cannot start '\(options.executable)': \(error.text)")
     }
     for descriptor in closeAfterStart { close(descriptor) }
 
     guard let raw = loop.run(until: child) else {
-        giveUp("cannot wait for the task (pid \(child)): \(String(cString: strerror(errno)))")
+        giveUp(options, "cannot wait for the task (pid \(child)): \(String(cString: strerror(errno)))")
     }
     let status = WaitStatus(raw: raw)
     if !writeAtomically(status.record, to: options.exitStatusFile) {
