@@ -71,8 +71,13 @@ package final class CheckpointWriter: Sendable {
     private let idleTimeout: DispatchTimeInterval
 
     package init(idleTimeout: Duration = .seconds(5)) {
-        let (seconds, attoseconds) = idleTimeout.components
-        self.idleTimeout = .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+        self.idleTimeout = Self.interval(idleTimeout)
+    }
+
+    /// `duration` for Dispatch.
+    private static func interval(_ duration: Duration) -> DispatchTimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
     }
 
     /// How many writer threads are running now.
@@ -113,11 +118,7 @@ package final class CheckpointWriter: Sendable {
         }
         if signal { wakeWriter() }
         if schedule, let delay {
-            let (seconds, attoseconds) = delay.components
-            let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
-                promote([path])
-            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.interval(delay)) { [self] in promote([path]) }
         }
     }
 

@@ -159,36 +159,35 @@ package final class TaskCheckpointStore: Sendable {
     ///
     /// With `reported`, the record is written durably and `whenStored` runs once it is on disk
     /// (on a writer thread; also after a failed write, which is logged). Without it (an
-    /// acknowledgement) the write is not flushed on its own: losing it only means an update
-    /// that was acknowledged is sent again after a power loss, which the broker ignores.
+    /// acknowledgement) the write is neither flushed nor made at once: it waits up to
+    /// ``acknowledgementDelay`` for the task's next change, which usually comes soon. Lost in a
+    /// crash, it only means an update that was acknowledged is sent again, which the broker
+    /// ignores by its uuid. A task that is done is removed at once.
     package func recordPending(
         _ key: LauncherTaskKey, updates: [Keel_V1_TaskStatus], reported: Keel_V1_TaskStatus?,
         whenStored: (@Sendable () -> Void)? = nil
     ) {
-        let changed = records.withLock { records -> Bool in
+        // nil: nothing changed; else whether the task is done (its record removed).
+        let done = records.withLock { records -> Bool? in
             var record: TaskCheckpoint
             if let existing = records[key] {
                 record = existing
             } else {
-                guard !updates.isEmpty else { return false }
+                guard !updates.isEmpty else { return nil }
                 record = TaskCheckpoint(frameworkID: key.frameworkID, task: .with { $0.taskID.value = key.taskID })
             }
             if let reported { record.taskState = reported.state }
             record.setPendingUpdates(updates)
             records[key] = record.isDone ? nil : record
-            return true
+            return record.isDone
         }
-        guard changed else {
+        guard let done else {
             // Nothing to write; never call back on the caller's thread, which may hold a lock.
             if let whenStored { DispatchQueue.global().async { whenStored() } }
             return
         }
-        // An acknowledgement (nothing reported) can wait for the task's next change, which
-        // usually comes soon; lost in a crash, it only means the update is sent once more, which
-        // the broker ignores by its uuid. A task that is done goes at once.
-        let done = records.withLock { $0[key] == nil }
-        submit(key, durable: reported != nil, deferredBy: reported == nil && !done ? Self.acknowledgementDelay : nil,
-               whenStored: whenStored)
+        let deferred = reported == nil && !done
+        submit(key, durable: reported != nil, deferredBy: deferred ? Self.acknowledgementDelay : nil, whenStored: whenStored)
     }
 
     /// How long the record change of an acknowledgement waits to be written along with the
