@@ -2,6 +2,7 @@ import Foundation
 @preconcurrency import Glibc
 import LauncherCore
 import Logging
+import Testing
 
 /// Shared helpers for the process-machinery tests: scratch work dirs, file access, and
 /// deadline-bounded polling for process events (never fixed sleeps).
@@ -38,6 +39,14 @@ enum ProcessTestSupport {
         })
         let reserved: UInt64 = 1 << 31 | 1 << 32
         return masks["SigBlk:"] == 0 && masks["SigIgn:"].map { $0 & ~reserved == 0 } == true
+    }
+
+    /// With `forked`, a supervisor spawner (the test fails if it cannot be started), so that
+    /// supervisors are forked as in the launcher; else nil, so they are executed.
+    static func spawner(supervisor: String, if forked: Bool) throws -> SupervisorSpawner? {
+        guard forked else { return nil }
+        let spawner: SupervisorSpawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: logger))
+        return spawner
     }
 
     static func makeSandbox(in workDir: String, task: String = "task") throws -> TaskSandbox {

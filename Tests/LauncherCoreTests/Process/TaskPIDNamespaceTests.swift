@@ -28,11 +28,7 @@ enum PIDNamespaceTestSupport {
         let spec = TaskLaunchSpec(
             command: command, environment: ProcessTestSupport.environment.merging(environment) { _, new in new },
             sandbox: sandbox, user: user)
-        var spawner: SupervisorSpawner?
-        if forked {
-            let started: SupervisorSpawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: ProcessTestSupport.logger))
-            spawner = started
-        }
+        let spawner = try ProcessTestSupport.spawner(supervisor: supervisor, if: forked)
         let process = try TaskProcess.launch(
             spec, cgroup: cgroup,
             supervision: TaskSupervision(supervisor: supervisor, exitStatusFile: statusFile, pidNamespace: true),

@@ -13,11 +13,7 @@ struct TaskSupervisionTests {
         let sandbox = try ProcessTestSupport.makeSandbox(in: workDir)
         let statusFile = workDir + "/exit-status"
         let spec = TaskLaunchSpec(command: command, environment: ProcessTestSupport.environment, sandbox: sandbox)
-        var spawner: SupervisorSpawner?
-        if forked {
-            let started: SupervisorSpawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: ProcessTestSupport.logger))
-            spawner = started
-        }
+        let spawner = try ProcessTestSupport.spawner(supervisor: supervisor, if: forked)
         let process = try TaskProcess.launch(
             spec, supervision: TaskSupervision(supervisor: supervisor, exitStatusFile: statusFile), spawner: spawner,
             logger: ProcessTestSupport.logger)
