@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "KeelObservability",
             dependencies: [
-                logging, metrics, tracing, serviceLifecycle, argumentParser,
+                logging, metrics, tracing, serviceLifecycle, argumentParser, nioCore, nioPosix,
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "OTel", package: "swift-otel"),
@@ -226,7 +226,7 @@ let package = Package(
 
         .executableTarget(
             name: "keel-bench",
-            dependencies: ["KeelAllocator", "KeelCore", "KeelAPI", "KeelRPC", "KeelSDK", argumentParser, swiftProtobuf],
+            dependencies: ["KeelAllocator", "KeelCore", "KeelAPI", "KeelRPC", "KeelSDK", "KeelObservability", argumentParser, swiftProtobuf],
             path: "Benchmarks/keel-bench",
             swiftSettings: keelSettings
         ),

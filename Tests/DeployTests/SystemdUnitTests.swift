@@ -20,7 +20,7 @@ enum Deploy {
     /// The KEEL_* variables each daemon reads. This is the contract with the
     /// daemons: the env examples must list exactly these.
     static let sharedVariables: Set<String> = [
-        "KEEL_LOG_LEVEL", "KEEL_DATA_DIR", "KEEL_TRACER", "KEEL_ADMIN_LISTEN", "KEEL_LISTEN",
+        "KEEL_LOG_LEVEL", "KEEL_DATA_DIR", "KEEL_TRACER", "KEEL_ADMIN_LISTEN", "KEEL_LISTEN", "KEEL_CONCURRENCY_EXECUTOR",
     ]
     static let daemonVariables: [String: Set<String>] = [
         "broker": [

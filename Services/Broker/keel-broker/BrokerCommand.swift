@@ -44,6 +44,12 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonDaemonOptions
 
+    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    static func main() async {
+        ConcurrencyExecutor.install()
+        await main(nil)
+    }
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let options = EnvironmentOptions(environment)

@@ -8,6 +8,12 @@ import Logging
 /// keel-health: the health checker (task health checks and agent liveness pings).
 @main
 struct HealthCommand: AsyncParsableCommand {
+    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    static func main() async {
+        ConcurrencyExecutor.install()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "keel-health",
         abstract: "Keel health checker: runs tasks' health checks, pings every agent's launcher, and reports changes to the broker."

@@ -9,6 +9,12 @@ import LauncherCore
 /// keel-launcher: runs tasks on this node for the broker.
 @main
 struct LauncherCommand: AsyncParsableCommand {
+    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    static func main() async {
+        ConcurrencyExecutor.install()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "keel-launcher",
         abstract: "Keel task launcher: advertises this node's resources to the broker and runs tasks in sandboxes."

@@ -10,6 +10,12 @@ import RegistryCore
 /// keel-registry: the framework registry (identities, failover, tokens).
 @main
 struct RegistryCommand: AsyncParsableCommand {
+    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    static func main() async {
+        ConcurrencyExecutor.install()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "keel-registry",
         abstract: "Keel framework registry: registers frameworks, issues their tokens, and streams changes to the broker.",

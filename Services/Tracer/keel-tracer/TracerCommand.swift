@@ -8,6 +8,12 @@ import TracerCore
 /// keel-tracer: the span store and OTLP receiver behind `keel trace`.
 @main
 struct TracerCommand: AsyncParsableCommand {
+    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    static func main() async {
+        ConcurrencyExecutor.install()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "keel-tracer",
         abstract: "Keel metrics and debug tracer: receives every daemon's spans over OTLP/gRPC and answers task timelines."
