@@ -5,14 +5,16 @@ import NIOPosix
 /// Where a daemon's Swift concurrency jobs run.
 ///
 /// By default every Keel daemon runs its jobs on NIO's event loop threads (the singleton group
-/// its gRPC and HTTP servers and clients use) instead of Swift's own cooperative pool. A message
-/// read on an event loop is then handled on that thread, and a reply written from a handler needs
-/// no hop back: without this every message crossed threads twice, and on a small (virtual)
-/// machine those wake-ups cost more than the work itself. The launch benchmark measured it:
-/// broker CPU per task 1.4 → 0.4 ms, framework 0.5 → 0.1 ms, launcher 1.9 → 1.5 ms
-/// (BENCHMARKS.md). The loops are as many as the CPUs, like the cooperative pool, so code that
-/// blocks a thread costs what it cost before; blocking work (fsync, fork, file copies) keeps
-/// using its own threads.
+/// its gRPC and HTTP servers and clients use) instead of Swift's own cooperative pool: a message
+/// read on an event loop is handled on that thread, and a reply written from a handler needs no
+/// hop back. In the launch benchmark this saves the broker 0.1–0.2 ms and the framework about
+/// 0.07 ms of CPU per task (BENCHMARKS.md).
+///
+/// An event loop runs every job queued on it before it reads its sockets again. Work that keeps
+/// many jobs queued for long, such as the launcher's preparation of a burst of tasks, therefore
+/// must not run there, or the daemon stops reading (acknowledgements, health pings) until it is
+/// done; the launcher runs its task work on its own threads (`TaskWorkExecutor`). Blocking work
+/// (fsync, fork, file copies) keeps using its own threads as well.
 ///
 /// `KEEL_CONCURRENCY_EXECUTOR=dispatch` keeps Swift's pool, e.g. to rule this out when a daemon
 /// misbehaves.

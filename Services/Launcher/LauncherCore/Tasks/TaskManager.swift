@@ -54,6 +54,8 @@ package final class TaskManager: Service {
     /// Starts supervisors by fork (see ``SupervisorSpawner``); nil without a supervisor, or if
     /// it could not be started (supervisors are then executed one by one).
     let spawner: SupervisorSpawner?
+    /// Where task work runs (see ``TaskWorkExecutor``).
+    private let taskWork = TaskWorkExecutor()
 
     /// Creates the manager; with `checkpoints`, tasks are checkpointed and can be recovered.
     package init(
@@ -143,6 +145,10 @@ package final class TaskManager: Service {
     }
 
     package func run() async throws {
+        await withTaskExecutorPreference(taskWork) { await runTasks() }
+    }
+
+    private func runTasks() async {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 await self.retryLoop()
