@@ -1,4 +1,5 @@
 import KeelRPC
+import Synchronization
 import Testing
 
 @Suite("Message outbox")
@@ -50,5 +51,82 @@ struct MessageOutboxTests {
                 }
             }
         }
+    }
+}
+
+@Suite("Message outbox pacing", .timeLimit(.minutes(1)))
+struct MessageOutboxPacingTests {
+    /// A pause the test ends: it reports each requested wait and returns when released.
+    final class ControlledPause: Sendable {
+        let requests: AsyncStream<Duration>
+        private let requested: AsyncStream<Duration>.Continuation
+        private let releases = Mutex<[CheckedContinuation<Void, Never>]>([])
+
+        init() {
+            (requests, requested) = AsyncStream.makeStream(of: Duration.self)
+        }
+
+        func wait(_ duration: Duration) async {
+            await withCheckedContinuation { continuation in
+                releases.withLock { $0.append(continuation) }
+                requested.yield(duration)
+            }
+        }
+
+        func releaseAll() {
+            for continuation in releases.withLock({ list in defer { list.removeAll() }; return list }) {
+                continuation.resume()
+            }
+        }
+    }
+
+    @Test("the first batch goes out at once; the next waits out the interval and takes what came meanwhile")
+    func pacedBatches() async throws {
+        let pause = ControlledPause()
+        let outbox = MessageOutbox<Int>(minimumInterval: .seconds(3600), pause: { await pause.wait($0) })
+        outbox.send(1)
+        #expect(await outbox.next() == [1], "an idle outbox hands over the first message without waiting")
+
+        outbox.send(2)
+        let writer = Task { await outbox.next() }
+        var requests = pause.requests.makeAsyncIterator()
+        let requested = try #require(await requests.next())
+        #expect(requested > .zero && requested <= .seconds(3600), "it waits for the rest of the interval")
+        outbox.send(3)
+        outbox.send(4)
+        pause.releaseAll()
+        #expect(await writer.value == [2, 3, 4], "what was sent during the wait goes out in the same batch")
+    }
+
+    @Test("a full batch, a finished outbox and an outbox without interval are taken without waiting")
+    func noWait() async {
+        let pause = ControlledPause()
+        let outbox = MessageOutbox<Int>(minimumInterval: .seconds(3600), pause: { await pause.wait($0) })
+        outbox.send(0)
+        _ = await outbox.next()
+        for index in 1...MessageOutbox<Int>.fullBatch { outbox.send(index) }
+        #expect(await outbox.next()?.count == MessageOutbox<Int>.fullBatch)
+
+        outbox.send(7)
+        outbox.finish()
+        #expect(await outbox.next() == [7])
+        #expect(await outbox.next() == nil)
+
+        let unpaced = MessageOutbox<Int>(pause: { await pause.wait($0) })
+        for index in 0..<3 {
+            unpaced.send(index)
+            #expect(await unpaced.next() == [index])
+        }
+    }
+
+    @Test("a writer cancelled while it waits out the interval takes the queue at once")
+    func cancelledWait() async throws {
+        let outbox = MessageOutbox<Int>(minimumInterval: .seconds(3600))
+        outbox.send(1)
+        _ = await outbox.next()
+        outbox.send(2)
+        let writer = Task { await outbox.next() }
+        writer.cancel()
+        #expect(await writer.value == [2])
     }
 }

@@ -23,7 +23,7 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         try await mappingErrors {
-            let outbound = MessageOutbox<Keel_V1_BrokerMessage>()
+            let outbound = MessageOutbox<Keel_V1_BrokerMessage>(minimumInterval: StreamPacing.interval)
             let session = AgentSession()
             defer {
                 if let (agentID, connection) = session.current {

@@ -32,7 +32,7 @@ package struct SchedulerService: Keel_V1_Scheduler.SimpleServiceProtocol {
             try requireFramework(frameworkID)
             try await broker.ensureFramework(frameworkID)
             let id = FrameworkID(frameworkID)
-            let outbound = MessageOutbox<Keel_V1_Event>()
+            let outbound = MessageOutbox<Keel_V1_Event>(minimumInterval: StreamPacing.interval)
             let (connection, streamID) = try broker.mutate { state in
                 let connection = try state.subscribe(id, outbound: outbound, now: Date())
                 return (connection, state.frameworks[id]?.streamID ?? "")

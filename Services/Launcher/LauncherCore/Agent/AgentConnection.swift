@@ -67,7 +67,7 @@ package struct AgentConnection: Service {
     }
 
     private func attachOnce(port: Int, onRegistered reset: @escaping @Sendable () -> Void) async throws {
-        let outbox = MessageOutbox<Keel_V1_AgentMessage>()
+        let outbox = MessageOutbox<Keel_V1_AgentMessage>(minimumInterval: StreamPacing.interval)
         let brokerAcceptsBatches = StreamFlag()
         outbox.send(.with { $0.register = registerMessage(port: port) })
         let heartbeatInterval = configuration.heartbeatInterval
