@@ -44,6 +44,9 @@ package struct LauncherConfiguration: Sendable {
     package var taskLogLimits: TaskLogLimits
     /// When the sandboxes (and checkpoints) of ended tasks are removed.
     package var sandboxGC: SandboxGarbageCollector.Settings
+    /// How many emptied task cgroups are kept for later tasks (``CgroupPool``); 0 gives every
+    /// task new cgroups.
+    package var cgroupPoolSize: Int
 
     /// Creates a configuration with the usual intervals.
     package init(
@@ -63,8 +66,10 @@ package struct LauncherConfiguration: Sendable {
         fetcherCacheBytes: UInt64 = 2 << 30,
         faultDomain: (region: String, zone: String)? = nil,
         taskLogLimits: TaskLogLimits = .defaults,
-        sandboxGC: SandboxGarbageCollector.Settings = SandboxGarbageCollector.Settings()
+        sandboxGC: SandboxGarbageCollector.Settings = SandboxGarbageCollector.Settings(),
+        cgroupPoolSize: Int = 64
     ) {
+        self.cgroupPoolSize = cgroupPoolSize
         self.faultDomain = faultDomain
         self.taskLogLimits = taskLogLimits
         self.sandboxGC = sandboxGC

@@ -18,7 +18,8 @@ struct TaskManagerIsolationTests {
         let endpoint = try Endpoint(parsing: "127.0.0.1:1")
         let configuration = LauncherConfiguration(
             broker: endpoint, advertisedAddress: endpoint, workDir: workDir, hostname: "test",
-            resources: try Resources(parsing: "cpus:1;mem:1024"), isolation: CgroupTestSupport.isolation)
+            resources: try Resources(parsing: "cpus:1;mem:1024"), isolation: CgroupTestSupport.isolation,
+            cgroupPoolSize: 0)
         let updates = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60))
         let manager = TaskManager(
             configuration: configuration, updates: updates, identity: AgentIdentity(), logger: ProcessTestSupport.logger)

@@ -13,14 +13,17 @@ struct LauncherUnderTest {
     let updates: StatusUpdateManager
     let checkpoints: TaskCheckpointStore
 
-    init(workDir: String, isolation: NodeIsolation = .processGroupOnly, taskLogLimits: TaskLogLimits = .defaults) throws {
+    init(
+        workDir: String, isolation: NodeIsolation = .processGroupOnly, taskLogLimits: TaskLogLimits = .defaults,
+        cgroupPoolSize: Int = 64
+    ) throws {
         let supervisor = try #require(
             TaskSupervision.supervisorBesideExecutable(), "keel-task-supervisor must be built next to the tests")
         let endpoint = try Endpoint(parsing: "127.0.0.1:1")
         let configuration = LauncherConfiguration(
             broker: endpoint, advertisedAddress: endpoint, workDir: workDir, hostname: "test",
             resources: try Resources(parsing: "cpus:1;mem:1024"), defaultKillGracePeriod: .seconds(1),
-            isolation: isolation, taskSupervisor: supervisor, taskLogLimits: taskLogLimits)
+            isolation: isolation, taskSupervisor: supervisor, taskLogLimits: taskLogLimits, cgroupPoolSize: cgroupPoolSize)
         checkpoints = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
         updates = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60), checkpoints: checkpoints)
         manager = TaskManager(

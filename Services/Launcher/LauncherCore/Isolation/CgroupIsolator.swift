@@ -24,6 +24,23 @@ package protocol CgroupIsolator: Sendable, CustomStringConvertible {
     func isFrozen(_ path: String) -> Bool
     /// The OOM kills, limit and peak usage of `path`, if this hierarchy enforces memory.
     func memoryLimitation(_ path: String) -> MemoryLimitation?
+    /// Whether cgroup `path`, empty after its task ended, can serve another task: nothing is
+    /// left in it that the next task would inherit (an OOM kill on record, more charged memory
+    /// than ``CgroupReuse/memoryLeftover``, a frozen state), and this hierarchy can reset what
+    /// it enforces for `controllers`.
+    func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool
+    /// Readies cgroup `path` of an ended task (``isReusable(_:controllers:)``) for a task with
+    /// `limits`: resets its peak and failure counters and writes every limit of `controllers`,
+    /// the defaults of those the task does not set included.
+    func reuse(_ path: String, for limits: TaskResourceLimits, controllers: Set<CgroupController>) throws(LauncherError)
+}
+
+/// The rules of giving an ended task's cgroups to the next task (see ``CgroupPool``).
+package enum CgroupReuse {
+    /// The most memory an ended task may leave charged to its memory cgroup (kernel objects it
+    /// created, such as the dentries of its files) for the cgroup to be reused. The next task's
+    /// limit is raised by what is left, so it can still use all of its own memory.
+    package static let memoryLeftover: UInt64 = 1 << 20
 }
 
 extension CgroupIsolator {
@@ -114,6 +131,57 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
         return MemoryLimitation(
             limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.max_usage_in_bytes"), oomKills: kills)
     }
+
+    package func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool {
+        let dir = directory(path)
+        if controllers.contains(.memory) {
+            // Without `oom_kill` (kernels before 4.13) a past OOM kill could not be told apart
+            // from the next task's, so such cgroups are not reused.
+            guard CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill") == 0,
+                let usage = CgroupFiles.readInteger(dir + "/memory.usage_in_bytes"), usage <= CgroupReuse.memoryLeftover
+            else { return false }
+        }
+        if controllers.contains(.freezer), CgroupFiles.readLine(dir + "/freezer.state") != "THAWED" { return false }
+        return true
+    }
+
+    package func reuse(
+        _ path: String, for limits: TaskResourceLimits, controllers: Set<CgroupController>
+    ) throws(LauncherError) {
+        let dir = directory(path)
+        if controllers.contains(.memory) {
+            let swap = CgroupFiles.exists(dir + "/memory.memsw.limit_in_bytes")
+            let leftover = CgroupFiles.readInteger(dir + "/memory.usage_in_bytes") ?? 0
+            let limit = limits.memoryBytes.map { "\($0 + leftover)" } ?? "-1"
+            // memory+swap may never be below memory: lift it before the memory limit changes.
+            if swap {
+                try CgroupFiles.write("-1", to: dir + "/memory.memsw.limit_in_bytes", purpose: "reset the task's swap limit")
+            }
+            try CgroupFiles.write(limit, to: dir + "/memory.limit_in_bytes", purpose: "limit the task's memory")
+            if swap {
+                try CgroupFiles.write(limit, to: dir + "/memory.memsw.limit_in_bytes", purpose: "forbid the task to use swap")
+            }
+            let counters = ["memory.max_usage_in_bytes", "memory.failcnt"]
+                + (swap ? ["memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt"] : [])
+            for counter in counters {
+                try CgroupFiles.write("0", to: dir + "/" + counter, purpose: "reset the cgroup's \(counter)")
+            }
+        }
+        if controllers.contains(.cpu) {
+            try CgroupFiles.write("\(limits.cpuShares ?? 1024)", to: dir + "/cpu.shares", purpose: "set the task's CPU shares")
+            if let quota = limits.cfsQuotaMicros {
+                try CgroupFiles.write(
+                    "\(TaskResourceLimits.cfsPeriodMicros)", to: dir + "/cpu.cfs_period_us", purpose: "set the task's CPU period")
+                try CgroupFiles.write("\(quota)", to: dir + "/cpu.cfs_quota_us", purpose: "cap the task's CPU time")
+            } else if CgroupFiles.readLine(dir + "/cpu.cfs_quota_us").map({ $0 != "-1" }) ?? false {
+                try CgroupFiles.write("-1", to: dir + "/cpu.cfs_quota_us", purpose: "lift the last task's CPU cap")
+            }
+        }
+        if controllers.contains(.pids) {
+            try CgroupFiles.write(
+                limits.maxProcesses.map { "\($0)" } ?? "max", to: dir + "/pids.max", purpose: "limit the task's processes")
+        }
+    }
 }
 
 /// The cgroup v2 unified hierarchy (e.g. `/sys/fs/cgroup` or, on hybrid hosts,
@@ -190,5 +258,19 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
         return MemoryLimitation(
             limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.peak"),
             oomKills: CgroupFiles.keyedValue(dir + "/memory.events", key: "oom_kill") ?? 0)
+    }
+    /// Only a hierarchy that just freezes: the peak and event counters of memory, cpu and pids
+    /// cannot be reset on every kernel this runs on, so cgroups enforcing them are not reused.
+    package func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool {
+        controllers.isSubset(of: [.freezer]) && !isFrozen(path)
+    }
+
+    package func reuse(
+        _ path: String, for limits: TaskResourceLimits, controllers: Set<CgroupController>
+    ) throws(LauncherError) {
+        guard controllers.isSubset(of: [.freezer]) else {
+            throw LauncherError(
+                code: .internalError, message: "cgroup v2 \(directory(path)) enforces \(controllers.sorted()) and cannot be reused")
+        }
     }
 }

@@ -94,10 +94,12 @@ package struct NodeIsolation: Sendable {
     /// On failure, whatever was created is removed and a ``LauncherError`` says which file or
     /// directory the kernel refused.
     package func makeTaskCgroup(name: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup? {
-        var limits = limits
-        if limits.maxProcesses == nil { limits.maxProcesses = settings.maxProcessesPerTask }
-        limits.hardCPULimit = limits.hardCPULimit || settings.cpuHardLimit
-        let path = taskCgroupPath(name: name)
+        try makeTaskCgroup(path: taskCgroupPath(name: name), limits: limits, logger: logger)
+    }
+
+    /// Like ``makeTaskCgroup(name:limits:logger:)``, at `path` (relative to each mount point).
+    package func makeTaskCgroup(path: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup? {
+        let limits = effectiveLimits(limits)
         var members: [TaskCgroup.Member] = []
         do {
             for (isolator, controllers) in hierarchies {
@@ -109,16 +111,51 @@ package struct NodeIsolation: Sendable {
             TaskCgroup.removeDirectories(members.map { $0.isolator.directory(path) })
             throw error
         }
-        var rlimits: [String] = []
-        if let prlimitPath {
-            if rlimitFallbacks.contains(.memory), let bytes = limits.memoryBytes { rlimits.append("--as=\(bytes)") }
-            if rlimitFallbacks.contains(.pids), let count = limits.maxProcesses { rlimits.append("--nproc=\(count)") }
-            if !rlimits.isEmpty { rlimits = [prlimitPath] + rlimits + ["--"] }
-        }
+        let rlimits = rlimitPrefix(limits)
         if members.isEmpty && rlimits.isEmpty { return nil }
         var logger = logger
         logger[metadataKey: "keel.cgroup"] = "\(path)"
         return TaskCgroup(path: path, members: members, limits: limits, rlimitPrefix: rlimits, logger: logger)
+    }
+
+    /// Whether the cgroups of ended tasks can be kept for later tasks (``CgroupPool``): cgroups
+    /// are in use and every hierarchy can reset what it enforces. A cgroup v2 hierarchy that
+    /// enforces memory, cpu or pids cannot (see ``CgroupV2Hierarchy/isReusable(_:controllers:)``),
+    /// so there every task gets new cgroups.
+    package var canReuseCgroups: Bool {
+        !hierarchies.isEmpty
+            && hierarchies.allSatisfy { $0.isolator is CgroupV1Hierarchy || $0.controllers.isSubset(of: [.freezer]) }
+    }
+
+    /// The cgroups at `path` of an ended task (found reusable by
+    /// ``TaskCgroup/isReusable()``), readied for a task with `limits`.
+    package func reuseTaskCgroup(path: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup {
+        let limits = effectiveLimits(limits)
+        var members: [TaskCgroup.Member] = []
+        for (isolator, controllers) in hierarchies {
+            try isolator.reuse(path, for: limits, controllers: controllers)
+            members.append(TaskCgroup.Member(isolator: isolator, controllers: controllers))
+        }
+        var logger = logger
+        logger[metadataKey: "keel.cgroup"] = "\(path)"
+        return TaskCgroup(path: path, members: members, limits: limits, rlimitPrefix: rlimitPrefix(limits), logger: logger)
+    }
+
+    /// `limits` with the node's pids limit and CPU hard-limit setting filled in.
+    private func effectiveLimits(_ limits: TaskResourceLimits) -> TaskResourceLimits {
+        var limits = limits
+        if limits.maxProcesses == nil { limits.maxProcesses = settings.maxProcessesPerTask }
+        limits.hardCPULimit = limits.hardCPULimit || settings.cpuHardLimit
+        return limits
+    }
+
+    /// `prlimit … --` for the rlimit fallbacks of `limits`; empty if none applies.
+    private func rlimitPrefix(_ limits: TaskResourceLimits) -> [String] {
+        guard let prlimitPath else { return [] }
+        var rlimits: [String] = []
+        if rlimitFallbacks.contains(.memory), let bytes = limits.memoryBytes { rlimits.append("--as=\(bytes)") }
+        if rlimitFallbacks.contains(.pids), let count = limits.maxProcesses { rlimits.append("--nproc=\(count)") }
+        return rlimits.isEmpty ? [] : [prlimitPath] + rlimits + ["--"]
     }
 
     /// The path (relative to each mount point) ``makeTaskCgroup(name:limits:logger:)`` uses for `name`.

@@ -82,3 +82,13 @@ extension TaskCgroup {
         return false
     }
 }
+
+extension TaskCgroup {
+    /// Whether these cgroups, emptied after their task ended, can serve another task (every
+    /// hierarchy's ``CgroupIsolator/isReusable(_:controllers:)``). Kills what may be left first
+    /// and says no if anything stays.
+    package func isReusable() async -> Bool {
+        guard await killAll(timeout: .seconds(5)) else { return false }
+        return members.allSatisfy { $0.isolator.isReusable(path, controllers: $0.controllers) }
+    }
+}

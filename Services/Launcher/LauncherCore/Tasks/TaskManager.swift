@@ -56,6 +56,9 @@ package final class TaskManager: Service {
     let spawner: SupervisorSpawner?
     /// Where task work runs (see ``TaskWorkExecutor``).
     private let taskWork = TaskWorkExecutor()
+    /// Emptied task cgroups kept for later tasks; nil where cgroups cannot be reused or the
+    /// pool is off.
+    package let cgroupPool: CgroupPool?
 
     /// Creates the manager; with `checkpoints`, tasks are checkpointed and can be recovered.
     package init(
@@ -68,6 +71,8 @@ package final class TaskManager: Service {
         self.checkpoints = checkpoints
         self.logger = logger
         (workStream, work) = AsyncStream.makeStream(of: Work.self)
+        cgroupPool = configuration.isolation.canReuseCgroups && configuration.cgroupPoolSize > 0
+            ? CgroupPool(capacity: configuration.cgroupPoolSize) : nil
         spawner = configuration.taskSupervisor.flatMap { SupervisorSpawner.start(supervisor: $0, logger: logger) }
         let cacheDirectory = URL(fileURLWithPath: configuration.workDir).appendingPathComponent("fetcher-cache")
         fetcher = Result {
@@ -181,6 +186,9 @@ package final class TaskManager: Service {
             }
             group.cancelAll()
         }
+        for path in cgroupPool?.drain() ?? [] {
+            await discardCgroup(path)
+        }
         await checkpoints?.flush()
     }
 
@@ -230,9 +238,13 @@ package final class TaskManager: Service {
                 return
             }
         }
-        let cgroupName = "\(key.taskID)-\(runID)"
         let usesCgroups = !configuration.isolation.assignments.isEmpty
-        let cgroupPath = usesCgroups ? configuration.isolation.taskCgroupPath(name: cgroupName) : nil
+        // A kept cgroup (whose note is on disk already), else a new one: named after the pool
+        // when it may be kept later, else after the task's run.
+        let keptCgroup = usesCgroups ? cgroupPool?.take() : nil
+        let cgroupPath =
+            keptCgroup
+            ?? configuration.isolation.taskCgroupPath(name: cgroupPool == nil ? "\(key.taskID)-\(runID)" : CgroupPool.slotName())
         if let checkpoints {
             // The record goes to disk with TASK_STARTING (one write, queued by the report
             // below); ``TaskCheckpointStore/sync(_:cgroup:)`` waits for it and the cgroup note
@@ -240,33 +252,37 @@ package final class TaskManager: Service {
             var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
             record.runID = runID
             record.sandbox = sandbox.root
-            record.cgroup = cgroupPath
+            record.cgroup = usesCgroups ? cgroupPath : nil
             checkpoints.create(record, write: false)
-            if let cgroupPath { checkpoints.recordCgroup(cgroupPath) }
+            if usesCgroups, keptCgroup == nil { checkpoints.recordCgroup(cgroupPath) }
         }
         report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
-        // Ends the task before its cgroup exists, dropping the cgroup note.
-        func endBeforeStart(_ state: Keel_V1_TaskState, _ reason: Keel_V1_TaskStatus.Reason, _ message: String) {
-            if let cgroupPath { checkpoints?.forgetCgroup(cgroupPath) }
+        // Ends the task before it got its cgroup: a kept one goes back, a new one's note goes.
+        func endBeforeStart(_ state: Keel_V1_TaskState, _ reason: Keel_V1_TaskStatus.Reason, _ message: String) async {
+            if let keptCgroup {
+                if !(cgroupPool?.put(keptCgroup) ?? false) { await discardCgroup(keptCgroup) }
+            } else if usesCgroups {
+                checkpoints?.forgetCgroup(cgroupPath)
+            }
             finish(key, state: state, reason: reason, message: message)
         }
 
         if !task.command.uris.isEmpty {
             if killRequestedBeforeStart(key) {
-                endBeforeStart(.taskKilled, .taskKilledDuringLaunch, "killed before it started")
+                await endBeforeStart(.taskKilled, .taskKilledDuringLaunch, "killed before it started")
                 return
             }
             do {
                 try await fetchURIs(of: task, into: sandbox, logger: logger)
             } catch {
                 let message = (error as? LauncherError)?.message ?? "\(error)"
-                endBeforeStart(.taskFailed, .fetcherFailed, "fetching the task's URIs failed: \(message)")
+                await endBeforeStart(.taskFailed, .fetcherFailed, "fetching the task's URIs failed: \(message)")
                 return
             }
         }
 
         if killRequestedBeforeStart(key) {
-            endBeforeStart(.taskKilled, .taskKilledDuringLaunch, "killed before it started")
+            await endBeforeStart(.taskKilled, .taskKilledDuringLaunch, "killed before it started")
             return
         }
         let command: TaskCommand
@@ -274,7 +290,7 @@ package final class TaskManager: Service {
         case .argv(let argv): command = .argv(argv.args)
         case .shell(let shell): command = .shell(shell)
         case nil:
-            endBeforeStart(.taskError, .taskInvalid, "the task has no command")
+            await endBeforeStart(.taskError, .taskInvalid, "the task has no command")
             return
         }
         let spec = TaskLaunchSpec(
@@ -283,17 +299,19 @@ package final class TaskManager: Service {
             sandbox: sandbox,
             user: task.command.user.isEmpty ? nil : task.command.user
         )
-        await checkpoints?.sync(key, cgroup: cgroupPath)
+        await checkpoints?.sync(key, cgroup: usesCgroups && keptCgroup == nil ? cgroupPath : nil)
         let cgroup: TaskCgroup?
         do {
-            cgroup = try configuration.isolation.makeTaskCgroup(
-                name: cgroupName, limits: Self.limits(of: task), logger: logger)
+            if let keptCgroup {
+                cgroup = try await reuseCgroup(keptCgroup, for: key, limits: Self.limits(of: task), logger: logger)
+            } else {
+                cgroup = try makeCgroup(cgroupPath, limits: Self.limits(of: task), logger: logger)
+            }
         } catch {
-            if let cgroupPath { checkpoints?.forgetCgroup(cgroupPath) }
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: "cannot isolate the task: \(error.message)")
             return
         }
-        if cgroup?.path != cgroupPath { checkpoints?.update(key) { $0.cgroup = cgroup?.path } }
+        if cgroup?.path != (usesCgroups ? cgroupPath : nil) { checkpoints?.update(key) { $0.cgroup = cgroup?.path } }
         let supervision = configuration.taskSupervisor.map { supervisor in
             TaskSupervision(
                 supervisor: supervisor,
@@ -350,9 +368,9 @@ package final class TaskManager: Service {
         }
         let killed = containers.withLock { $0[key]?.killRequested ?? false }
         logger.info("task exited", metadata: ["keel.status": "\(status)", "keel.killed": "\(killed)"])
-        // Read the OOM record before the cgroups (and their counters) are removed.
+        // Read the OOM record before the cgroups (and their counters) are removed or reused.
         let limitation = cgroup?.memoryLimitation
-        await removeCgroup(cgroup)
+        await releaseCgroup(cgroup)
         if let limitation, !killed {
             logger.warning("task killed by its memory limit", metadata: ["keel.limitation": "\(limitation)"])
             let signal: Int32? = if case .signaled(let signal, _) = status { signal } else { nil }
@@ -378,6 +396,56 @@ package final class TaskManager: Service {
             }
         case .unknown:
             finish(key, state: killed ? .taskKilled : .taskFailed, reason: .executorTerminated, message: "exit status unknown")
+        }
+    }
+
+    /// Makes the new cgroups `path` of a task; on failure forgets their note (nothing is left).
+    private func makeCgroup(_ path: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup? {
+        do {
+            return try configuration.isolation.makeTaskCgroup(path: path, limits: limits, logger: logger)
+        } catch {
+            if !configuration.isolation.assignments.isEmpty { checkpoints?.forgetCgroup(path) }
+            throw error
+        }
+    }
+
+    /// Readies the kept cgroup `path` for a task; if it cannot be reused it is removed and the
+    /// task gets new cgroups (noted on disk before they are made).
+    private func reuseCgroup(
+        _ path: String, for key: LauncherTaskKey, limits: TaskResourceLimits, logger: Logger
+    ) async throws(LauncherError) -> TaskCgroup? {
+        do {
+            return try configuration.isolation.reuseTaskCgroup(path: path, limits: limits, logger: logger)
+        } catch {
+            logger.warning("cannot reuse a kept cgroup; making a new one", metadata: [
+                "keel.cgroup": "\(path)", "keel.error": "\(error.message)",
+            ])
+        }
+        await discardCgroup(path)
+        let fresh = configuration.isolation.taskCgroupPath(name: CgroupPool.slotName())
+        checkpoints?.recordCgroup(fresh)
+        await checkpoints?.sync(key, cgroup: fresh)
+        return try makeCgroup(fresh, limits: limits, logger: logger)
+    }
+
+    /// Keeps an ended task's cgroups for a later task when they belong to the pool, can serve
+    /// another task and the pool has room (their note stays on disk); otherwise removes them.
+    func releaseCgroup(_ cgroup: TaskCgroup?) async {
+        guard let cgroup else { return }
+        if let cgroupPool, !cgroup.members.isEmpty, cgroup.path.split(separator: "/").last?.hasPrefix("slot-") == true,
+            await cgroup.isReusable(), cgroupPool.put(cgroup.path)
+        {
+            return
+        }
+        await removeCgroup(cgroup)
+    }
+
+    /// Removes the task cgroup `path` (killing anything in it) and forgets its note.
+    func discardCgroup(_ path: String) async {
+        if let cgroup = configuration.isolation.existingTaskCgroup(path: path, logger: logger) {
+            await removeCgroup(cgroup)
+        } else {
+            checkpoints?.forgetCgroup(path)
         }
     }
 
