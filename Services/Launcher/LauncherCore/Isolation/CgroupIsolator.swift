@@ -22,24 +22,28 @@ package protocol CgroupIsolator: Sendable, CustomStringConvertible {
     func setFrozen(_ frozen: Bool, _ path: String) throws(LauncherError)
     /// Whether the kernel reports `path` as completely frozen.
     func isFrozen(_ path: String) -> Bool
-    /// The OOM kills, limit and peak usage of `path`, if this hierarchy enforces memory.
+    /// The OOM kills, limit and peak usage of `path`, if this hierarchy enforces memory and the
+    /// OOM killer struck there.
     func memoryLimitation(_ path: String) -> MemoryLimitation?
     /// Whether cgroup `path`, empty after its task ended, can serve another task: nothing is
     /// left in it that the next task would inherit (an OOM kill on record, more charged memory
     /// than ``CgroupReuse/memoryLeftover``, a frozen state), and this hierarchy can reset what
     /// it enforces for `controllers`.
     func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool
-    /// Readies cgroup `path` of an ended task (``isReusable(_:controllers:)``) for a task with
-    /// `limits`: resets its peak and failure counters and writes every limit of `controllers`,
-    /// the defaults of those the task does not set included.
-    func reuse(_ path: String, for limits: TaskResourceLimits, controllers: Set<CgroupController>) throws(LauncherError)
+    /// Readies cgroup `path` of an ended task (``isReusable(_:controllers:)``), whose limits
+    /// are `previous`, for a task with `limits`: resets its peak usage and writes each limit of
+    /// `controllers` that differs (the defaults of those the task does not set included).
+    func reuse(
+        _ path: String, for limits: TaskResourceLimits, previous: TaskResourceLimits, controllers: Set<CgroupController>
+    ) throws(LauncherError)
 }
 
 /// The rules of giving an ended task's cgroups to the next task (see ``CgroupPool``).
 package enum CgroupReuse {
-    /// The most memory an ended task may leave charged to its memory cgroup (kernel objects it
-    /// created, such as the dentries of its files) for the cgroup to be reused. The next task's
-    /// limit is raised by what is left, so it can still use all of its own memory.
+    /// The most memory an ended task may leave charged to its memory cgroup for the cgroup to be
+    /// reused. What a task that exited leaves is kernel memory such as the dentries and inodes
+    /// of the files it touched (a few hundred KiB for a short command), which the kernel reclaims
+    /// when the next task needs the room, so the next task can still use all of its limit.
     package static let memoryLeftover: UInt64 = 1 << 20
 }
 
@@ -120,14 +124,13 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
 
     package func memoryLimitation(_ path: String) -> MemoryLimitation? {
         let dir = directory(path)
-        guard controllers.contains(.memory),
-            let limit = CgroupFiles.readInteger(dir + "/memory.limit_in_bytes")
-        else { return nil }
+        guard controllers.contains(.memory) else { return nil }
         // `oom_kill` in memory.oom_control exists since Linux 4.13; older kernels only have the
         // failure counter, which also counts reclaimed (survived) hits, so it is a weaker signal.
         let kills =
             CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill")
             ?? CgroupFiles.readInteger(dir + "/memory.failcnt") ?? 0
+        guard kills > 0, let limit = CgroupFiles.readInteger(dir + "/memory.limit_in_bytes") else { return nil }
         return MemoryLimitation(
             limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.max_usage_in_bytes"), oomKills: kills)
     }
@@ -146,38 +149,41 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
     }
 
     package func reuse(
-        _ path: String, for limits: TaskResourceLimits, controllers: Set<CgroupController>
+        _ path: String, for limits: TaskResourceLimits, previous: TaskResourceLimits, controllers: Set<CgroupController>
     ) throws(LauncherError) {
         let dir = directory(path)
         if controllers.contains(.memory) {
-            let swap = CgroupFiles.exists(dir + "/memory.memsw.limit_in_bytes")
-            let leftover = CgroupFiles.readInteger(dir + "/memory.usage_in_bytes") ?? 0
-            let limit = limits.memoryBytes.map { "\($0 + leftover)" } ?? "-1"
-            // memory+swap may never be below memory: lift it before the memory limit changes.
-            if swap {
-                try CgroupFiles.write("-1", to: dir + "/memory.memsw.limit_in_bytes", purpose: "reset the task's swap limit")
+            if limits.memoryBytes != previous.memoryBytes {
+                let limit = limits.memoryBytes.map { "\($0)" } ?? "-1"
+                let swap = CgroupFiles.exists(dir + "/memory.memsw.limit_in_bytes")
+                // memory+swap may never be below memory: lift it before the memory limit changes.
+                if swap {
+                    try CgroupFiles.write("-1", to: dir + "/memory.memsw.limit_in_bytes", purpose: "reset the task's swap limit")
+                }
+                try CgroupFiles.write(limit, to: dir + "/memory.limit_in_bytes", purpose: "limit the task's memory")
+                if swap {
+                    try CgroupFiles.write(limit, to: dir + "/memory.memsw.limit_in_bytes", purpose: "forbid the task to use swap")
+                }
             }
-            try CgroupFiles.write(limit, to: dir + "/memory.limit_in_bytes", purpose: "limit the task's memory")
-            if swap {
-                try CgroupFiles.write(limit, to: dir + "/memory.memsw.limit_in_bytes", purpose: "forbid the task to use swap")
-            }
-            let counters = ["memory.max_usage_in_bytes", "memory.failcnt"]
-                + (swap ? ["memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt"] : [])
-            for counter in counters {
-                try CgroupFiles.write("0", to: dir + "/" + counter, purpose: "reset the cgroup's \(counter)")
-            }
+            // The peak is reported when the task is OOM-killed. The failure counters need no reset:
+            // a reusable cgroup has `oom_kill`, which ``memoryLimitation(_:)`` reads instead.
+            try CgroupFiles.write("0", to: dir + "/memory.max_usage_in_bytes", purpose: "reset the cgroup's peak memory usage")
         }
         if controllers.contains(.cpu) {
-            try CgroupFiles.write("\(limits.cpuShares ?? 1024)", to: dir + "/cpu.shares", purpose: "set the task's CPU shares")
-            if let quota = limits.cfsQuotaMicros {
-                try CgroupFiles.write(
-                    "\(TaskResourceLimits.cfsPeriodMicros)", to: dir + "/cpu.cfs_period_us", purpose: "set the task's CPU period")
-                try CgroupFiles.write("\(quota)", to: dir + "/cpu.cfs_quota_us", purpose: "cap the task's CPU time")
-            } else if CgroupFiles.readLine(dir + "/cpu.cfs_quota_us").map({ $0 != "-1" }) ?? false {
-                try CgroupFiles.write("-1", to: dir + "/cpu.cfs_quota_us", purpose: "lift the last task's CPU cap")
+            if limits.cpuShares != previous.cpuShares {
+                try CgroupFiles.write("\(limits.cpuShares ?? 1024)", to: dir + "/cpu.shares", purpose: "set the task's CPU shares")
+            }
+            if limits.cfsQuotaMicros != previous.cfsQuotaMicros {
+                if let quota = limits.cfsQuotaMicros {
+                    try CgroupFiles.write(
+                        "\(TaskResourceLimits.cfsPeriodMicros)", to: dir + "/cpu.cfs_period_us", purpose: "set the task's CPU period")
+                    try CgroupFiles.write("\(quota)", to: dir + "/cpu.cfs_quota_us", purpose: "cap the task's CPU time")
+                } else {
+                    try CgroupFiles.write("-1", to: dir + "/cpu.cfs_quota_us", purpose: "lift the last task's CPU cap")
+                }
             }
         }
-        if controllers.contains(.pids) {
+        if controllers.contains(.pids), limits.maxProcesses != previous.maxProcesses {
             try CgroupFiles.write(
                 limits.maxProcesses.map { "\($0)" } ?? "max", to: dir + "/pids.max", purpose: "limit the task's processes")
         }
@@ -252,12 +258,12 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
 
     package func memoryLimitation(_ path: String) -> MemoryLimitation? {
         let dir = directory(path)
-        guard controllers.contains(.memory), let limit = CgroupFiles.readInteger(dir + "/memory.max") else {
-            return nil
-        }
+        guard controllers.contains(.memory),
+            let kills = CgroupFiles.keyedValue(dir + "/memory.events", key: "oom_kill"), kills > 0,
+            let limit = CgroupFiles.readInteger(dir + "/memory.max")
+        else { return nil }
         return MemoryLimitation(
-            limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.peak"),
-            oomKills: CgroupFiles.keyedValue(dir + "/memory.events", key: "oom_kill") ?? 0)
+            limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.peak"), oomKills: kills)
     }
     /// Only a hierarchy that just freezes: the peak and event counters of memory, cpu and pids
     /// cannot be reset on every kernel this runs on, so cgroups enforcing them are not reused.
@@ -266,7 +272,7 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
     }
 
     package func reuse(
-        _ path: String, for limits: TaskResourceLimits, controllers: Set<CgroupController>
+        _ path: String, for limits: TaskResourceLimits, previous: TaskResourceLimits, controllers: Set<CgroupController>
     ) throws(LauncherError) {
         guard controllers.isSubset(of: [.freezer]) else {
             throw LauncherError(

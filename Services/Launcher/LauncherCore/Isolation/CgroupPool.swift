@@ -18,7 +18,18 @@ import Synchronization
 package final class CgroupPool: Sendable {
     /// The most cgroups kept.
     package let capacity: Int
-    private let idle = Mutex<[String]>([])
+    /// A kept cgroup: its path and the limits written in it.
+    package struct Kept: Sendable, Hashable {
+        package var path: String
+        package var limits: TaskResourceLimits
+
+        package init(path: String, limits: TaskResourceLimits) {
+            self.path = path
+            self.limits = limits
+        }
+    }
+
+    private let idle = Mutex<[Kept]>([])
 
     /// A pool keeping up to `capacity` cgroups.
     package init(capacity: Int) {
@@ -26,22 +37,22 @@ package final class CgroupPool: Sendable {
         self.capacity = capacity
     }
 
-    /// A kept cgroup's path, most recently kept first; `nil` if none is kept.
-    package func take() -> String? {
+    /// A kept cgroup, most recently kept first; `nil` if none is kept.
+    package func take() -> Kept? {
         idle.withLock { $0.popLast() }
     }
 
-    /// Keeps the (emptied, reusable) cgroup `path`; `false` if the pool is full.
-    package func put(_ path: String) -> Bool {
+    /// Keeps an emptied, reusable cgroup; `false` if the pool is full.
+    package func put(_ kept: Kept) -> Bool {
         idle.withLock { idle in
             guard idle.count < capacity else { return false }
-            idle.append(path)
+            idle.append(kept)
             return true
         }
     }
 
     /// Every kept cgroup, which the pool forgets.
-    package func drain() -> [String] {
+    package func drain() -> [Kept] {
         idle.withLock { idle in
             defer { idle.removeAll() }
             return idle

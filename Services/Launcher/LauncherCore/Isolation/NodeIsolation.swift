@@ -127,13 +127,16 @@ package struct NodeIsolation: Sendable {
             && hierarchies.allSatisfy { $0.isolator is CgroupV1Hierarchy || $0.controllers.isSubset(of: [.freezer]) }
     }
 
-    /// The cgroups at `path` of an ended task (found reusable by
-    /// ``TaskCgroup/isReusable()``), readied for a task with `limits`.
-    package func reuseTaskCgroup(path: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup {
+    /// The cgroups at `path` of an ended task (found reusable by ``TaskCgroup/isReusable()``),
+    /// whose limits were `previous` (as its ``TaskCgroup/limits`` say), readied for a task with
+    /// `limits`.
+    package func reuseTaskCgroup(
+        path: String, limits: TaskResourceLimits, previous: TaskResourceLimits, logger: Logger
+    ) throws(LauncherError) -> TaskCgroup {
         let limits = effectiveLimits(limits)
         var members: [TaskCgroup.Member] = []
         for (isolator, controllers) in hierarchies {
-            try isolator.reuse(path, for: limits, controllers: controllers)
+            try isolator.reuse(path, for: limits, previous: previous, controllers: controllers)
             members.append(TaskCgroup.Member(isolator: isolator, controllers: controllers))
         }
         var logger = logger

@@ -186,8 +186,8 @@ package final class TaskManager: Service {
             }
             group.cancelAll()
         }
-        for path in cgroupPool?.drain() ?? [] {
-            await discardCgroup(path)
+        for kept in cgroupPool?.drain() ?? [] {
+            await discardCgroup(kept.path)
         }
         await checkpoints?.flush()
     }
@@ -243,7 +243,7 @@ package final class TaskManager: Service {
         // when it may be kept later, else after the task's run.
         let keptCgroup = usesCgroups ? cgroupPool?.take() : nil
         let cgroupPath =
-            keptCgroup
+            keptCgroup?.path
             ?? configuration.isolation.taskCgroupPath(name: cgroupPool == nil ? "\(key.taskID)-\(runID)" : CgroupPool.slotName())
         if let checkpoints {
             // The record goes to disk with TASK_STARTING (one write, queued by the report
@@ -260,7 +260,7 @@ package final class TaskManager: Service {
         // Ends the task before it got its cgroup: a kept one goes back, a new one's note goes.
         func endBeforeStart(_ state: Keel_V1_TaskState, _ reason: Keel_V1_TaskStatus.Reason, _ message: String) async {
             if let keptCgroup {
-                if !(cgroupPool?.put(keptCgroup) ?? false) { await discardCgroup(keptCgroup) }
+                if !(cgroupPool?.put(keptCgroup) ?? false) { await discardCgroup(keptCgroup.path) }
             } else if usesCgroups {
                 checkpoints?.forgetCgroup(cgroupPath)
             }
@@ -409,19 +409,20 @@ package final class TaskManager: Service {
         }
     }
 
-    /// Readies the kept cgroup `path` for a task; if it cannot be reused it is removed and the
+    /// Readies a kept cgroup for a task; if it cannot be reused it is removed and the
     /// task gets new cgroups (noted on disk before they are made).
     private func reuseCgroup(
-        _ path: String, for key: LauncherTaskKey, limits: TaskResourceLimits, logger: Logger
+        _ kept: CgroupPool.Kept, for key: LauncherTaskKey, limits: TaskResourceLimits, logger: Logger
     ) async throws(LauncherError) -> TaskCgroup? {
         do {
-            return try configuration.isolation.reuseTaskCgroup(path: path, limits: limits, logger: logger)
+            return try configuration.isolation.reuseTaskCgroup(
+                path: kept.path, limits: limits, previous: kept.limits, logger: logger)
         } catch {
             logger.warning("cannot reuse a kept cgroup; making a new one", metadata: [
-                "keel.cgroup": "\(path)", "keel.error": "\(error.message)",
+                "keel.cgroup": "\(kept.path)", "keel.error": "\(error.message)",
             ])
         }
-        await discardCgroup(path)
+        await discardCgroup(kept.path)
         let fresh = configuration.isolation.taskCgroupPath(name: CgroupPool.slotName())
         checkpoints?.recordCgroup(fresh)
         await checkpoints?.sync(key, cgroup: fresh)
@@ -433,7 +434,7 @@ package final class TaskManager: Service {
     func releaseCgroup(_ cgroup: TaskCgroup?) async {
         guard let cgroup else { return }
         if let cgroupPool, !cgroup.members.isEmpty, cgroup.path.split(separator: "/").last?.hasPrefix("slot-") == true,
-            await cgroup.isReusable(), cgroupPool.put(cgroup.path)
+            await cgroup.isReusable(), cgroupPool.put(CgroupPool.Kept(path: cgroup.path, limits: cgroup.limits))
         {
             return
         }
