@@ -14,7 +14,7 @@ import Synchronization
 /// stream adds no delay. Every message costs each process on its way (the launcher, the broker,
 /// the framework) a fixed amount of CPU for framing, wake-ups and bookkeeping, which batching
 /// shares: in the launch benchmark a 5 ms interval on the agent and framework streams cut
-/// keel's CPU per task from 5.4 to 3.7–4.0 ms and, with more tasks per second, also lowered the
+/// keel's CPU per task from 5.4 to 3.9–4.4 ms and, with more tasks per second, also lowered the
 /// median time from launch to TASK_FINISHED.
 package final class MessageOutbox<Message: Sendable>: Sendable {
     private struct State {
