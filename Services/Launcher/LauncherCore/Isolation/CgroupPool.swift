@@ -1,4 +1,5 @@
 import Foundation
+import KeelCore
 import Synchronization
 
 /// Emptied task cgroups kept for the next tasks.
@@ -66,6 +67,6 @@ package final class CgroupPool: Sendable {
 
     /// A new name for a cgroup that may be kept: `slot-` and 16 random hex digits.
     package static func slotName() -> String {
-        "slot-" + String(UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(16))
+        "slot-" + String(UUID.random().uuidString.lowercased().filter { $0 != "-" }.prefix(16))
     }
 }

@@ -219,7 +219,7 @@ package final class TaskManager: Service {
         logger[metadataKey: "keel.framework_id"] = "\(frameworkID)"
 
         let sandbox: TaskSandbox
-        let runID = UUID().uuidString.lowercased()
+        let runID = UUID.random().uuidString.lowercased()
         do {
             sandbox = try TaskSandbox.create(
                 workDir: configuration.workDir, frameworkID: frameworkID, taskID: key.taskID, runID: runID
@@ -585,7 +585,7 @@ package final class TaskManager: Service {
     }
 
     static func newUUID() -> Data {
-        withUnsafeBytes(of: UUID().uuid) { Data($0) }
+        withUnsafeBytes(of: UUID.random().uuid) { Data($0) }
     }
 }
 
