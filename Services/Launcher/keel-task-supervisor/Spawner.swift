@@ -49,6 +49,7 @@ enum Spawner {
         // SFD_CLOEXEC and SFD_NONBLOCK are O_CLOEXEC and O_NONBLOCK.
         let childEnded = signalDescriptor(-1, &childSignals, O_CLOEXEC | O_NONBLOCK)
         NamespaceInit.openOwnPIDNamespace()
+        SupervisorTypes.prepare()
         while true {
             reapChildren()
             var entries = [
@@ -268,5 +269,29 @@ enum Spawner {
                 }
             }
         }
+    }
+}
+
+/// The generic types a supervisor uses that the spawner itself does not, made once in the
+/// spawner before its first fork.
+///
+/// The Swift runtime finds such a type the first time a process uses it by demangling its name,
+/// and remembers it in the process. Made here, every forked supervisor inherits what the
+/// spawner found instead of running the demangler itself: that was about 6 % of a supervisor's
+/// CPU, nearly all of it for the output streams' array.
+enum SupervisorTypes {
+    /// Keeps the storage alive so that making it cannot be optimized away.
+    nonisolated(unsafe) private static var kept: [Any] = []
+
+    static func prepare() {
+        // Array literals, as the supervisor makes them: their storage types are what it looks up.
+        let redirections = [(source: Int32(-1), target: Int32(-1))]
+        let descriptors = [Int32(-1)]
+        let bytes = [UInt8(0)]
+        // Appended to as SupervisionLoop.copy(_:to:) does; a file on /dev/null stays closed (it
+        // is not a regular file), so nothing is left open.
+        var streams: [(descriptor: Int32, file: RotatingFile)] = []
+        streams.append((-1, RotatingFile(path: "/dev/null", maxSize: 1, maxFiles: 1)))
+        kept = [redirections, descriptors, bytes, streams]
     }
 }
