@@ -27,8 +27,8 @@ package protocol CgroupIsolator: Sendable, CustomStringConvertible {
     func memoryLimitation(_ path: String) -> MemoryLimitation?
     /// Whether cgroup `path`, empty after its task ended, can serve another task: nothing is
     /// left in it that the next task would inherit (an OOM kill on record, more charged memory
-    /// than ``CgroupReuse/memoryLeftover``, a frozen state), and this hierarchy can reset what
-    /// it enforces for `controllers`.
+    /// than ``CgroupPool/reusableMemoryLeftover``, a frozen state), and this hierarchy can
+    /// reset what it enforces for `controllers`.
     func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool
     /// Readies cgroup `path` of an ended task (``isReusable(_:controllers:)``), whose limits
     /// are `previous`, for a task with `limits`: resets its peak usage and writes each limit of
@@ -36,15 +36,6 @@ package protocol CgroupIsolator: Sendable, CustomStringConvertible {
     func reuse(
         _ path: String, for limits: TaskResourceLimits, previous: TaskResourceLimits, controllers: Set<CgroupController>
     ) throws(LauncherError)
-}
-
-/// The rules of giving an ended task's cgroups to the next task (see ``CgroupPool``).
-package enum CgroupReuse {
-    /// The most memory an ended task may leave charged to its memory cgroup for the cgroup to be
-    /// reused. What a task that exited leaves is kernel memory such as the dentries and inodes
-    /// of the files it touched (a few hundred KiB for a short command), which the kernel reclaims
-    /// when the next task needs the room, so the next task can still use all of its limit.
-    package static let memoryLeftover: UInt64 = 1 << 20
 }
 
 extension CgroupIsolator {
@@ -141,7 +132,7 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
             // Without `oom_kill` (kernels before 4.13) a past OOM kill could not be told apart
             // from the next task's, so such cgroups are not reused.
             guard CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill") == 0,
-                let usage = CgroupFiles.readInteger(dir + "/memory.usage_in_bytes"), usage <= CgroupReuse.memoryLeftover
+                let usage = CgroupFiles.readInteger(dir + "/memory.usage_in_bytes"), usage <= CgroupPool.reusableMemoryLeftover
             else { return false }
         }
         if controllers.contains(.freezer), CgroupFiles.readLine(dir + "/freezer.state") != "THAWED" { return false }

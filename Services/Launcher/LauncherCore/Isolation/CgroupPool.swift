@@ -19,6 +19,12 @@ import Synchronization
 package final class CgroupPool: Sendable {
     /// The most cgroups kept.
     package let capacity: Int
+    /// The most memory an ended task may leave charged to its memory cgroup for the cgroup to be
+    /// reused. What a task that exited leaves is kernel memory such as the dentries and inodes
+    /// of the files it touched (a few hundred KiB for a short command), which the kernel reclaims
+    /// when the next task needs the room, so the next task can still use all of its limit.
+    package static let reusableMemoryLeftover: UInt64 = 1 << 20
+
     /// A kept cgroup: its path and the limits written in it.
     package struct Kept: Sendable, Hashable {
         package var path: String
@@ -63,6 +69,12 @@ package final class CgroupPool: Sendable {
     /// How many cgroups are kept.
     package var count: Int {
         idle.withLock(\.count)
+    }
+
+    /// Whether the cgroup at `path` was named to be kept (``slotName()``); cgroups named after a
+    /// task's run are never kept.
+    package static func isSlot(_ path: String) -> Bool {
+        path.split(separator: "/").last?.hasPrefix("slot-") == true
     }
 
     /// A new name for a cgroup that may be kept: `slot-` and 16 random hex digits.

@@ -245,6 +245,10 @@ package final class TaskManager: Service {
         let cgroupPath =
             keptCgroup?.path
             ?? configuration.isolation.taskCgroupPath(name: cgroupPool == nil ? "\(key.taskID)-\(runID)" : CgroupPool.slotName())
+        // Where the task's cgroups are (nil without cgroup hierarchies), and the new ones that
+        // are noted in the checkpoint before they are made.
+        let recordedCgroup = usesCgroups ? cgroupPath : nil
+        let newCgroup = keptCgroup == nil ? recordedCgroup : nil
         if let checkpoints {
             // The record goes to disk with TASK_STARTING (one write, queued by the report
             // below); ``TaskCheckpointStore/sync(_:cgroup:)`` waits for it and the cgroup note
@@ -252,17 +256,17 @@ package final class TaskManager: Service {
             var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
             record.runID = runID
             record.sandbox = sandbox.root
-            record.cgroup = usesCgroups ? cgroupPath : nil
+            record.cgroup = recordedCgroup
             checkpoints.create(record, write: false)
-            if usesCgroups, keptCgroup == nil { checkpoints.recordCgroup(cgroupPath) }
+            if let newCgroup { checkpoints.recordCgroup(newCgroup) }
         }
         report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
         // Ends the task before it got its cgroup: a kept one goes back, a new one's note goes.
         func endBeforeStart(_ state: Keel_V1_TaskState, _ reason: Keel_V1_TaskStatus.Reason, _ message: String) async {
             if let keptCgroup {
                 if !(cgroupPool?.put(keptCgroup) ?? false) { await discardCgroup(keptCgroup.path) }
-            } else if usesCgroups {
-                checkpoints?.forgetCgroup(cgroupPath)
+            } else if let newCgroup {
+                checkpoints?.forgetCgroup(newCgroup)
             }
             finish(key, state: state, reason: reason, message: message)
         }
@@ -299,19 +303,19 @@ package final class TaskManager: Service {
             sandbox: sandbox,
             user: task.command.user.isEmpty ? nil : task.command.user
         )
-        await checkpoints?.sync(key, cgroup: usesCgroups && keptCgroup == nil ? cgroupPath : nil)
+        await checkpoints?.sync(key, cgroup: newCgroup)
         let cgroup: TaskCgroup?
         do {
             if let keptCgroup {
                 cgroup = try await reuseCgroup(keptCgroup, for: key, limits: Self.limits(of: task), logger: logger)
             } else {
-                cgroup = try makeCgroup(cgroupPath, limits: Self.limits(of: task), logger: logger)
+                cgroup = try makeCgroup(cgroupPath, noted: newCgroup != nil, limits: Self.limits(of: task), logger: logger)
             }
         } catch {
             finish(key, state: .taskFailed, reason: .containerLaunchFailed, message: "cannot isolate the task: \(error.message)")
             return
         }
-        if cgroup?.path != (usesCgroups ? cgroupPath : nil) { checkpoints?.update(key) { $0.cgroup = cgroup?.path } }
+        if cgroup?.path != recordedCgroup { checkpoints?.update(key) { $0.cgroup = cgroup?.path } }
         let supervision = configuration.taskSupervisor.map { supervisor in
             TaskSupervision(
                 supervisor: supervisor,
@@ -396,65 +400,6 @@ package final class TaskManager: Service {
             }
         case .unknown:
             finish(key, state: killed ? .taskKilled : .taskFailed, reason: .executorTerminated, message: "exit status unknown")
-        }
-    }
-
-    /// Makes the new cgroups `path` of a task; on failure forgets their note (nothing is left).
-    private func makeCgroup(_ path: String, limits: TaskResourceLimits, logger: Logger) throws(LauncherError) -> TaskCgroup? {
-        do {
-            return try configuration.isolation.makeTaskCgroup(path: path, limits: limits, logger: logger)
-        } catch {
-            if !configuration.isolation.assignments.isEmpty { checkpoints?.forgetCgroup(path) }
-            throw error
-        }
-    }
-
-    /// Readies a kept cgroup for a task; if it cannot be reused it is removed and the
-    /// task gets new cgroups (noted on disk before they are made).
-    private func reuseCgroup(
-        _ kept: CgroupPool.Kept, for key: LauncherTaskKey, limits: TaskResourceLimits, logger: Logger
-    ) async throws(LauncherError) -> TaskCgroup? {
-        do {
-            return try configuration.isolation.reuseTaskCgroup(
-                path: kept.path, limits: limits, previous: kept.limits, logger: logger)
-        } catch {
-            logger.warning("cannot reuse a kept cgroup; making a new one", metadata: [
-                "keel.cgroup": "\(kept.path)", "keel.error": "\(error.message)",
-            ])
-        }
-        await discardCgroup(kept.path)
-        let fresh = configuration.isolation.taskCgroupPath(name: CgroupPool.slotName())
-        checkpoints?.recordCgroup(fresh)
-        await checkpoints?.sync(key, cgroup: fresh)
-        return try makeCgroup(fresh, limits: limits, logger: logger)
-    }
-
-    /// Keeps an ended task's cgroups for a later task when they belong to the pool, can serve
-    /// another task and the pool has room (their note stays on disk); otherwise removes them.
-    func releaseCgroup(_ cgroup: TaskCgroup?) async {
-        guard let cgroup else { return }
-        if let cgroupPool, !cgroup.members.isEmpty, cgroup.path.split(separator: "/").last?.hasPrefix("slot-") == true,
-            await cgroup.isReusable(), cgroupPool.put(CgroupPool.Kept(path: cgroup.path, limits: cgroup.limits))
-        {
-            return
-        }
-        await removeCgroup(cgroup)
-    }
-
-    /// Removes the task cgroup `path` (killing anything in it) and forgets its note.
-    func discardCgroup(_ path: String) async {
-        if let cgroup = configuration.isolation.existingTaskCgroup(path: path, logger: logger) {
-            await removeCgroup(cgroup)
-        } else {
-            checkpoints?.forgetCgroup(path)
-        }
-    }
-
-    /// Destroys a task's cgroups and forgets them in the checkpoint.
-    func removeCgroup(_ cgroup: TaskCgroup?) async {
-        guard let cgroup else { return }
-        if await cgroup.destroy() {
-            checkpoints?.forgetCgroup(cgroup.path)
         }
     }
 
