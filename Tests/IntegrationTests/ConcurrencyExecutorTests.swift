@@ -9,18 +9,9 @@ import Testing
 @Suite("concurrency executor")
 struct ConcurrencyExecutorTests {
     private func startRegistry(executor: String, in directory: URL, notify: NotifySocket) throws -> ChildProcess {
-        try ChildProcess(
-            "\(LocalClusterFixture.buildDirectory())/keel-registry",
-            [],
-            environment: [
-                "NOTIFY_SOCKET": notify.path,
-                "KEEL_CONCURRENCY_EXECUTOR": executor,
-                "KEEL_LISTEN": "127.0.0.1:0",
-                "KEEL_ADMIN_LISTEN": "127.0.0.1:0",
-                "KEEL_DATA_DIR": directory.appendingPathComponent("data-\(executor)").path,
-                "KEEL_EXIT_WITH_PARENT": "1",
-            ]
-        )
+        try SystemdNotifyTests.startRegistry(
+            dataDirectory: directory.appendingPathComponent("data-\(executor)"), notify: notify,
+            environment: ["KEEL_CONCURRENCY_EXECUTOR": executor])
     }
 
     @Test("an unknown executor is refused with exit 64 and a message naming the choices")
@@ -47,12 +38,6 @@ struct ConcurrencyExecutorTests {
         defer { socket.close() }
 
         let registry = try startRegistry(executor: executor, in: directory, notify: socket)
-        try await waitUntil("keel-registry sends READY=1", timeout: .seconds(60)) {
-            if registry.exitStatus != nil { throw TestFailure("keel-registry exited:\n\(registry.stderr)") }
-            return socket.received().contains("READY=1")
-        }
-        registry.signal(SIGTERM)
-        let status = try await registry.wait(timeout: .seconds(30))
-        #expect(status == 0, "keel-registry exited with \(status): \(registry.stderr)")
+        try await SystemdNotifyTests.expectReadyThenStop(registry, notify: socket)
     }
 }

@@ -17,25 +17,37 @@ struct SystemdNotifyTests {
         let socket = try NotifySocket(path: directory.appendingPathComponent("notify").path)
         defer { socket.close() }
 
-        let registry = try ChildProcess(
+        let registry = try Self.startRegistry(dataDirectory: directory.appendingPathComponent("data"), notify: socket)
+        try await Self.expectReadyThenStop(registry, notify: socket)
+        #expect(socket.received().contains("STOPPING=1"))
+    }
+
+    /// Starts keel-registry on free loopback ports, notifying `notify`, with `environment` added.
+    static func startRegistry(
+        dataDirectory: URL, notify: NotifySocket, environment: [String: String] = [:]
+    ) throws -> ChildProcess {
+        try ChildProcess(
             "\(LocalClusterFixture.buildDirectory())/keel-registry",
             [],
             environment: [
-                "NOTIFY_SOCKET": socket.path,
+                "NOTIFY_SOCKET": notify.path,
                 "KEEL_LISTEN": "127.0.0.1:0",
                 "KEEL_ADMIN_LISTEN": "127.0.0.1:0",
-                "KEEL_DATA_DIR": directory.appendingPathComponent("data").path,
+                "KEEL_DATA_DIR": dataDirectory.path,
                 "KEEL_EXIT_WITH_PARENT": "1",
-            ]
+            ].merging(environment) { _, added in added }
         )
+    }
+
+    /// Waits until `registry` sends READY=1, stops it with SIGTERM and expects exit status 0.
+    static func expectReadyThenStop(_ registry: ChildProcess, notify: NotifySocket) async throws {
         try await waitUntil("keel-registry sends READY=1", timeout: .seconds(60)) {
             if registry.exitStatus != nil { throw TestFailure("keel-registry exited:\n\(registry.stderr)") }
-            return socket.received().contains("READY=1")
+            return notify.received().contains("READY=1")
         }
         registry.signal(SIGTERM)
         let status = try await registry.wait(timeout: .seconds(30))
         #expect(status == 0, "keel-registry exited with \(status): \(registry.stderr)")
-        #expect(socket.received().contains("STOPPING=1"))
     }
 }
 

@@ -62,7 +62,7 @@ struct CgroupReuseTests {
             #expect(reused.path == path && reused.limits.maxProcesses == 256)
             #expect(Self.read(memory + "/memory.limit_in_bytes") == "\(128 << 20)")
             let usage = try #require(UInt64(Self.read(memory + "/memory.usage_in_bytes")))
-            #expect(usage <= CgroupReuse.memoryLeftover)
+            #expect(usage <= CgroupPool.reusableMemoryLeftover)
             #expect(UInt64(Self.read(memory + "/memory.max_usage_in_bytes")) ?? .max <= max(usage, 1 << 20), "the peak starts over")
             #expect(Self.read(pids + "/pids.max") == "256", "the node's default pids limit")
             if let cpu {
