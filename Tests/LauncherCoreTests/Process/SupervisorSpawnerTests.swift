@@ -1,6 +1,8 @@
+import Dispatch
 import Foundation
 @preconcurrency import Glibc
 import LauncherCore
+import Synchronization
 import Testing
 
 /// `keel-task-supervisor --spawner` and the launcher's client of it.
@@ -26,6 +28,38 @@ struct SupervisorSpawnerTests {
         #expect(try await process.wait() == .exited(code: 3))
         let output = try String(contentsOfFile: spec.stdoutPath, encoding: .utf8)
         #expect(output == "probe \(spec.workingDirectory)\n")
+    }
+
+    @Test("spawns from many threads at once each get their own supervisor")
+    func concurrentSpawns() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
+        let spawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: ProcessTestSupport.logger))
+        let count = 24
+        let launched = Mutex<[Int: Result<TaskProcess, any Error>]>([:])
+        // Each task exits with its own code, so a reply handed to the wrong request would show.
+        DispatchQueue.concurrentPerform(iterations: count) { index in
+            let result = Result { () throws -> TaskProcess in
+                let sandbox = try ProcessTestSupport.makeSandbox(in: workDir, task: "task-\(index)")
+                let spec = TaskLaunchSpec(
+                    command: .shell("exit \(index + 1)"), environment: ProcessTestSupport.environment, sandbox: sandbox)
+                let supervision = TaskSupervision(supervisor: supervisor, exitStatusFile: workDir + "/exit-status-\(index)")
+                return try TaskProcess.launch(spec, supervision: supervision, spawner: spawner, logger: ProcessTestSupport.logger)
+            }
+            launched.withLock { $0[index] = result }
+        }
+        #expect(!spawner.isBroken)
+        let processes = launched.withLock { $0 }
+        #expect(processes.count == count)
+        var pids: Set<Int32> = []
+        for index in 0..<count {
+            let process = try #require(try processes[index]?.get())
+            pids.insert(process.pid)
+            #expect(ProcessTestSupport.parent(of: process.pid).map { $0 != getpid() } ?? true, "forked by the spawner")
+            #expect(try await process.wait() == .exited(code: Int32(index + 1)))
+        }
+        #expect(pids.count == count)
     }
 
     @Test("a supervisor that cannot be set up is a launch error, as with posix_spawn")
