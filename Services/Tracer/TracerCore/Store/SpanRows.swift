@@ -26,11 +26,16 @@ enum SpanRows {
     }
 
     /// Attributes as a JSON object with sorted keys (stable, greppable with `sqlite3`).
-    static func json(_ attributes: [String: String]) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(attributes)
-        return String(decoding: data, as: UTF8.self)
+    ///
+    /// Written with ``JSONObjectWriter``: every stored span and event is encoded once, and
+    /// `JSONEncoder` made that a sixth of the tracer's CPU under a steady flow of task spans.
+    static func json(_ attributes: [String: String]) -> String {
+        guard !attributes.isEmpty else { return "{}" }
+        var writer = JSONObjectWriter(capacity: attributes.reduce(2) { $0 + $1.key.utf8.count + $1.value.utf8.count + 6 })
+        for (key, value) in attributes.sorted(by: { $0.key < $1.key }) {
+            writer.field(named: key, string: value)
+        }
+        return String(decoding: writer.finish(), as: UTF8.self)
     }
 
     /// Attributes decoded from ``json(_:)`` text; a damaged value yields a single explanatory attribute

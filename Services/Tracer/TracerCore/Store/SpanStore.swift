@@ -97,8 +97,8 @@ package final class SpanStore: Sendable {
     package func insert(_ spans: [SpanRecord], receivedAt: Date = Date()) async throws -> Int {
         guard !spans.isEmpty else { return 0 }
         let received = Self.nanoseconds(receivedAt)
-        let encoded = try spans.map { span in
-            try (span, SpanRows.json(span.attributes), span.events.map { try SpanRows.json($0.attributes) })
+        let encoded = spans.map { span in
+            (span, SpanRows.json(span.attributes), span.events.map { SpanRows.json($0.attributes) })
         }
         return try await storeOperation("storing \(spans.count) spans") {
             try await gate.write {
