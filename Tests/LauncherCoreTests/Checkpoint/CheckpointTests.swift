@@ -59,16 +59,13 @@ struct CheckpointTests {
         #expect(loaded.killRequested)
         #expect(loaded.taskState == .taskRunning)
         #expect(try loaded.decodedPendingUpdates() == [running])
-        // Besides the record, at most the one it replaced (see CheckpointFile), complete.
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.directory(record.key)).sorted()
-        #expect(leftovers == ["task.json"] || leftovers == ["task.json", "task.json.tmp"], "\(leftovers)")
-        if leftovers.contains("task.json.tmp") {
-            let previous = try #require(try CheckpointFile.read(store.directory(record.key) + "/task.json.tmp"))
-            #expect(try JSONDecoder().decode(TaskCheckpoint.self, from: Data(previous)).key == record.key)
-        }
+        // One journal holds it, and nothing is left beside it.
+        let checkpoint = TaskCheckpointStore.checkpointDirectory(workDir: workDir)
+        #expect(CheckpointJournal.read(store.journalPath).records.keys.sorted { $0.taskID < $1.taskID } == [record.key])
+        #expect(!FileManager.default.fileExists(atPath: checkpoint + "/tasks"), "no directory per task")
     }
 
-    @Test("a record is removed once its task ended and every update was acknowledged")
+    @Test("a record is removed once its task ended and every update was acknowledged, with its exit status")
     func removedWhenDone() throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
@@ -78,34 +75,129 @@ struct CheckpointTests {
         let finished = Self.status("t-2", .taskFinished, exitCode: 0)
         store.recordPending(record.key, updates: [finished], reported: finished)
         store.flushBlocking()
-        #expect(FileManager.default.fileExists(atPath: store.recordPath(record.key)))
+        // The supervisor writes the exit status into the directory made for it.
+        try ProcessTestSupport.write("exited 0\n", to: store.exitStatusPath(record.key))
+        #expect(TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records.map(\.key) == [record.key])
         store.recordPending(record.key, updates: [], reported: nil)
         store.flushBlocking()
-        #expect(!FileManager.default.fileExists(atPath: store.directory(record.key)))
+        #expect(TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: store.exitStatusPath(record.key)))
         #expect(store.record(record.key) == nil)
     }
 
-    @Test("a truncated record and a garbled one are reported with the reason; a good one still loads")
+    @Test("a damaged record and a garbled one are reported with the reason; good ones and older records still load")
     func corruptRecords() throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
-        for id in ["good", "truncated", "garbled"] {
+        for id in ["good", "damaged", "torn"] {
             store.create(TaskCheckpoint(frameworkID: "fw-1", task: Self.task(id)))
         }
         store.flushBlocking()
-        let truncatedPath = store.recordPath(LauncherTaskKey(frameworkID: "fw-1", taskID: "truncated"))
-        let bytes = try #require(FileManager.default.contents(atPath: truncatedPath))
-        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncatedPath))
-        let garbledPath = store.recordPath(LauncherTaskKey(frameworkID: "fw-1", taskID: "garbled"))
-        try Data("{\"version\":1,\"task\":\"%%%\"}".utf8).write(to: URL(fileURLWithPath: garbledPath))
+        var journal = try #require(FileManager.default.contents(atPath: store.journalPath)).map { $0 }
+        // A newer record of "damaged" whose payload no longer matches its checksum, then a
+        // record of "garbled" that is intact on disk but is no task record.
+        var frame: [UInt8] = []
+        JournalFrame(key: LauncherTaskKey(frameworkID: "fw-1", taskID: "damaged"), payload: Array("{\"version\":1}".utf8)).append(to: &frame)
+        frame[frame.count - 3] ^= 0xff
+        journal += frame
+        JournalFrame(key: LauncherTaskKey(frameworkID: "fw-1", taskID: "garbled"), payload: Array("{\"version\":1,\"task\":\"%%%\"}".utf8))
+            .append(to: &journal)
+        // A newer record of "torn" cut short at the end, as a crash mid-write leaves it.
+        var torn: [UInt8] = []
+        JournalFrame(key: LauncherTaskKey(frameworkID: "fw-1", taskID: "torn"), payload: Array("{}".utf8)).append(to: &torn)
+        journal += torn.prefix(torn.count - 1)
+        try Data(journal).write(to: URL(fileURLWithPath: store.journalPath))
 
         let loaded = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load()
-        #expect(loaded.records.map(\.taskID) == ["good"])
+        #expect(Set(loaded.records.map(\.taskID)) == ["good", "torn"], "the torn write was never stored; the record before it stands")
         let problems = Dictionary(uniqueKeysWithValues: loaded.unreadable.map { ($0.key.taskID, $0.reason) })
-        #expect(Set(problems.keys) == ["truncated", "garbled"])
-        #expect(problems["truncated"]?.contains("corrupt or truncated") == true, "\(problems)")
-        #expect(problems["truncated"]?.contains(truncatedPath) == true, "\(problems)")
+        #expect(Set(problems.keys) == ["damaged", "garbled"])
+        #expect(problems["damaged"]?.contains("fails its checksum") == true, "\(problems)")
+        #expect(problems["garbled"]?.contains("corrupt") == true, "\(problems)")
+        // Loading rewrote the journal with the readable records only.
+        #expect(Set(CheckpointJournal.read(store.journalPath).records.keys.map(\.taskID)) == ["good", "torn"])
+    }
+
+    @Test("a damaged stretch in the middle of the journal loses only the records in it")
+    func damagedRegion() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let path = TaskCheckpointStore.checkpointDirectory(workDir: workDir) + "/tasks.journal"
+        var journal: [UInt8] = []
+        for id in ["before", "lost", "after"] {
+            let record = TaskCheckpoint(frameworkID: "fw-1", task: Self.task(id))
+            if id == "lost" {
+                let start = journal.count
+                JournalFrame(key: record.key, payload: record.jsonBytes()).append(to: &journal)
+                for index in start..<(start + 8) { journal[index] = 0 }
+            } else {
+                JournalFrame(key: record.key, payload: record.jsonBytes()).append(to: &journal)
+            }
+        }
+        try CheckpointFile.makeDirectories(TaskCheckpointStore.checkpointDirectory(workDir: workDir))
+        try Data(journal).write(to: URL(fileURLWithPath: path))
+        let contents = CheckpointJournal.read(path)
+        #expect(Set(contents.records.keys.map(\.taskID)) == ["before", "after"])
+        #expect(contents.lostRegions.count == 1)
+        #expect(!contents.tornTail)
+    }
+
+    @Test("the journal is compacted to its live records once it has grown, and stays readable meanwhile")
+    func compaction() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let path = workDir + "/journal"
+        let records = Mutex<[LauncherTaskKey: [UInt8]]>([:])
+        let journal = CheckpointJournal(path: path, compactionMinimum: 16 * 1024, logger: ProcessTestSupport.logger) { key in
+            records.withLock { $0[key] }.map { .record($0) } ?? .removed(files: [], directory: nil)
+        }
+        let payload = [UInt8](repeating: UInt8(ascii: "x"), count: 1000)
+        var largest = 0
+        for round in 0..<100 {
+            let key = LauncherTaskKey(frameworkID: "fw", taskID: "t-\(round % 10)")
+            // Ten tasks, each rewritten ten times; the last round removes every other one.
+            records.withLock { $0[key] = round >= 90 && round % 2 == 1 ? nil : payload + Array("\(round)".utf8) }
+            journal.submit(key, durable: round % 3 == 0)
+            await journal.flush()
+            largest = max(largest, Int((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0))
+        }
+        let contents = CheckpointJournal.read(path)
+        #expect(contents.lostRegions.isEmpty && !contents.tornTail && contents.damaged.isEmpty)
+        let expected = records.withLock { $0 }
+        #expect(contents.records == expected)
+        #expect(expected.count == 5)
+        #expect(largest < 100 * 1000, "compacted along the way (largest \(largest) bytes)")
+    }
+
+    @Test("records of the layout before the journal are moved into it, and their directories go when their tasks are done")
+    func legacyRecords() throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let legacyRoot = TaskCheckpointStore.checkpointDirectory(workDir: workDir) + "/tasks/fw-1"
+        var running = TaskCheckpoint(frameworkID: "fw-1", task: Self.task("old-running"))
+        running.exitStatusFile = legacyRoot + "/old-running/exit-status"
+        running.taskState = .taskRunning
+        try CheckpointFile.write(running.jsonBytes(), to: legacyRoot + "/old-running/task.json")
+        // A task moved into the journal by an earlier start and done since: only its directory is left.
+        try CheckpointFile.makeDirectories(legacyRoot + "/old-done")
+
+        let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
+        let loaded = store.load()
+        #expect(loaded.records.map(\.key) == [running.key])
+        #expect(loaded.unreadable.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: legacyRoot + "/old-done"))
+        #expect(!FileManager.default.fileExists(atPath: legacyRoot + "/old-running/task.json"), "moved into the journal")
+        #expect(FileManager.default.fileExists(atPath: legacyRoot + "/old-running"), "kept for the supervisor's exit status")
+        #expect(CheckpointJournal.read(store.journalPath).records.keys.map(\.taskID) == ["old-running"])
+        // Another start still finds it (in the journal now).
+        #expect(TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records.map(\.key) == [running.key])
+
+        try ProcessTestSupport.write("exited 0\n", to: legacyRoot + "/old-running/exit-status")
+        store.discard(running.key)
+        store.flushBlocking()
+        #expect(!FileManager.default.fileExists(atPath: legacyRoot + "/old-running"))
+        #expect(TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records.isEmpty)
     }
 
     @Test("the agent id is kept within a boot and dropped after a reboot")
@@ -155,7 +247,7 @@ struct CheckpointTests {
         let manager = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60), checkpoints: store)
         let onDiskWhenSent = SentLog()
         manager.connect { message in
-            let onDisk = (try? TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger).load().records
+            let onDisk = (try? TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records
                 .first?.decodedPendingUpdates()) ?? []
             onDiskWhenSent.append(message.statusUpdate.status, onDisk: onDisk.map(\.uuid).contains(message.statusUpdate.status.uuid))
             return true
@@ -192,10 +284,13 @@ struct CheckpointTests {
         #expect(resent.entries.map(\.status) == [running, finished])
         #expect(restored.acknowledge(frameworkID: "fw-1", taskID: "t-3", uuid: finished.uuid))
         await reloaded.flush()
-        #expect(!FileManager.default.fileExists(atPath: reloaded.directory(key)), "the finished task's record is gone")
+        #expect(
+            TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records.isEmpty,
+            "the finished task's record is gone")
+        _ = key
     }
 
-    @Test("many tasks' records are written in parallel, each file's newest change last")
+    @Test("many tasks' records are written in batches, each task's newest change last")
     func parallelWrites() async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }

@@ -119,7 +119,11 @@ struct CgroupReuseTests {
             #expect(secondCgroup == firstCgroup, "the second task runs in the kept cgroup")
             let memory = try #require(CgroupTestSupport.isolation.assignments[.memory]?.directory(secondCgroup))
             #expect(CgroupReuseTests.read(memory + "/memory.limit_in_bytes") == "\(96 << 20)", "its own memory limit")
-            #expect(!CgroupReuseTests.read(memory + "/cgroup.procs").isEmpty, "its program is inside")
+            // TASK_RUNNING comes once the supervisor is started; the program joins the cgroup
+            // itself right after.
+            #expect(
+                await ProcessTestSupport.eventually { !CgroupReuseTests.read(memory + "/cgroup.procs").isEmpty },
+                "its program is inside")
             try ProcessTestSupport.write("", to: gate)
             #expect(await launcher.waitForUpdate(TaskRecoveryTests.key("second")) { $0.state.isTerminal }?.state == .taskFinished)
             #expect(pool.count == 1)

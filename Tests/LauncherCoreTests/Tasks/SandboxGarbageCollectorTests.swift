@@ -93,7 +93,11 @@ struct SandboxGarbageCollectorTests {
             let later = collector.collect(now: Date(timeIntervalSinceNow: 2 * 86400))
             #expect(Set(later.map(\.path)) == [done, fresh])
             #expect(!FileManager.default.fileExists(atPath: done))
-            #expect(!FileManager.default.fileExists(atPath: launcher.checkpoints.directory(Self.key("t-done"))))
+            await launcher.checkpoints.flush()
+            #expect(launcher.checkpoints.record(Self.key("t-done")) == nil)
+            #expect(
+                !TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records
+                    .contains { $0.key == Self.key("t-done") })
             #expect(launcher.manager.container(taskID: "t-done") == nil)
             for kept in [unacked, running] {
                 #expect(FileManager.default.fileExists(atPath: kept + "/stdout"), "\(kept) is kept")

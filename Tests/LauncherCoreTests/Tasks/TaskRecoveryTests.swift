@@ -145,7 +145,20 @@ struct TaskRecoveryTests {
             #expect(second.updates.acknowledge(frameworkID: "fw-1", taskID: "t-down", uuid: status.uuid))
         }
         await second.checkpoints.flush()
-        #expect(!FileManager.default.fileExists(atPath: second.checkpoints.directory(key)))
+        #expect(!TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records.contains { $0.key == key })
+    }
+
+    /// Flips a byte in the payload of the newest journal record of `key`, and appends a record of
+    /// another task after it, so that it is damage and not a write cut short at the end.
+    static func damageNewestRecord(of key: LauncherTaskKey, journal path: String) throws {
+        var bytes = try #require(FileManager.default.contents(atPath: path)).map { $0 }
+        let keyBytes = Array(key.frameworkID.utf8) + [0] + Array(key.taskID.utf8)
+        let start = try #require(
+            (0...(bytes.count - keyBytes.count)).reversed().first { Array(bytes[$0..<($0 + keyBytes.count)]) == keyBytes })
+        // Past the key and the payload's checksum, inside the payload.
+        bytes[start + keyBytes.count + 4 + 10] ^= 0xff
+        JournalFrame(key: LauncherTaskKey(frameworkID: key.frameworkID, taskID: "after-the-damage"), payload: nil).append(to: &bytes)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
     @Test("a corrupt task checkpoint reports that task lost and leaves the others alone")
@@ -161,9 +174,7 @@ struct TaskRecoveryTests {
         let tasks = [Self.gatedTask("t-good", gate: gate, code: 0), Self.gatedTask("t-bad", gate: gate, code: 0)]
         _ = try await Self.startAndAbandon(tasks, workDir: workDir)
         let store = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
-        let badPath = store.recordPath(Self.key("t-bad"))
-        let bytes = try #require(FileManager.default.contents(atPath: badPath))
-        try bytes.prefix(bytes.count / 3).write(to: URL(fileURLWithPath: badPath))
+        try Self.damageNewestRecord(of: Self.key("t-bad"), journal: store.journalPath)
 
         let second = try LauncherUnderTest(workDir: workDir)
         second.manager.recover(.sameBoot(agentID: "agent-1"))
@@ -192,7 +203,7 @@ struct TaskRecoveryTests {
         #expect(second.manager.snapshot.isEmpty)
         #expect(second.updates.pendingCount == 0)
         await second.checkpoints.flush()
-        #expect(!FileManager.default.fileExists(atPath: second.checkpoints.directory(Self.key("t-old"))))
+        #expect(TaskCheckpointStore.read(workDir: workDir, logger: ProcessTestSupport.logger).records.isEmpty)
         #expect(await ProcessTestSupport.eventually { ProcessTestSupport.isDead(pid) })
     }
 }

@@ -3,7 +3,8 @@ import CDispatch
 import Dispatch
 import Synchronization
 
-/// Writes checkpoint files on a small pool of threads, so that tasks do not wait for each
+/// Writes checkpoint files (the cgroup notes of ``TaskCheckpointStore``; the task records go to
+/// its ``CheckpointJournal``) on a small pool of threads, so that tasks do not wait for each
 /// other's disk flushes and nothing blocks the launcher's cooperative threads.
 ///
 /// Each file is still replaced atomically, as durably as its job asks

@@ -3,8 +3,8 @@ package import KeelAPI
 import KeelRPC
 import SwiftProtobuf
 
-/// What the launcher remembers about one task across its own restarts, kept in
-/// `<workDir>/checkpoint/tasks/<framework>/<task>/task.json`.
+/// What the launcher remembers about one task across its own restarts, kept in the checkpoint
+/// journal (`<workDir>/checkpoint/tasks.journal`, see ``TaskCheckpointStore``).
 ///
 /// It holds what is needed to re-attach (the supervisor's pid and start time, the exit-status
 /// file, the cgroup path) and the status updates not yet acknowledged, oldest first. Messages

@@ -8,25 +8,28 @@ import Synchronization
 
 /// The per-task checkpoint records of this launcher, in memory and on disk.
 ///
-/// Every change is kept in memory at once and written atomically (``CheckpointFile/write(_:to:durability:)``)
-/// by a ``CheckpointWriter``, which writes the files of many tasks in parallel and coalesces a
-/// task's changes that arrive while its file is being written. Callers that act on a change
-/// wait for it to be durable: a task's record and cgroup note are on disk before its cgroup and
-/// process are created (``sync(_:cgroup:)``), and a status update is on disk before it is sent
-/// (``recordPending(_:updates:reported:whenStored:)``). A record whose task has ended and whose
-/// updates are all acknowledged is removed. Layout under the work dir:
+/// Every change is kept in memory at once and appended to the ``CheckpointJournal``, whose writer
+/// thread writes the changes of many tasks in one batch and one flush. Callers that act on a
+/// change wait for it to be durable: a task's record and cgroup note are on disk before its
+/// cgroup and process are created (``sync(_:cgroup:)``), and a status update is on disk before
+/// it is sent (``recordPending(_:updates:reported:whenStored:)``). A record whose task has ended
+/// and whose updates are all acknowledged is removed. Layout under the work dir:
 ///
 /// ```
-/// checkpoint/agent.json                              the agent id and boot id
-/// checkpoint/tasks/<framework>/<task>/task.json      a TaskCheckpoint
-/// checkpoint/tasks/<framework>/<task>/exit-status    written by keel-task-supervisor
-/// checkpoint/cgroups/<name>                          a task cgroup this launcher created
+/// checkpoint/agent.json                        the agent id and boot id
+/// checkpoint/tasks.journal                     the task records (TaskCheckpoint), see CheckpointJournal
+/// checkpoint/exits/<framework>/<task>          a task's exit status, written by keel-task-supervisor
+/// checkpoint/cgroups/<name>                    a task cgroup this launcher created
 /// ```
 ///
 /// The `cgroups` entries are written before the cgroup is created and removed after it is
 /// destroyed, so a restarted launcher knows exactly which task cgroups are its own, even when
 /// a task's record is lost: it sweeps those, and never the cgroups of another launcher that
 /// shares the cgroup root (several `keel up` clusters or test runs on one machine).
+///
+/// Launchers before the journal kept each record in `checkpoint/tasks/<framework>/<task>/task.json`
+/// (with the exit status beside it). ``load()`` still reads those, moves them into the journal,
+/// and removes each such directory once its task is done.
 package final class TaskCheckpointStore: Sendable {
     /// One checkpoint directory that could not be used.
     package struct Unreadable: Sendable, Hashable {
@@ -34,10 +37,22 @@ package final class TaskCheckpointStore: Sendable {
         package var reason: String
     }
 
-    private let records = Mutex<[LauncherTaskKey: TaskCheckpoint]>([:])
+    /// The records and what the journal's writer reads with them.
+    private final class Table: Sendable {
+        let records = Mutex<[LauncherTaskKey: TaskCheckpoint]>([:])
+        /// Tasks whose record came from the layout before the journal, with their old directory.
+        let legacyDirectories = Mutex<[LauncherTaskKey: String]>([:])
+    }
+
+    private let table = Table()
     /// The task cgroups noted and not forgotten; read from disk on first use.
     private let cgroupNotes = Mutex<Set<String>?>(nil)
+    /// Writes the cgroup notes.
     private let writer = CheckpointWriter()
+    /// Writes the task records.
+    private let journal: CheckpointJournal
+    /// Frameworks whose exit-status directory exists.
+    private let exitDirectories = Mutex<Set<String>>([])
     /// The work directory the checkpoint lives in.
     package let workDir: String
     private let logger: Logger
@@ -46,6 +61,13 @@ package final class TaskCheckpointStore: Sendable {
     package init(workDir: String, logger: Logger) {
         self.workDir = workDir
         self.logger = logger
+        let checkpoint = Self.checkpointDirectory(workDir: workDir)
+        journal = CheckpointJournal(path: checkpoint + "/tasks.journal", logger: logger) { [table] key in
+            if let record = table.records.withLock({ $0[key] }) { return .record(record.jsonBytes()) }
+            let exitStatus = Self.exitStatusPath(key, checkpoint: checkpoint)
+            let legacy = table.legacyDirectories.withLock { $0[key] }
+            return .removed(files: [exitStatus, exitStatus + ".tmp"], directory: legacy)
+        }
     }
 
     /// `<workDir>/checkpoint`.
@@ -53,19 +75,18 @@ package final class TaskCheckpointStore: Sendable {
         (workDir.hasSuffix("/") ? String(workDir.dropLast()) : workDir) + "/checkpoint"
     }
 
-    /// The directory of one task's records.
-    package func directory(_ key: LauncherTaskKey) -> String {
-        Self.checkpointDirectory(workDir: workDir) + "/tasks/\(key.frameworkID)/\(key.taskID)"
-    }
-
-    /// The file the task's record is kept in.
-    package func recordPath(_ key: LauncherTaskKey) -> String {
-        directory(key) + "/task.json"
+    /// The file of the task records.
+    package var journalPath: String {
+        journal.path
     }
 
     /// The file the task's supervisor writes the exit status to.
     package func exitStatusPath(_ key: LauncherTaskKey) -> String {
-        directory(key) + "/exit-status"
+        Self.exitStatusPath(key, checkpoint: Self.checkpointDirectory(workDir: workDir))
+    }
+
+    private static func exitStatusPath(_ key: LauncherTaskKey, checkpoint: String) -> String {
+        checkpoint + "/exits/\(key.frameworkID)/\(key.taskID)"
     }
 
     private var cgroupsDirectory: String {
@@ -119,12 +140,12 @@ package final class TaskCheckpointStore: Sendable {
 
     /// The record of a task, if any.
     package func record(_ key: LauncherTaskKey) -> TaskCheckpoint? {
-        records.withLock { $0[key] }
+        table.records.withLock { $0[key] }
     }
 
     /// Every record in memory.
     package var all: [TaskCheckpoint] {
-        records.withLock { Array($0.values) }
+        table.records.withLock { Array($0.values) }
     }
 
     /// Creates (replacing any old one) the record of a task about to be launched and queues its
@@ -132,8 +153,22 @@ package final class TaskCheckpointStore: Sendable {
     /// memory, for a caller that records the task's first status update at once (which writes
     /// the whole record, so the two cost one write).
     package func create(_ record: TaskCheckpoint, write: Bool = true) {
-        CheckpointFile.remove(exitStatusPath(record.key))
-        records.withLock { $0[record.key] = record }
+        let exitStatus = exitStatusPath(record.key)
+        if exitDirectories.withLock({ $0.insert(record.frameworkID).inserted }) {
+            let directory = CheckpointFile.parent(of: exitStatus)
+            if let failure = Directories.make(directory, mode: 0o700) {
+                exitDirectories.withLock { _ = $0.remove(record.frameworkID) }
+                logger.error("cannot create the directory of the tasks' exit status; the task's end may not be seen", metadata: [
+                    "keel.path": "\(failure.path)", "keel.error": "\(SystemCallError(call: "mkdir", errno: failure.errno))",
+                ])
+            }
+        }
+        CheckpointFile.remove(exitStatus)
+        // An earlier run of the task kept in the layout before the journal is over.
+        if let legacy = table.legacyDirectories.withLock({ $0.removeValue(forKey: record.key) }) {
+            CheckpointFile.removeTree(legacy)
+        }
+        table.records.withLock { $0[record.key] = record }
         if write { submit(record.key, durable: true) }
     }
 
@@ -144,7 +179,7 @@ package final class TaskCheckpointStore: Sendable {
     /// task (a status update) and survives a crash of the launcher in any case. With `write`
     /// false it is only made in memory, for a caller that records a status update right after.
     package func update(_ key: LauncherTaskKey, write: Bool = true, _ body: (inout TaskCheckpoint) -> Void) {
-        let changed = records.withLock { records -> Bool in
+        let changed = table.records.withLock { records -> Bool in
             guard var record = records[key] else { return false }
             body(&record)
             records[key] = record.isDone ? nil : record
@@ -168,7 +203,7 @@ package final class TaskCheckpointStore: Sendable {
         whenStored: (@Sendable () -> Void)? = nil
     ) {
         // nil: nothing changed; else whether the task is done (its record removed).
-        let done = records.withLock { records -> Bool? in
+        let done = table.records.withLock { records -> Bool? in
             var record: TaskCheckpoint
             if let existing = records[key] {
                 record = existing
@@ -194,95 +229,165 @@ package final class TaskCheckpointStore: Sendable {
     /// task's next change (see ``recordPending(_:updates:reported:whenStored:)``).
     static let acknowledgementDelay = Duration.seconds(1)
 
-    /// Forgets a task and deletes its checkpoint directory.
+    /// Forgets a task and deletes its record and exit status.
     package func discard(_ key: LauncherTaskKey) {
-        records.withLock { $0[key] = nil }
+        table.records.withLock { $0[key] = nil }
         submit(key, durable: false)
     }
 
     /// Waits until everything queued for the task's record, and the note of its cgroup
     /// `cgroup` if given, is on disk.
     package func sync(_ key: LauncherTaskKey, cgroup: String? = nil) async {
-        var paths: Set<String> = [recordPath(key)]
-        if let cgroup { paths.insert(cgroupNotePath(cgroup)) }
-        await writer.flush(paths: paths)
+        if let cgroup { await writer.flush(paths: [cgroupNotePath(cgroup)]) }
+        await journal.flush(keys: [key])
     }
 
     /// Waits until every queued write is on disk.
     package func flush() async {
         await writer.flush()
+        await journal.flush()
     }
 
     /// Blocks until every queued write is on disk (for tests and code that cannot suspend;
     /// prefer ``flush()`` in async code).
     package func flushBlocking() {
         writer.flushBlocking()
+        journal.flushBlocking()
     }
 
-    /// Queues the write of the task's current record, or of its removal when it has none.
-    /// Writes the record of `key`; with `durable`, flushed before it counts as stored.
+    /// Queues the write of the task's current record, or of its removal when it has none; with
+    /// `durable`, flushed before it counts as stored.
     ///
-    /// "Durable" here is write, `fsync`, rename (``CheckpointFile/Durability/synced``), without
-    /// the `fsync` of the directory that would make the rename itself survive a power loss. No
-    /// recovery can use that: a launcher restarted on the same boot reads the files through the
-    /// page cache, which a crash of the launcher does not touch, and after a power loss the node
-    /// boots again, whereupon ``TaskManager/recover(_:)`` drops every task of the old boot (the
-    /// agent gets a new id). The directory flush was half of a task's `fsync`s.
+    /// A power loss reboots the node, whereupon ``TaskManager/recover(_:)`` drops every task
+    /// of the old boot (the agent gets a new id); what must survive is a crash of the launcher,
+    /// which the page cache survives, and the flush makes sure the record a caller was told is
+    /// stored is not torn either way.
     private func submit(
         _ key: LauncherTaskKey, durable: Bool, deferredBy delay: Duration? = nil, whenStored: (@Sendable () -> Void)? = nil
     ) {
-        let directory = directory(key)
-        writer.submit(
-            recordPath(key), durability: durable ? .synced : .atomic, deferredBy: delay,
-            content: { [self] in
-                guard let record = record(key) else { return .remove(tree: directory) }
-                return .bytes(record.jsonBytes())
-            },
-            completion: { [logger] error in
-                if let error {
-                    logger.error(
-                        "cannot write the task checkpoint; the task may not be recovered after a launcher restart",
-                        metadata: ["keel.task_id": "\(key.taskID)", "keel.error": "\(error)"])
-                }
-                whenStored?()
-            })
+        journal.submit(key, durable: durable, deferredBy: delay) { error in
+            // The journal logs its failures.
+            _ = error
+            whenStored?()
+        }
     }
 
-
-    /// Reads every task record on disk into memory; returns the records and the directories
-    /// that could not be read (truncated or corrupt files), each with the reason.
+    /// Reads every task record on disk into memory; returns the records and the tasks whose
+    /// record could not be read (damaged or corrupt), each with the reason.
+    ///
+    /// Then rewrites the journal with just those records, so that nothing damaged or stale is
+    /// appended to, and moves the records of the layout before the journal into it. Call it once,
+    /// before the store is used.
     package func load() -> (records: [TaskCheckpoint], unreadable: [Unreadable]) {
-        let root = Self.checkpointDirectory(workDir: workDir) + "/tasks"
-        var loaded: [TaskCheckpoint] = []
-        var unreadable: [Unreadable] = []
+        let (loaded, unreadable, legacy) = Self.readAll(workDir: workDir, logger: logger, removingFinished: true)
+        var written = true
+        do {
+            try journal.replace(with: loaded.map { ($0.key, $0.value.jsonBytes()) })
+        } catch {
+            written = false
+            logger.error("cannot rewrite the checkpoint journal; appending to it as it is", metadata: ["keel.error": "\(error)"])
+        }
+        // Moved into the journal: the old files are never read again (their directories stay
+        // while their tasks' supervisors may still write the exit status there).
+        if written {
+            for directory in legacy.values { CheckpointFile.remove(directory + "/task.json") }
+        }
+        table.legacyDirectories.withLock { $0 = legacy }
+        // Frameworks without tasks left (a running task's supervisor writes into its own).
+        let exits = Self.checkpointDirectory(workDir: workDir) + "/exits"
+        let frameworks = Set(loaded.keys.map(\.frameworkID)).union(unreadable.keys.map(\.frameworkID))
+        for frameworkID in CheckpointFile.entries(of: exits) where !frameworks.contains(frameworkID) {
+            rmdir(exits + "/" + frameworkID)
+        }
+        table.records.withLock { records in
+            for (key, record) in loaded { records[key] = record }
+        }
+        return (Array(loaded.values), unreadable.map { Unreadable(key: $0.key, reason: $0.value) })
+    }
+
+    /// What the checkpoint of `workDir` holds, read without changing anything (for inspection;
+    /// a launcher uses ``load()``).
+    package static func read(workDir: String, logger: Logger) -> (records: [TaskCheckpoint], unreadable: [Unreadable]) {
+        let (loaded, unreadable, _) = readAll(workDir: workDir, logger: logger, removingFinished: false)
+        return (Array(loaded.values), unreadable.map { Unreadable(key: $0.key, reason: $0.value) })
+    }
+
+    /// The records of the journal and of the layout before it, the tasks whose record is
+    /// unreadable, and the old directories still needed; with `removingFinished`, removes the
+    /// old directories of tasks that are done.
+    private static func readAll(workDir: String, logger: Logger, removingFinished: Bool) -> (
+        [LauncherTaskKey: TaskCheckpoint], [LauncherTaskKey: String], [LauncherTaskKey: String]
+    ) {
+        var loaded: [LauncherTaskKey: TaskCheckpoint] = [:]
+        var unreadable: [LauncherTaskKey: String] = [:]
+        let path = checkpointDirectory(workDir: workDir) + "/tasks.journal"
+        let contents = CheckpointJournal.read(path)
+        for (key, bytes) in contents.records {
+            do {
+                loaded[key] = try decode(bytes, key: key)
+            } catch {
+                unreadable[key] = "\(path): \(describe(error))"
+            }
+        }
+        for (key, reason) in contents.damaged { unreadable[key] = reason }
+        for region in contents.lostRegions {
+            logger.error("part of the checkpoint journal cannot be read; the task records in it are lost", metadata: [
+                "keel.region": "\(region)",
+            ])
+        }
+        if contents.tornTail {
+            logger.notice("the checkpoint journal ends in a record cut short by a crash; nobody was told it was stored, so it is ignored")
+        }
+        let legacy = readLegacy(workDir: workDir, into: &loaded, unreadable: &unreadable, removingFinished: removingFinished)
+        return (loaded, unreadable, legacy)
+    }
+
+    /// Reads the records of the layout before the journal that the journal does not hold;
+    /// returns the directories of tasks that still need theirs. With `removingFinished`, removes
+    /// the directories of tasks that have no record any more.
+    private static func readLegacy(
+        workDir: String, into loaded: inout [LauncherTaskKey: TaskCheckpoint], unreadable: inout [LauncherTaskKey: String],
+        removingFinished: Bool
+    ) -> [LauncherTaskKey: String] {
+        let root = checkpointDirectory(workDir: workDir) + "/tasks"
+        var directories: [LauncherTaskKey: String] = [:]
         for frameworkID in CheckpointFile.entries(of: root) where CheckpointFile.isDirectory(root + "/" + frameworkID) {
             for taskID in CheckpointFile.entries(of: root + "/" + frameworkID)
             where CheckpointFile.isDirectory(root + "/\(frameworkID)/\(taskID)") {
                 let key = LauncherTaskKey(frameworkID: frameworkID, taskID: taskID)
-                let path = recordPath(key)
-                do {
-                    guard let bytes = try CheckpointFile.read(path) else {
-                        throw LauncherError(code: .notFound, message: "'\(path)' is missing")
+                let directory = root + "/\(frameworkID)/\(taskID)"
+                let path = directory + "/task.json"
+                if loaded[key] == nil, unreadable[key] == nil {
+                    do {
+                        guard let bytes = try CheckpointFile.read(path) else {
+                            // Moved into the journal earlier, and that task is done.
+                            if removingFinished { CheckpointFile.removeTree(directory) }
+                            continue
+                        }
+                        loaded[key] = try decode(bytes, key: key)
+                    } catch {
+                        unreadable[key] = "\(path): \(describe(error))"
                     }
-                    let record = try JSONDecoder().decode(TaskCheckpoint.self, from: Data(bytes))
-                    guard record.version == TaskCheckpoint.currentVersion else {
-                        throw LauncherError(code: .invalidArgument, message: "unknown checkpoint version \(record.version)")
-                    }
-                    guard record.key == key else {
-                        throw LauncherError(code: .invalidArgument, message: "it names task \(record.key), not \(key)")
-                    }
-                    _ = try record.decodedTask()
-                    _ = try record.decodedPendingUpdates()
-                    loaded.append(record)
-                } catch {
-                    unreadable.append(Unreadable(key: key, reason: "\(path): \(Self.describe(error))"))
                 }
+                directories[key] = directory
             }
+            if removingFinished { rmdir(root + "/" + frameworkID) }
         }
-        records.withLock { records in
-            for record in loaded { records[record.key] = record }
+        return directories
+    }
+
+    /// A record read back, checked to be complete and to name `key`.
+    private static func decode(_ bytes: [UInt8], key: LauncherTaskKey) throws -> TaskCheckpoint {
+        let record = try JSONDecoder().decode(TaskCheckpoint.self, from: Data(bytes))
+        guard record.version == TaskCheckpoint.currentVersion else {
+            throw LauncherError(code: .invalidArgument, message: "unknown checkpoint version \(record.version)")
         }
-        return (loaded, unreadable)
+        guard record.key == key else {
+            throw LauncherError(code: .invalidArgument, message: "it names task \(record.key), not \(key)")
+        }
+        _ = try record.decodedTask()
+        _ = try record.decodedPendingUpdates()
+        return record
     }
 
     private static func describe(_ error: any Error) -> String {
