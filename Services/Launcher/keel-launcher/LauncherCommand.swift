@@ -65,7 +65,7 @@ struct LauncherCommand: AsyncParsableCommand {
     @Option(help: "What to keep for the system and never offer, taken from the detected amounts. [env: KEEL_SYSTEM_RESERVED] (default: mem:512;disk:1024)")
     var systemReserved: String?
 
-    @Option(help: "How many emptied task cgroups are kept for later tasks (0: every task gets new ones). [env: KEEL_CGROUP_POOL_SIZE] (default: 64)")
+    @Option(help: "How many emptied task cgroups are kept for later tasks (0: every task gets new ones). [env: KEEL_CGROUP_POOL_SIZE] (default: 256)")
     var cgroupPoolSize: Int?
 
     @Option(help: "Size limit of the node's fetcher cache in MiB (least recently used artifacts are evicted). [env: KEEL_FETCHER_CACHE_SIZE] (default: 2048)")
@@ -197,7 +197,7 @@ struct LauncherCommand: AsyncParsableCommand {
 extension LauncherCommand {
     /// The number of kept task cgroups from `--cgroup-pool-size` / `KEEL_CGROUP_POOL_SIZE`.
     func cgroupPoolSize(_ options: EnvironmentOptions) throws -> Int {
-        let text = options.string(cgroupPoolSize.map { "\($0)" }, "KEEL_CGROUP_POOL_SIZE", default: "64")
+        let text = options.string(cgroupPoolSize.map { "\($0)" }, "KEEL_CGROUP_POOL_SIZE", default: "\(LauncherConfiguration.defaultCgroupPoolSize)")
         guard let size = Int(text), (0...100_000).contains(size) else {
             throw ValidationError("KEEL_CGROUP_POOL_SIZE must be a whole number from 0 (no pool) to 100000, got '\(text)'")
         }
