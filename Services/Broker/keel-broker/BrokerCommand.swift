@@ -44,8 +44,10 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @OptionGroup var common: CommonDaemonOptions
 
-    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    /// Pins the time zone (``LocalTimeZone``) and puts Swift concurrency on the event loops
+    /// (``ConcurrencyExecutor``) before anything runs.
     static func main() async {
+        LocalTimeZone.pin()
         ConcurrencyExecutor.install()
         await main(nil)
     }

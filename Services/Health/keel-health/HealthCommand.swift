@@ -8,8 +8,10 @@ import Logging
 /// keel-health: the health checker (task health checks and agent liveness pings).
 @main
 struct HealthCommand: AsyncParsableCommand {
-    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    /// Pins the time zone (``LocalTimeZone``) and puts Swift concurrency on the event loops
+    /// (``ConcurrencyExecutor``) before anything runs.
     static func main() async {
+        LocalTimeZone.pin()
         ConcurrencyExecutor.install()
         await main(nil)
     }

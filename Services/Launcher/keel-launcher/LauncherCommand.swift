@@ -9,8 +9,10 @@ import LauncherCore
 /// keel-launcher: runs tasks on this node for the broker.
 @main
 struct LauncherCommand: AsyncParsableCommand {
-    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    /// Pins the time zone (``LocalTimeZone``) and puts Swift concurrency on the event loops
+    /// (``ConcurrencyExecutor``) before anything runs.
     static func main() async {
+        LocalTimeZone.pin()
         ConcurrencyExecutor.install()
         await main(nil)
     }

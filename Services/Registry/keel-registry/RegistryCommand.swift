@@ -10,8 +10,10 @@ import RegistryCore
 /// keel-registry: the framework registry (identities, failover, tokens).
 @main
 struct RegistryCommand: AsyncParsableCommand {
-    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    /// Pins the time zone (``LocalTimeZone``) and puts Swift concurrency on the event loops
+    /// (``ConcurrencyExecutor``) before anything runs.
     static func main() async {
+        LocalTimeZone.pin()
         ConcurrencyExecutor.install()
         await main(nil)
     }

@@ -8,8 +8,10 @@ import TracerCore
 /// keel-tracer: the span store and OTLP receiver behind `keel trace`.
 @main
 struct TracerCommand: AsyncParsableCommand {
-    /// Puts Swift concurrency on the event loops (``ConcurrencyExecutor``) before anything runs.
+    /// Pins the time zone (``LocalTimeZone``) and puts Swift concurrency on the event loops
+    /// (``ConcurrencyExecutor``) before anything runs.
     static func main() async {
+        LocalTimeZone.pin()
         ConcurrencyExecutor.install()
         await main(nil)
     }
