@@ -170,6 +170,27 @@ struct CheckpointTests {
         #expect(largest < 100 * 1000, "compacted along the way (largest \(largest) bytes)")
     }
 
+    @Test("a journal that cannot be written tells its callers so, and flushes still return")
+    func unwritableJournal() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        // Its directory would have to be made under a regular file.
+        try ProcessTestSupport.write("", to: workDir + "/file")
+        let journal = CheckpointJournal(path: workDir + "/file/journal", logger: ProcessTestSupport.logger) { _ in
+            .record(Array("{}".utf8))
+        }
+        let failure = Mutex<LauncherError?>(nil)
+        let done = Mutex(false)
+        journal.submit(LauncherTaskKey(frameworkID: "fw", taskID: "t"), durable: true) { error in
+            failure.withLock { $0 = error }
+            done.withLock { $0 = true }
+        }
+        await journal.flush()
+        #expect(done.withLock { $0 })
+        let error = try #require(failure.withLock { $0 })
+        #expect(error.message.contains(workDir + "/file"), "\(error.message)")
+    }
+
     @Test("records of the layout before the journal are moved into it, and their directories go when their tasks are done")
     func legacyRecords() throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
