@@ -8,11 +8,8 @@ private func errorDescription(_ code: Int32) -> UnsafePointer<CChar>?
 
 /// What a child does between `fork` and `exec`.
 struct ChildSetup {
-    /// The child's signal mask when it executes the program.
-    var blocked: [Int32] = []
-    /// Descriptors `dup2`ed onto others (source → target) before anything else can fail, so
-    /// that the child's messages reach the task's standard error.
-    var redirections: [(source: Int32, target: Int32)] = []
+    /// The program's environment (`NAME=value` entries); `nil` for this process's own.
+    var environment: [String]?
     /// Whether the child leads a process group of its own.
     var newProcessGroup = false
     /// The `cgroup.procs` files (v1 or v2) the child moves itself into before it executes the
@@ -33,19 +30,25 @@ extension ChildProcess {
     /// `CLONE_VM | CLONE_VFORK` from `<sched.h>`.
     private static let sharedMemoryFork: Int32 = 0x0000_0100 | 0x0000_4000
 
-    /// Starts `executable` with `arguments` and the current environment, set up by `setup`.
+    /// The stack the child of ``start(_:)`` runs on until it executes the program. One for the
+    /// process: a supervisor starts one child at a time, and the spawner makes it before its first
+    /// fork (see ``SupervisorGlobals``), so a forked supervisor allocates nothing to start its task.
+    nonisolated(unsafe) static let childStack = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+
+    /// Starts the program of `child` as ``PreparedChild`` describes it.
     ///
     /// The child is created the way `posix_spawn` creates one: `clone(CLONE_VM | CLONE_VFORK)`,
     /// so it runs on a stack of its own in this process's memory, without a copy of the address
     /// space, while this process waits until it has executed the program (or failed). Then in
-    /// the child: every signal back to its default action, the process group, the redirections,
-    /// the cgroups (writing `0`, which the kernel reads as "the writing process", so it also
-    /// works inside a new PID namespace where `getpid()` is not the pid the cgroup lists), the
-    /// signal mask, and `execve`. If a cgroup cannot be joined the child writes
-    /// `keel-task-supervisor: cannot join cgroup 'FILE': REASON` to its (redirected) standard
-    /// error and exits with 127; the caller sees an ordinary exit. If anything else fails
-    /// (`execve` included) the child leaves its `errno` in the shared memory and exits, and this
-    /// returns it as the error, as `posix_spawn` would, after reaping the child.
+    /// the child: the signals this process changed back to their default action, the process
+    /// group, the redirections, the cgroups (writing `0`, which the kernel reads as "the writing
+    /// process", so it also works inside a new PID namespace where `getpid()` is not the pid the
+    /// cgroup lists), an empty signal mask, and `execve` with the prepared environment. If a
+    /// cgroup cannot be joined the child writes `keel-task-supervisor: cannot join cgroup 'FILE':
+    /// REASON` to its (redirected) standard error and exits with 127; the caller sees an ordinary
+    /// exit. If anything else fails (`execve` included) the child leaves its `errno` in the shared
+    /// memory and exits, and this returns it as the error, as `posix_spawn` would, after reaping
+    /// the child.
     ///
     /// Every byte the child needs is prepared before, and the child makes only async-signal-safe
     /// calls (`sigaction`, `setpgid`, `dup2`, `fcntl`, `open`, `write`, `close`, `sigprocmask`,
@@ -54,15 +57,12 @@ extension ChildProcess {
     /// safe because the supervisor is single-threaded and installs no signal handlers. It is
     /// done by hand because `posix_spawn` cannot run the cgroup join between fork and exec; a
     /// plain `fork` would copy the supervisor's page tables only for `execve` to drop them.
-    static func start(_ executable: String, _ arguments: [String], setup: ChildSetup) -> Result<pid_t, SpawnError> {
-        let child = PreparedChild(executable: executable, arguments: arguments, setup: setup)
-        let stackSize = 64 * 1024
-        let stack = UnsafeMutableRawPointer.allocate(byteCount: stackSize, alignment: 16)
-        defer { stack.deallocate() }
+    static func start(_ child: PreparedChild) -> Result<pid_t, SpawnError> {
+        let stackTop = childStack.baseAddress! + childStack.count
         let pid = withExtendedLifetime(child) {
             systemClone(
                 { argument in Unmanaged<PreparedChild>.fromOpaque(argument!).takeUnretainedValue().run() },
-                stack + stackSize, sharedMemoryFork | SIGCHLD, Unmanaged.passUnretained(child).toOpaque())
+                stackTop, sharedMemoryFork | SIGCHLD, Unmanaged.passUnretained(child).toOpaque())
         }
         guard pid > 0 else { return .failure(SpawnError(code: errno)) }
         if child.failure != 0 {
@@ -71,11 +71,12 @@ extension ChildProcess {
         }
         return .success(pid)
     }
-
 }
 
-/// A program to start, turned into C memory before `fork` so that the child does not allocate.
-private final class PreparedChild {
+/// A program to start, turned into C memory up front: before the spawner forks the supervisor
+/// that starts it (see ``SupervisorPlan``), so that the supervisor allocates nothing for it and
+/// the child of ``ChildProcess/start(_:)`` reads only ready memory.
+final class PreparedChild {
     /// A cgroup to join and the start of the message that says it could not be joined.
     struct Join {
         var path: UnsafeMutablePointer<CChar>
@@ -85,11 +86,13 @@ private final class PreparedChild {
 
     private let executable: UnsafeMutablePointer<CChar>
     private let argv: UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?>
-    private let mask: UnsafeMutablePointer<sigset_t>
+    /// The program's environment; `nil` for the caller's `environ`.
+    private let environment: UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?>?
+    private let emptyMask: UnsafeMutablePointer<sigset_t>
+    /// Room for the two redirections of ``redirect(_:to:)``.
     private let redirections: UnsafeMutableBufferPointer<(source: Int32, target: Int32)>
+    private var redirectionCount = 0
     private let newProcessGroup: Bool
-    /// The signals not at their default action in this process (``SignalDispositions``).
-    private let nonDefaultSignals: UnsafeMutableBufferPointer<Int32>
     private let joins: UnsafeMutableBufferPointer<Join>
     /// Room for the longest join failure message.
     private let message: UnsafeMutableBufferPointer<UInt8>
@@ -99,18 +102,12 @@ private final class PreparedChild {
 
     init(executable: String, arguments: [String], setup: ChildSetup) {
         self.executable = strdup(executable)
-        argv = .allocate(capacity: arguments.count + 1)
-        for (index, argument) in arguments.enumerated() { argv[index] = strdup(argument) }
-        argv[arguments.count] = nil
-        mask = .allocate(capacity: 1)
-        sigemptyset(mask)
-        for signal in setup.blocked { sigaddset(mask, signal) }
-        redirections = .allocate(capacity: setup.redirections.count)
-        _ = redirections.initialize(from: setup.redirections)
+        argv = Self.cStrings(arguments)
+        environment = setup.environment.map(Self.cStrings)
+        emptyMask = .allocate(capacity: 1)
+        sigemptyset(emptyMask)
+        redirections = .allocate(capacity: 2)
         newProcessGroup = setup.newProcessGroup
-        let nonDefault = SignalDispositions.nonDefault
-        nonDefaultSignals = .allocate(capacity: nonDefault.count)
-        _ = nonDefaultSignals.initialize(from: nonDefault)
         joins = .allocate(capacity: setup.cgroupProcsFiles.count)
         var longest = 0
         for (index, file) in setup.cgroupProcsFiles.enumerated() {
@@ -124,11 +121,10 @@ private final class PreparedChild {
 
     deinit {
         free(executable)
-        for argument in argv { free(argument) }
-        argv.deallocate()
-        mask.deallocate()
+        Self.release(argv)
+        if let environment { Self.release(environment) }
+        emptyMask.deallocate()
         redirections.deallocate()
-        nonDefaultSignals.deallocate()
         for join in joins {
             free(join.path)
             free(join.messagePrefix)
@@ -137,13 +133,34 @@ private final class PreparedChild {
         message.deallocate()
     }
 
-    /// The child's side of ``ChildProcess/start(_:_:setup:)``: only async-signal-safe calls.
+    /// A NULL-terminated array of C strings.
+    private static func cStrings(_ strings: [String]) -> UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?> {
+        let array = UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: strings.count + 1)
+        for (index, string) in strings.enumerated() { array[index] = strdup(string) }
+        array[strings.count] = nil
+        return array
+    }
+
+    private static func release(_ array: UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?>) {
+        for string in array { Glibc.free(string) }
+        array.deallocate()
+    }
+
+    /// Makes the child `dup2` `source` onto `target` before anything else can fail, so that its
+    /// messages reach the task's standard error. At most two.
+    func redirect(_ source: Int32, to target: Int32) {
+        precondition(redirectionCount < redirections.count, "at most two redirections")
+        redirections[redirectionCount] = (source, target)
+        redirectionCount += 1
+    }
+
+    /// The child's side of ``ChildProcess/start(_:)``: only async-signal-safe calls.
     func run() -> Never {
         // Every signal at its default action, as for a new program: only those changed here
         // need it (the mask is set last, below).
-        for signalNumber in nonDefaultSignals { _ = signal(signalNumber, SIG_DFL) }
+        SignalDispositions.reset(SignalDispositions.changed)
         if newProcessGroup, setpgid(0, 0) != 0 { fail() }
-        for (source, target) in redirections {
+        for (source, target) in redirections[0..<redirectionCount] {
             // dup2 onto itself would keep the close-on-exec flag.
             let result = source == target ? fcntl(source, F_SETFD, 0) : dup2(source, target)
             if result < 0 { fail() }
@@ -152,8 +169,8 @@ private final class PreparedChild {
             writeJoinFailure(join, code: errno)
             _exit(127)
         }
-        sigprocmask(SIG_SETMASK, mask, nil)
-        execve(executable, argv.baseAddress!, environ)
+        sigprocmask(SIG_SETMASK, emptyMask, nil)
+        execve(executable, argv.baseAddress!, environment?.baseAddress ?? environ)
         fail()
     }
 

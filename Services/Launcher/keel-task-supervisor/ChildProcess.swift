@@ -34,10 +34,11 @@ enum ChildProcess {
         return descriptors
     }
 
-    /// Makes reads and writes on `descriptor` return `EAGAIN` instead of blocking.
+    /// Makes reads on `descriptor`, the read end of a pipe made by ``makePipe()``, return
+    /// `EAGAIN` instead of blocking. Such an end has no other status flag to keep (`F_SETFL`
+    /// leaves the access mode alone), so one call does it.
     static func setNonBlocking(_ descriptor: Int32) {
-        let flags = fcntl(descriptor, F_GETFL)
-        _ = fcntl(descriptor, F_SETFL, flags | O_NONBLOCK)
+        _ = fcntl(descriptor, F_SETFL, O_NONBLOCK)
     }
 }
 
@@ -53,9 +54,39 @@ struct WaitStatus {
 
     /// `exited CODE` or `signaled SIGNAL [core]`, with a newline.
     var record: String {
+        var buffer: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &buffer) { String(decoding: format(into: $0), as: UTF8.self) }
+    }
+
+    /// Writes ``record`` into `buffer` (at least 18 bytes) without allocating; returns the bytes
+    /// written.
+    func format(into buffer: UnsafeMutableRawBufferPointer) -> UnsafeRawBufferPointer {
+        var length = 0
+        func append(_ text: StaticString) {
+            for index in 0..<text.utf8CodeUnitCount {
+                buffer[length] = text.utf8Start[index]
+                length += 1
+            }
+        }
+        func append(_ number: Int32) {
+            // At most three digits: exit codes and signal numbers are below 256.
+            let value = Int(number)
+            if value >= 100 { buffer[length] = UInt8(ascii: "0") + UInt8(value / 100); length += 1 }
+            if value >= 10 { buffer[length] = UInt8(ascii: "0") + UInt8(value / 10 % 10); length += 1 }
+            buffer[length] = UInt8(ascii: "0") + UInt8(value % 10)
+            length += 1
+        }
         let low = raw & 0x7f
-        if low == 0 { return "exited \((raw >> 8) & 0xff)\n" }
-        return "signaled \(low)\(raw & 0x80 != 0 ? " core" : "")\n"
+        if low == 0 {
+            append("exited ")
+            append((raw >> 8) & 0xff)
+        } else {
+            append("signaled ")
+            append(low)
+            if raw & 0x80 != 0 { append(" core") }
+        }
+        append("\n")
+        return UnsafeRawBufferPointer(rebasing: buffer[0..<length])
     }
 
     /// The code itself, or 128 + the signal, as shells report it.

@@ -22,7 +22,7 @@ private func systemSetns(_ descriptor: Int32, _ type: Int32) -> Int32
 ///   fresh `/proc` there, so `ps` and `/proc` show only the task's processes; it still writes the
 ///   task's output and exit status to the same files, since the copy sees the node's file systems;
 /// - starts the task (PID 2) as the leader of its own process group, inside the task's cgroups
-///   (the task joins them itself between fork and exec, see ``ChildProcess/start(_:_:setup:)``);
+///   (the task joins them itself between fork and exec, see ``ChildProcess/start(_:)``);
 /// - reaps every process orphaned inside the namespace (PID 1's duty), so no zombies pile up;
 /// - forwards the signals that reach it (keel-launcher signals the supervisor's process group)
 ///   to the task's process group: PID 1 gets no default signal actions, so it keeps those
@@ -84,19 +84,20 @@ enum NamespaceInit {
     /// The executed supervisor's way into a PID namespace: creates one, forks this supervisor
     /// as its init (which runs `supervise`), and waits for it. Exits with init's code; if init
     /// was killed before it wrote the task's status, writes that init was killed.
-    static func superviseInNewPIDNamespace(_ options: SupervisorOptions, supervise: (SupervisorOptions) -> Never) -> Never {
+    static func superviseInNewPIDNamespace(_ plan: SupervisorPlan, supervise: (SupervisorPlan) -> Never) -> Never {
+        let options = plan.options
         guard systemUnshare(newPIDNamespace) == 0 else {
             giveUp(options, "unshare(CLONE_NEWPID) failed: \(String(cString: strerror(errno)))")
         }
         let pid = fork()
-        if pid == 0 { supervise(options) }
+        if pid == 0 { supervise(plan) }
         guard pid > 0 else { giveUp(options, "cannot fork the PID namespace's init: \(String(cString: strerror(errno)))") }
         guard let raw = ChildProcess.waitBlocking(pid) else {
             giveUp(options, "cannot wait for the PID namespace's init (pid \(pid)): \(String(cString: strerror(errno)))")
         }
         let status = WaitStatus(raw: raw)
         if raw & 0x7f != 0, access(options.exitStatusFile, F_OK) != 0 {
-            _ = writeAtomically(status.record, to: options.exitStatusFile)
+            _ = ExitStatusFile.write(status, to: plan.exitStatusFile)
         }
         exit(status.exitCode)
     }

@@ -8,21 +8,35 @@
 ///
 /// Writes never block on anything but the disk; a write the disk refuses (e.g. `ENOSPC`) is
 /// dropped, so a full disk cannot stall the task.
+///
+/// The file is written through a fixed descriptor number: the supervisor's own standard output
+/// or error, which keel-launcher and the spawner open on the same files (with `O_APPEND`), so the
+/// supervisor's messages land in the task's files too and the files need no second open. Only a
+/// rotation opens the path again, onto the same number.
 struct RotatingFile {
     let path: String
     let maxSize: Int
     let maxFiles: Int
-    private var descriptor: Int32
-    private var size: Int
+    private let descriptor: Int32
+    /// Whether `descriptor` is a regular file being written.
+    private var isOpen = false
+    private var size = 0
 
-    /// Opens (or creates) `path` for appending; its current size counts towards `maxSize`.
-    init(path: String, maxSize: Int, maxFiles: Int) {
+    /// Writes `path` through `descriptor`, which should already be `path` opened for appending.
+    /// If it is not a regular file, `path` is opened (or created) onto it. The file's current
+    /// size counts towards `maxSize`.
+    init(path: String, maxSize: Int, maxFiles: Int, descriptor: Int32) {
         self.path = path
         self.maxSize = maxSize
         self.maxFiles = maxFiles
-        descriptor = -1
-        size = 0
-        reopen(truncating: false)
+        self.descriptor = descriptor
+        var info = Glibc.stat()
+        if fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+            isOpen = true
+            size = Int(info.st_size)
+        } else {
+            reopen(truncating: false)
+        }
     }
 
     /// Appends `bytes`, rotating as often as needed so that no file exceeds `maxSize`.
@@ -33,7 +47,7 @@ struct RotatingFile {
                 rotate()
             }
             let count = min(bytes.count - offset, maxSize - size)
-            if descriptor >= 0 {
+            if isOpen {
                 var written = 0
                 while written < count {
                     let result = Glibc.write(descriptor, bytes.baseAddress! + offset + written, count - written)
@@ -64,18 +78,16 @@ struct RotatingFile {
         reopen(truncating: true)
     }
 
-    /// Opens `path` again. The task owns the directory and could put a symlink, FIFO or device
-    /// there: `O_NOFOLLOW` refuses a symlink, `O_NONBLOCK` keeps a FIFO from blocking the open,
-    /// and anything but a regular file is not written to.
+    /// Opens `path` again onto ``descriptor``. The task owns the directory and could put a
+    /// symlink, FIFO or device there: `O_NOFOLLOW` refuses a symlink, `O_NONBLOCK` keeps a FIFO
+    /// from blocking the open, and anything but a regular file is not written to.
     private mutating func reopen(truncating: Bool) {
-        if descriptor >= 0 { close(descriptor) }
         let flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (truncating ? O_TRUNC : 0)
-        descriptor = open(path, flags, 0o644)
+        let opened = open(path, flags, 0o644)
         var info = Glibc.stat()
-        if descriptor >= 0, fstat(descriptor, &info) != 0 || info.st_mode & S_IFMT != S_IFREG {
-            close(descriptor)
-            descriptor = -1
-        }
-        size = descriptor >= 0 ? Int(info.st_size) : 0
+        isOpen = opened >= 0 && fstat(opened, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+            && dup2(opened, descriptor) >= 0
+        if opened >= 0, opened != descriptor { close(opened) }
+        size = isOpen ? Int(info.st_size) : 0
     }
 }

@@ -15,9 +15,10 @@ private func closeFrom(_ lowest: Int32)
 /// and output files); the spawner forks, and the child sets itself up as `posix_spawn` would
 /// have set up a freshly executed supervisor (a new session, every signal at its default
 /// action, an empty mask, `/dev/null` and the output files as 0, 1 and 2, nothing else open,
-/// the working directory and environment) and then runs ``supervise(_:)``, exactly what the
-/// executed supervisor runs. What this saves is the `execve`: loading a static program, the C
-/// library's and the Swift runtime's start-up, about a millisecond of CPU per task.
+/// the working directory) and then runs ``supervise(_:)``, exactly what the executed supervisor
+/// runs, on a ``SupervisorPlan`` the spawner made before the fork (which also holds the task's
+/// environment). What this saves is the `execve`: loading a static program, the C library's and
+/// the Swift runtime's start-up, about a millisecond of CPU per task.
 ///
 /// A supervisor whose task gets a PID namespace is forked straight into a new one, as its init
 /// (see ``NamespaceInit``), which saves the separate init process an executed supervisor needs.
@@ -49,7 +50,7 @@ enum Spawner {
         // SFD_CLOEXEC and SFD_NONBLOCK are O_CLOEXEC and O_NONBLOCK.
         let childEnded = signalDescriptor(-1, &childSignals, O_CLOEXEC | O_NONBLOCK)
         NamespaceInit.openOwnPIDNamespace()
-        SupervisorTypes.prepare()
+        SupervisorGlobals.prepare()
         while true {
             reapChildren()
             var entries = [
@@ -104,28 +105,16 @@ enum Spawner {
     /// Forks one supervisor for `request`; sets `canGoOn` to false if the spawner cannot fork
     /// any more (see ``NamespaceInit/forkIntoNewPIDNamespace()``).
     private static func start(_ request: ArraySlice<UInt8>, canGoOn: inout Bool) -> Reply {
-        var fields = request.split(separator: 0, omittingEmptySubsequences: false).map {
-            String(decoding: $0, as: UTF8.self)
-        }
-        if fields.last == "" { fields.removeLast() }
-        guard fields.count >= 5, fields[0] == magic, let environmentCount = Int(fields[4]),
-            environmentCount >= 0, fields.count >= 5 + environmentCount
-        else { return Reply(error: EINVAL) }
-        let workingDirectory = fields[1]
-        let stdoutPath = fields[2]
-        let stderrPath = fields[3]
-        let environment = Array(fields[5..<(5 + environmentCount)])
-        let arguments = Array(fields[(5 + environmentCount)...])
-        guard case .success(.supervise(let options)) = SupervisorMode.parse(arguments) else {
-            return Reply(error: EINVAL)
-        }
+        // Everything the supervisor needs is made here, before the fork, and nothing else of the
+        // request outlives this line (see SpawnRequest).
+        guard let spawn = SpawnRequest(request) else { return Reply(error: EINVAL) }
         guard let report = ChildProcess.makePipe() else { return Reply(error: errno) }
         // With a PID namespace the supervisor is born as its init. If none can be created here,
         // a plain supervisor tries again itself, and says why it cannot.
         var pid: pid_t = -1
         var forkError: Int32 = 0
         var forked = false
-        if options.pidNamespace {
+        if spawn.plan.options.pidNamespace {
             let (outcome, returnedHome) = NamespaceInit.forkIntoNewPIDNamespace()
             canGoOn = returnedHome
             switch outcome {
@@ -141,9 +130,7 @@ enum Spawner {
         }
         if pid == 0 {
             close(report.read)
-            becomeSupervisor(
-                options, workingDirectory: workingDirectory, stdoutPath: stdoutPath, stderrPath: stderrPath,
-                environment: environment, report: report.write)
+            becomeSupervisor(spawn, report: report.write)
         }
         close(report.write)
         defer { close(report.read) }
@@ -170,10 +157,7 @@ enum Spawner {
 
     /// In the child: the set-up `posix_spawn` would do, then the supervisor itself. A failure
     /// of the set-up is reported as its `errno` over `report`; success closes it.
-    private static func becomeSupervisor(
-        _ options: SupervisorOptions, workingDirectory: String, stdoutPath: String, stderrPath: String,
-        environment: [String], report: Int32
-    ) -> Never {
+    private static func becomeSupervisor(_ spawn: SpawnRequest, report: Int32) -> Never {
         func fail(_ code: Int32) -> Never {
             var code = code
             _ = write(report, &code, MemoryLayout<Int32>.size)
@@ -187,25 +171,22 @@ enum Spawner {
         let outputFlags = O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC
         let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { fail(errno) }
-        let output = open(stdoutPath, outputFlags, 0o644)
+        let output = open(spawn.stdoutPath, outputFlags, 0o644)
         guard output >= 0 else { fail(errno) }
-        let errors = open(stderrPath, outputFlags, 0o644)
+        let errors = open(spawn.stderrPath, outputFlags, 0o644)
         guard errors >= 0 else { fail(errno) }
         // dup2 clears close-on-exec on the targets; the sources go with closefrom below.
         guard dup2(input, STDIN_FILENO) >= 0, dup2(output, STDOUT_FILENO) >= 0, dup2(errors, STDERR_FILENO) >= 0
         else { fail(errno) }
-        guard chdir(workingDirectory) == 0 else { fail(errno) }
-        guard clearenv() == 0 else { fail(errno) }
-        for entry in environment {
-            guard let equals = entry.firstIndex(of: "=") else { continue }
-            setenv(String(entry[..<equals]), String(entry[entry.index(after: equals)...]), 1)
-        }
+        guard chdir(spawn.workingDirectory) == 0 else { fail(errno) }
+        // The environment goes to the task only (the plan holds it); the supervisor keeps the
+        // spawner's, which keel-launcher starts empty.
         close(report)
         // The socket, the report pipe's other end and the opened sources: nothing of the
         // spawner's stays open in the supervisor.
         closeFrom(3)
         renameCommandLine()
-        supervise(options)
+        supervise(spawn.plan)
     }
 
     /// Makes `ps` show a forked supervisor as `keel-task-supervisor supervise` rather than as
@@ -214,24 +195,30 @@ enum Spawner {
     /// length.
     private static func renameCommandLine() {
         guard CommandLine.argc > 1, let argument = CommandLine.unsafeArgv[1] else { return }
-        let replacement = Array("supervise".utf8CString)
-        guard strlen(argument) == replacement.count - 1 else { return }
-        for (index, byte) in replacement.enumerated() { argument[index] = byte }
+        let replacement: StaticString = "supervise"
+        guard strlen(argument) == replacement.utf8CodeUnitCount else { return }
+        for index in 0..<replacement.utf8CodeUnitCount {
+            argument[index] = CChar(bitPattern: replacement.utf8Start[index])
+        }
     }
 
     /// The start time of `pid` in clock ticks since boot (field 22 of `/proc/PID/stat`).
+    ///
+    /// Read into a buffer on the stack and parsed as bytes: whatever the spawner writes to its
+    /// heap after a fork is a copy-on-write fault while the supervisor lives.
     private static func startTime(of pid: pid_t) -> UInt64? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard count > 0 else { return nil }
-        let text = String(decoding: buffer[0..<count], as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 19 else { return nil }
-        return UInt64(fields[19])
+        // Field 22 lies within the first 512 bytes: the fields before it are a pid, a command
+        // name of at most 16 bytes and 19 numbers.
+        withUnsafeTemporaryAllocation(byteCount: 544, alignment: 8) { buffer -> UInt64? in
+            let path = UnsafeMutableRawBufferPointer(rebasing: buffer[512...])
+            ProcessStat.path(of: pid, into: path)
+            let fd = open(path.baseAddress!.assumingMemoryBound(to: CChar.self), O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            let count = read(fd, buffer.baseAddress, 512)
+            guard count > 0 else { return nil }
+            return ProcessStat.startTime(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
     }
 
     /// Sends `reply`, with its pidfd attached when there is one.
@@ -272,26 +259,49 @@ enum Spawner {
     }
 }
 
-/// The generic types a supervisor uses that the spawner itself does not, made once in the
-/// spawner before its first fork.
+/// One request of keel-launcher, parsed, with everything the forked supervisor needs as C
+/// memory: its plan (see ``SupervisorPlan``) and the paths it sets itself up with.
 ///
-/// The Swift runtime finds such a type the first time a process uses it by demangling its name,
-/// and remembers it in the process. Made here, every forked supervisor inherits what the
-/// spawner found instead of running the demangler itself: that was about 6 % of a supervisor's
-/// CPU, nearly all of it for the output streams' array.
-enum SupervisorTypes {
-    /// Keeps the storage alive so that making it cannot be optimized away.
-    nonisolated(unsafe) private static var kept: [Any] = []
+/// Made from the request in one go, so that the arrays and strings of the parsing are freed
+/// before the fork: a forked supervisor that freed them would write to the spawner's heap pages
+/// (a copy-on-write fault each), and converting a string for a C call would allocate.
+private final class SpawnRequest {
+    let plan: SupervisorPlan
+    let workingDirectory: UnsafeMutablePointer<CChar>
+    let stdoutPath: UnsafeMutablePointer<CChar>
+    let stderrPath: UnsafeMutablePointer<CChar>
 
+    /// Parses `request` (see ``Spawner``); `nil` if it is not one.
+    init?(_ request: ArraySlice<UInt8>) {
+        var fields = request.split(separator: 0, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
+        if fields.last == "" { fields.removeLast() }
+        guard fields.count >= 5, fields[0] == Spawner.magic, let environmentCount = Int(fields[4]),
+            environmentCount >= 0, fields.count >= 5 + environmentCount,
+            case .success(.supervise(let options)) = SupervisorMode.parse(Array(fields[(5 + environmentCount)...]))
+        else { return nil }
+        plan = SupervisorPlan(options, environment: Array(fields[5..<(5 + environmentCount)]))
+        workingDirectory = strdup(fields[1])
+        stdoutPath = strdup(fields[2])
+        stderrPath = strdup(fields[3])
+    }
+
+    deinit {
+        free(workingDirectory)
+        free(stdoutPath)
+        free(stderrPath)
+    }
+}
+
+/// The lazily made globals a supervisor uses, made once in the spawner before its first fork, so
+/// that no forked supervisor makes them again (each would run the initializer and write the
+/// global's page).
+enum SupervisorGlobals {
     static func prepare() {
-        // Array literals, as the supervisor makes them: their storage types are what it looks up.
-        let redirections = [(source: Int32(-1), target: Int32(-1))]
-        let descriptors = [Int32(-1)]
-        let bytes = [UInt8(0)]
-        // Appended to as SupervisionLoop.copy(_:to:) does; a file on /dev/null stays closed (it
-        // is not a regular file), so nothing is left open.
-        var streams: [(descriptor: Int32, file: RotatingFile)] = []
-        streams.append((-1, RotatingFile(path: "/dev/null", maxSize: 1, maxFiles: 1)))
-        kept = [redirections, descriptors, bytes, streams]
+        _ = ChildProcess.childStack
+        _ = SupervisionLoop.readBuffer
+        _ = SupervisionLoop.forwardedSignals
+        _ = CommandLine.unsafeArgv
     }
 }

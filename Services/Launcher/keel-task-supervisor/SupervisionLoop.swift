@@ -18,7 +18,21 @@ struct SupervisionLoop {
     /// The signals that init forwards to the task's process group.
     static let forwardedSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, SIGWINCH, SIGALRM]
 
-    private var streams: [(descriptor: Int32, file: RotatingFile)] = []
+    /// What the output pipes are read into. One for the process, made by the spawner before its
+    /// first fork (see ``SupervisorGlobals``); not zero-filled, so its pages are touched only by
+    /// output that arrives.
+    nonisolated(unsafe) static let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+
+    /// A pipe being copied into a file; its descriptor is -1 once the pipe is closed.
+    private struct Stream {
+        var descriptor: Int32
+        var file: RotatingFile
+    }
+
+    /// The task's standard output and error, kept without an array: a forked supervisor runs
+    /// this loop without allocating (see ``SupervisorPlan``).
+    private var streams: (Stream?, Stream?) = (nil, nil)
+    private var streamCount = 0
     private let signals: Int32
     private let isInit: Bool
 
@@ -41,37 +55,51 @@ struct SupervisionLoop {
 
     /// Copies `descriptor` (the read end of a pipe) into `file` while the loop runs.
     mutating func copy(_ descriptor: Int32, to file: RotatingFile) {
+        precondition(streamCount < 2, "at most two streams")
         ChildProcess.setNonBlocking(descriptor)
-        streams.append((descriptor, file))
+        self[stream: streamCount] = Stream(descriptor: descriptor, file: file)
+        streamCount += 1
+    }
+
+    private subscript(stream index: Int) -> Stream? {
+        get { index == 0 ? streams.0 : streams.1 }
+        set {
+            if index == 0 { streams.0 = newValue } else { streams.1 = newValue }
+        }
     }
 
     /// Runs until `task` (a child of this process) has ended; returns its raw wait status, or
     /// `nil` if it cannot be waited for.
     mutating func run(until task: pid_t) -> Int32? {
-        // Not zero-filled: its pages are touched only by output that arrives.
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-        defer { buffer.deallocate() }
+        let buffer = Self.readBuffer
         var status: Int32?
-        var descriptors: [pollfd] = []
+        // The streams' descriptors, then the signalfd.
+        var descriptors = (pollfd(), pollfd(), pollfd())
         while status == nil {
-            descriptors.removeAll(keepingCapacity: true)
-            // A negative descriptor is skipped by poll.
-            for stream in streams { descriptors.append(pollfd(fd: stream.descriptor, events: Int16(POLLIN), revents: 0)) }
-            descriptors.append(pollfd(fd: signals, events: Int16(POLLIN), revents: 0))
-            if poll(&descriptors, nfds_t(descriptors.count), -1) < 0 {
+            let ready = withUnsafeMutableBytes(of: &descriptors) { bytes -> Int32 in
+                let entries = bytes.bindMemory(to: pollfd.self)
+                // A negative descriptor is skipped by poll.
+                for index in 0..<streamCount {
+                    entries[index] = pollfd(fd: self[stream: index]?.descriptor ?? -1, events: Int16(POLLIN), revents: 0)
+                }
+                entries[streamCount] = pollfd(fd: signals, events: Int16(POLLIN), revents: 0)
+                return poll(entries.baseAddress, nfds_t(streamCount + 1), -1)
+            }
+            if ready < 0 {
                 if errno == EINTR { continue }
                 return nil
             }
-            for index in streams.indices where descriptors[index].revents != 0 {
-                _ = copy(index, buffer)
-            }
-            if descriptors[streams.count].revents != 0 {
+            let (first, second, last) = descriptors
+            if streamCount > 0, first.revents != 0 { _ = copy(0, buffer) }
+            if streamCount > 1, second.revents != 0 { _ = copy(1, buffer) }
+            let signalEntry = streamCount == 0 ? first : streamCount == 1 ? second : last
+            if signalEntry.revents != 0 {
                 guard case .some(let ended) = takeSignals(task: task) else { return nil }
                 status = ended
             }
         }
         if isInit { endNamespace() }
-        for index in streams.indices {
+        for index in 0..<streamCount {
             while copy(index, buffer) {}
         }
         return status
@@ -120,17 +148,18 @@ struct SupervisionLoop {
     /// Copies one read's worth from stream `index`; `false` once nothing more is available now
     /// (the stream is closed at end of file or on error).
     private mutating func copy(_ index: Int, _ buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        let descriptor = streams[index].descriptor
-        guard descriptor >= 0 else { return false }
-        let count = read(descriptor, buffer.baseAddress!, buffer.count)
+        guard var stream = self[stream: index], stream.descriptor >= 0 else { return false }
+        let count = read(stream.descriptor, buffer.baseAddress!, buffer.count)
         if count > 0 {
-            streams[index].file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            stream.file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            self[stream: index] = stream
             return true
         }
         if count < 0, errno == EINTR { return true }
         if count < 0, errno == EAGAIN || errno == EWOULDBLOCK { return false }
-        close(descriptor)
-        streams[index].descriptor = -1
+        close(stream.descriptor)
+        stream.descriptor = -1
+        self[stream: index] = stream
         return false
     }
 }

@@ -3,7 +3,7 @@
 // The parent of one task process, started by keel-launcher as the leader of the task's session
 // and process group. It starts EXECUTABLE with ARGV0 ARG... (same environment and working
 // directory, every signal at its default action), waits for it, and writes how it ended to
-// EXIT_STATUS_FILE atomically: `exited CODE` or `signaled SIGNAL [core]`. It exits with the
+// EXIT_STATUS_FILE (see ExitStatusFile): `exited CODE` or `signaled SIGNAL [core]`. It exits with the
 // task's code (128 + N for a signal).
 //
 // It exists so that tasks outlive the launcher: when keel-launcher is killed or restarted, the
@@ -45,7 +45,7 @@ func fail(_ message: String) -> Never {
 /// Fails before the task could be started or waited for: records exit code 127 for the task,
 /// then says why.
 func giveUp(_ options: SupervisorOptions, _ message: String) -> Never {
-    _ = writeAtomically("exited 127\n", to: options.exitStatusFile)
+    _ = ExitStatusFile.write("exited 127\n", to: options.exitStatusFile)
     fail(message)
 }
 
@@ -59,14 +59,20 @@ case .success(.spawner):
 case .success(.supervise(let options)):
     // Whatever the parent left ignored, the task must not inherit (see SignalDispositions).
     SignalDispositions.resetAll()
-    supervise(options)
+    supervise(SupervisorPlan(options, environment: nil))
 }
 
-func supervise(_ options: SupervisorOptions) -> Never {
-    let stoppingSignals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
+/// Runs the task of `plan` to its end, records how it ended and exits with the task's code.
+///
+/// A supervisor forked by the spawner runs this on a plan the spawner made, and must not
+/// allocate on its way (see ``SupervisorPlan``): whatever it needs is made before, and strings
+/// are built only on the paths that give up.
+func supervise(_ plan: SupervisorPlan) -> Never {
+    let options = plan.options
     if options.pidNamespace, !NamespaceInit.isInit {
-        for signalNumber in stoppingSignals + [SIGPIPE] { SignalDispositions.set(signalNumber, ignored: true) }
-        NamespaceInit.superviseInNewPIDNamespace(options, supervise: supervise)
+        ignoreStoppingSignals(true)
+        SignalDispositions.set(SIGPIPE, ignored: true)
+        NamespaceInit.superviseInNewPIDNamespace(plan, supervise: supervise)
     }
     let isInit = options.pidNamespace
     // Blocks what the loop takes through its signalfd first, so nothing sent from here on is lost.
@@ -76,38 +82,55 @@ func supervise(_ options: SupervisorOptions) -> Never {
     // Outside a namespace the stopping signals, sent to the whole group, reach the task
     // directly, and the supervisor ignores them to survive and record the outcome. As init it
     // takes them (blocked) and forwards them: ignored ones would be discarded.
-    for signalNumber in stoppingSignals { SignalDispositions.set(signalNumber, ignored: !isInit) }
+    ignoreStoppingSignals(!isInit)
     SignalDispositions.set(SIGPIPE, ignored: true)
     if isInit, let problem = NamespaceInit.becomeInit() { giveUp(options, problem) }
 
-    var redirections: [(source: Int32, target: Int32)] = []
     // The child's ends, closed here once it runs.
-    var closeAfterStart: [Int32] = []
+    var childEnds: (Int32, Int32) = (-1, -1)
     if let output = options.output {
         guard let stdoutPipe = ChildProcess.makePipe(), let stderrPipe = ChildProcess.makePipe() else {
             giveUp(options, "cannot create the output pipes: \(String(cString: strerror(errno)))")
         }
-        redirections = [(stdoutPipe.write, STDOUT_FILENO), (stderrPipe.write, STDERR_FILENO)]
-        closeAfterStart = [stdoutPipe.write, stderrPipe.write]
-        loop.copy(stdoutPipe.read, to: RotatingFile(path: output.stdoutPath, maxSize: output.maxSize, maxFiles: output.maxFiles))
-        loop.copy(stderrPipe.read, to: RotatingFile(path: output.stderrPath, maxSize: output.maxSize, maxFiles: output.maxFiles))
+        plan.child.redirect(stdoutPipe.write, to: STDOUT_FILENO)
+        plan.child.redirect(stderrPipe.write, to: STDERR_FILENO)
+        childEnds = (stdoutPipe.write, stderrPipe.write)
+        loop.copy(
+            stdoutPipe.read,
+            to: RotatingFile(
+                path: output.stdoutPath, maxSize: output.maxSize, maxFiles: output.maxFiles, descriptor: STDOUT_FILENO))
+        loop.copy(
+            stderrPipe.read,
+            to: RotatingFile(
+                path: output.stderrPath, maxSize: output.maxSize, maxFiles: output.maxFiles, descriptor: STDERR_FILENO))
     }
 
-    // As init, the task leads a process group of its own, which the forwarded signals go to.
-    let setup = ChildSetup(redirections: redirections, newProcessGroup: isInit, cgroupProcsFiles: options.cgroupProcsFiles)
     let child: pid_t
-    switch ChildProcess.start(options.executable, options.arguments, setup: setup) {
+    switch ChildProcess.start(plan.child) {
     case .success(let pid): child = pid
     case .failure(let error): giveUp(options, "cannot start '\(options.executable)': \(error.text)")
     }
-    for descriptor in closeAfterStart { close(descriptor) }
+    if childEnds.0 >= 0 {
+        close(childEnds.0)
+        close(childEnds.1)
+    }
 
     guard let raw = loop.run(until: child) else {
         giveUp(options, "cannot wait for the task (pid \(child)): \(String(cString: strerror(errno)))")
     }
     let status = WaitStatus(raw: raw)
-    if !writeAtomically(status.record, to: options.exitStatusFile) {
+    if !ExitStatusFile.write(status, to: plan.exitStatusFile) {
         fputs("keel-task-supervisor: cannot write '\(options.exitStatusFile)': \(String(cString: strerror(errno)))\n", stderr)
     }
-    exit(status.exitCode)
+    // Nothing is buffered (messages go to stderr unbuffered), so no exit handlers need to run.
+    _exit(status.exitCode)
+}
+
+/// Ignores the signals that stop tasks (keel-launcher sends them to the supervisor's process
+/// group), or puts them back to their default action.
+func ignoreStoppingSignals(_ ignored: Bool) {
+    SignalDispositions.set(SIGTERM, ignored: ignored)
+    SignalDispositions.set(SIGINT, ignored: ignored)
+    SignalDispositions.set(SIGHUP, ignored: ignored)
+    SignalDispositions.set(SIGQUIT, ignored: ignored)
 }

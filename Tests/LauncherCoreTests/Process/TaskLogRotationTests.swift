@@ -8,19 +8,22 @@ import Testing
 
 @Suite("Task output capped and rotated by keel-task-supervisor")
 struct TaskLogRotationTests {
-    /// Launches `command` under the supervisor with `limits`, in a sandbox of `workDir`.
+    /// Launches `command` under the supervisor with `limits`, in a sandbox of `workDir`; with
+    /// `forked`, the supervisor is forked by a supervisor spawner instead of executed.
     static func launch(
-        _ command: TaskCommand, limits: TaskLogLimits, workDir: String, pidNamespace: Bool = false
+        _ command: TaskCommand, limits: TaskLogLimits, workDir: String, pidNamespace: Bool = false, forked: Bool = false
     ) throws -> (TaskProcess, TaskSandbox, String) {
         let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
         let sandbox = try ProcessTestSupport.makeSandbox(in: workDir)
         let statusFile = workDir + "/exit-status"
         let spec = TaskLaunchSpec(command: command, environment: ProcessTestSupport.environment, sandbox: sandbox)
+        let spawner = try ProcessTestSupport.spawner(supervisor: supervisor, if: forked)
         let process = try TaskProcess.launch(
             spec,
             supervision: TaskSupervision(
                 supervisor: supervisor, exitStatusFile: statusFile, pidNamespace: pidNamespace, logLimits: limits),
-            logger: ProcessTestSupport.logger)
+            spawner: spawner, logger: ProcessTestSupport.logger)
+        if let spawner { #expect(!spawner.isBroken, "the spawner started the supervisor") }
         return (process, sandbox, statusFile)
     }
 
@@ -34,25 +37,28 @@ struct TaskLogRotationTests {
         range.map { "\(prefix) \($0)\n" }.joined()
     }
 
-    @Test("a task writing more than the cap leaves at most N files of at most the cap each, newest in stdout")
-    func capsAndRotates() async throws {
-        try await checkCapsAndRotates(pidNamespace: false)
+    @Test(
+        "a task writing more than the cap leaves at most N files of at most the cap each, newest in stdout; executed or forked",
+        arguments: [false, true])
+    func capsAndRotates(forked: Bool) async throws {
+        try await checkCapsAndRotates(pidNamespace: false, forked: forked)
     }
 
     @Test(
-        "output is capped and rotated the same for a task in a PID namespace",
-        .enabled(if: PIDNamespaceTestSupport.available, PIDNamespaceTestSupport.skipReason))
-    func capsAndRotatesInNamespace() async throws {
-        try await checkCapsAndRotates(pidNamespace: true)
+        "output is capped and rotated the same for a task in a PID namespace; executed or forked",
+        .enabled(if: PIDNamespaceTestSupport.available, PIDNamespaceTestSupport.skipReason), arguments: [false, true])
+    func capsAndRotatesInNamespace(forked: Bool) async throws {
+        try await checkCapsAndRotates(pidNamespace: true, forked: forked)
     }
 
-    func checkCapsAndRotates(pidNamespace: Bool) async throws {
+    func checkCapsAndRotates(pidNamespace: Bool, forked: Bool) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer { ProcessTestSupport.removeTree(workDir) }
         let limits = try TaskLogLimits(maxFileBytes: 4096, maxFiles: 3)
         // About 60 KiB on stdout, a little on stderr, then a distinctive exit code.
         let script = "i=1; while [ $i -le 5000 ]; do echo \"line $i\"; i=$((i+1)); done; echo oops >&2; exit 9"
-        let (process, sandbox, statusFile) = try Self.launch(.shell(script), limits: limits, workDir: workDir, pidNamespace: pidNamespace)
+        let (process, sandbox, statusFile) = try Self.launch(
+            .shell(script), limits: limits, workDir: workDir, pidNamespace: pidNamespace, forked: forked)
         let status = try await process.wait()
         #expect(status == .exited(code: 9))
         #expect(TaskProcess.readExitStatus(statusFile) == .exited(code: 9))

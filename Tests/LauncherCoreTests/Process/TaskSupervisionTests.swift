@@ -36,6 +36,27 @@ struct TaskSupervisionTests {
         #expect(TaskProcess.readExitStatus(statusFile) == expected)
     }
 
+    @Test("a link or an old record at the exit-status path is replaced, never written through; executed or forked",
+          arguments: [false, true])
+    func exitStatusFileReplaced(forked: Bool) async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let victim = workDir + "/victim"
+        try ProcessTestSupport.write("untouched\n", to: victim)
+        #expect(symlink(victim, workDir + "/exit-status") == 0)
+        let (process, statusFile) = try Self.launchSupervised(.shell("exit 5"), workDir: workDir, forked: forked)
+        #expect(try await process.wait() == .exited(code: 5))
+        #expect(TaskProcess.readExitStatus(statusFile) == .exited(code: 5))
+        var info = stat()
+        #expect(lstat(statusFile, &info) == 0 && info.st_mode & S_IFMT == S_IFREG, "the link was replaced by a file")
+        #expect(ProcessTestSupport.contents(victim) == "untouched\n")
+
+        // An old record is replaced as well.
+        let (again, _) = try Self.launchSupervised(.shell("exit 6"), workDir: workDir, forked: forked)
+        #expect(try await again.wait() == .exited(code: 6))
+        #expect(ProcessTestSupport.contents(statusFile) == "exited 6\n")
+    }
+
     @Test("the task starts with no signal ignored or blocked, though its supervisor ignores some; executed or forked",
           arguments: [false, true])
     func cleanSignalState(forked: Bool) async throws {

@@ -66,7 +66,7 @@ package final class TaskCheckpointStore: Sendable {
             if let record = table.records.withLock({ $0[key] }) { return .record(record.jsonBytes()) }
             let exitStatus = Self.exitStatusPath(key, checkpoint: checkpoint)
             let legacy = table.legacyDirectories.withLock { $0[key] }
-            return .removed(files: [exitStatus, exitStatus + ".tmp"], directory: legacy)
+            return .removed(files: [exitStatus], directory: legacy)
         }
     }
 

@@ -24,7 +24,7 @@ extension NodeIsolation {
         }
         let directory = String(cString: created)
         defer {
-            for file in ["exit-status", "exit-status.tmp", "output"] { unlink(directory + "/" + file) }
+            for file in ["exit-status", "output"] { unlink(directory + "/" + file) }
             rmdir(directory)
         }
         let outcome = runCheck(supervisor: supervisor, directory: directory)
