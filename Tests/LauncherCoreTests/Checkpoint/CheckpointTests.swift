@@ -170,6 +170,57 @@ struct CheckpointTests {
         #expect(largest < 100 * 1000, "compacted along the way (largest \(largest) bytes)")
     }
 
+    @Test("a deferred change waits for its delay, joins a later undelayed change of its task, and does not hold up a flush")
+    func deferredChanges() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let path = workDir + "/journal"
+        let records = Mutex<[LauncherTaskKey: [UInt8]]>([:])
+        let encoded = Mutex(0)
+        let journal = CheckpointJournal(path: path, logger: ProcessTestSupport.logger) { key in
+            encoded.withLock { $0 += 1 }
+            return records.withLock { $0[key] }.map { .record($0) } ?? .removed(files: [], directory: nil)
+        }
+        func key(_ name: String) -> LauncherTaskKey { LauncherTaskKey(frameworkID: "fw", taskID: name) }
+        func change(_ name: String, _ text: String) { records.withLock { $0[key(name)] = Array(text.utf8) } }
+        func stored(_ name: String) -> String? {
+            CheckpointJournal.read(path).records[key(name)].map { String(decoding: $0, as: UTF8.self) }
+        }
+
+        // Deferred for an hour: another task's change and its flush go by without it.
+        change("a", "a1")
+        let completed = Mutex(0)
+        journal.submit(key("a"), durable: false, deferredBy: .seconds(3600)) { _ in completed.withLock { $0 += 1 } }
+        change("b", "b1")
+        journal.submit(key("b"), durable: true)
+        await journal.flush(keys: [key("b")])
+        #expect(stored("b") == "b1")
+        #expect(stored("a") == nil, "still waiting for its delay")
+        #expect(encoded.withLock { $0 } == 1)
+
+        // An undelayed change of the same task takes it along: one record, the newest, both callers told.
+        change("a", "a2")
+        journal.submit(key("a"), durable: true) { _ in completed.withLock { $0 += 1 } }
+        await journal.flush(keys: [key("a")])
+        #expect(stored("a") == "a2")
+        #expect(encoded.withLock { $0 } == 2, "the deferred record was never encoded on its own")
+        #expect(completed.withLock { $0 } == 2)
+
+        // A flush of everything writes a deferred change at once.
+        change("c", "c1")
+        journal.submit(key("c"), durable: false, deferredBy: .seconds(3600))
+        await journal.flush()
+        #expect(stored("c") == "c1")
+
+        // A short delay ends by itself, also while the writer thread sleeps towards a longer one.
+        change("d", "d1")
+        journal.submit(key("d"), durable: false, deferredBy: .seconds(3600))
+        change("e", "e1")
+        journal.submit(key("e"), durable: false, deferredBy: .milliseconds(20))
+        #expect(await ProcessTestSupport.eventually { stored("e") == "e1" })
+        #expect(stored("d") == nil)
+    }
+
     @Test("a journal that cannot be written tells its callers so, and flushes still return")
     func unwritableJournal() async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()

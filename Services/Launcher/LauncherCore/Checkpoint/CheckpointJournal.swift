@@ -66,6 +66,10 @@ package final class CheckpointJournal: Sendable {
         var barriers: [(target: UInt64, completion: Completion)] = []
         var threadStarted = false
         var sleeping = false
+        /// When deferred jobs become ready, earliest first (see ``submit(_:durable:deferredBy:completion:)``);
+        /// an entry whose job was written meanwhile is skipped. Entries before `deferralsHead` are done.
+        var deferrals: [(deadline: DispatchTime, key: LauncherTaskKey)] = []
+        var deferralsHead = 0
         /// No writer thread could be started: the caller writes.
         var writeHere = false
     }
@@ -114,30 +118,66 @@ package final class CheckpointJournal: Sendable {
     /// delay, or a flush, comes first: then both go out as that one write. For changes that may
     /// be lost in a crash (an acknowledgement dropping a sent update: the update is sent once
     /// more), most of which the task's next change soon writes anyway.
+    ///
+    /// The delay is kept by the writer thread, which sleeps no longer than until the earliest
+    /// deferred job is due: no timer per change (an acknowledgement defers a write, three per
+    /// task), and no thread woken for each.
     package func submit(
         _ key: LauncherTaskKey, durable: Bool, deferredBy delay: Duration? = nil, completion: Completion? = nil
     ) {
-        let deferred = delay != nil
-        let (signal, schedule) = state.withLock { state -> (Bool, Bool) in
+        let signal = state.withLock { state -> Bool in
+            // (If no writer thread can be started, deferred jobs wait for the next batch or flush.)
+            let deferred = delay != nil
             if var job = state.queued[key] {
                 job.durable = job.durable || durable
                 if let completion { job.completions.append(completion) }
                 let promoted = job.deferred && !deferred
                 if promoted { job.deferred = false }
                 state.queued[key] = job
-                guard promoted else { return (false, false) }
+                guard promoted else { return false }
                 state.ready.append(key)
-                return (wakeWriter(&state), false)
+                return wakeWriter(&state)
             }
             state.queued[key] = Job(durable: durable, deferred: deferred, completions: completion.map { [$0] } ?? [])
-            guard !deferred else { return (false, true) }
+            if deferred, let delay {
+                // The writer sleeps until the earliest deadline it knew of; a new earliest one
+                // wakes it to sleep less.
+                let deadline = DispatchTime.now() + Self.interval(delay)
+                let earliest = state.deferralsHead == state.deferrals.count
+                    || deadline < state.deferrals[state.deferralsHead].deadline
+                Self.insert((deadline, key), into: &state)
+                return earliest ? wakeWriter(&state) : false
+            }
             state.ready.append(key)
-            return (wakeWriter(&state), false)
+            return wakeWriter(&state)
         }
         if signal { wake.signal() }
         writeHereIfNeeded()
-        if schedule, let delay {
-            DispatchQueue.global().asyncAfter(deadline: .now() + Self.interval(delay)) { [self] in promote([key]) }
+    }
+
+    /// Inserts a deferral in deadline order (nearly always at the end: callers use one delay).
+    private static func insert(_ deferral: (deadline: DispatchTime, key: LauncherTaskKey), into state: inout State) {
+        var index = state.deferrals.count
+        while index > state.deferralsHead, state.deferrals[index - 1].deadline > deferral.deadline { index -= 1 }
+        state.deferrals.insert(deferral, at: index)
+    }
+
+    /// Makes the deferred jobs whose deadline has passed ready.
+    private static func promoteDue(_ state: inout State, now: DispatchTime) {
+        while state.deferralsHead < state.deferrals.count, state.deferrals[state.deferralsHead].deadline <= now {
+            let key = state.deferrals[state.deferralsHead].key
+            state.deferralsHead += 1
+            if state.queued[key]?.deferred == true {
+                state.queued[key]?.deferred = false
+                state.ready.append(key)
+            }
+        }
+        if state.deferralsHead == state.deferrals.count {
+            state.deferrals.removeAll(keepingCapacity: true)
+            state.deferralsHead = 0
+        } else if state.deferralsHead > 1024, state.deferralsHead * 2 > state.deferrals.count {
+            state.deferrals.removeFirst(state.deferralsHead)
+            state.deferralsHead = 0
         }
     }
 
@@ -187,21 +227,6 @@ package final class CheckpointJournal: Sendable {
         if now { completion(nil) }
     }
 
-    /// Makes the deferred jobs of `keys` ready now.
-    private func promote(_ keys: [LauncherTaskKey]) {
-        let signal = state.withLock { state -> Bool in
-            var any = false
-            for key in keys where state.queued[key]?.deferred == true {
-                state.queued[key]?.deferred = false
-                state.ready.append(key)
-                any = true
-            }
-            return any && wakeWriter(&state)
-        }
-        if signal { wake.signal() }
-        writeHereIfNeeded()
-    }
-
     /// Whether the writer thread must be woken (it sleeps); starts it if none runs. If no
     /// thread can be started, the batches are written on the calling thread (after the lock).
     private func wakeWriter(_ state: inout State) -> Bool {
@@ -228,22 +253,30 @@ package final class CheckpointJournal: Sendable {
         while writeBatch(asWriterThread: false) {}
     }
 
-    /// The writer thread: writes batches while changes are ready, sleeps otherwise, and ends
-    /// after ``idleTimeout`` without work (the next change starts a new one).
+    /// The writer thread: writes batches while changes are ready, sleeps otherwise (until the
+    /// earliest deferred job is due), and ends after ``idleTimeout`` without work or deferred
+    /// jobs (the next change starts a new one).
     private func work() {
         while true {
             if writeBatch(asWriterThread: true) { continue }
-            if wake.wait(timeout: .now() + Self.idleTimeout) == .success { continue }
-            let leave = state.withLock { state -> Bool in
-                // Still asleep: nobody promised a wake-up, so this thread may end.
-                guard state.sleeping else { return false }
+            let idleEnd = DispatchTime.now() + Self.idleTimeout
+            let due = state.withLock { $0.deferralsHead < $0.deferrals.count ? $0.deferrals[$0.deferralsHead].deadline : nil }
+            if wake.wait(timeout: due.map { min($0, idleEnd) } ?? idleEnd) == .success { continue }
+            enum Next { case write, leave, takeWakeUp }
+            let next = state.withLock { state -> Next in
+                // Not asleep any more: a wake-up was promised meanwhile.
+                guard state.sleeping else { return .takeWakeUp }
                 state.sleeping = false
+                // Deferred jobs wait for this thread.
+                guard state.deferralsHead == state.deferrals.count else { return .write }
                 state.threadStarted = false
-                return true
+                return .leave
             }
-            if leave { return }
-            // A wake-up was promised meanwhile: take it.
-            wake.wait()
+            switch next {
+            case .write: continue
+            case .leave: return
+            case .takeWakeUp: wake.wait()
+            }
         }
     }
 
@@ -254,6 +287,7 @@ package final class CheckpointJournal: Sendable {
     /// thread, it is marked asleep).
     private func writeBatch(asWriterThread: Bool) -> Bool {
         let batch = state.withLock { state -> [(LauncherTaskKey, Job)]? in
+            if state.deferralsHead < state.deferrals.count { Self.promoteDue(&state, now: .now()) }
             var batch: [(LauncherTaskKey, Job)] = []
             for key in state.ready {
                 guard let job = state.queued[key], !job.deferred else { continue }
