@@ -168,6 +168,9 @@ enum Spawner {
         var empty = sigset_t()
         sigemptyset(&empty)
         sigprocmask(SIG_SETMASK, &empty, nil)
+        // The working directory first: the output files, which are in it, are then opened by
+        // their names there instead of looking up every directory of their path again.
+        guard chdir(spawn.workingDirectory) == 0 else { fail(errno) }
         let outputFlags = O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC
         let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { fail(errno) }
@@ -178,7 +181,6 @@ enum Spawner {
         // dup2 clears close-on-exec on the targets; the sources go with closefrom below.
         guard dup2(input, STDIN_FILENO) >= 0, dup2(output, STDOUT_FILENO) >= 0, dup2(errors, STDERR_FILENO) >= 0
         else { fail(errno) }
-        guard chdir(spawn.workingDirectory) == 0 else { fail(errno) }
         // The environment goes to the task only (the plan holds it); the supervisor keeps the
         // spawner's, which keel-launcher starts empty.
         close(report)
@@ -268,6 +270,7 @@ enum Spawner {
 private final class SpawnRequest {
     let plan: SupervisorPlan
     let workingDirectory: UnsafeMutablePointer<CChar>
+    /// The output files, relative to the working directory when they are inside it.
     let stdoutPath: UnsafeMutablePointer<CChar>
     let stderrPath: UnsafeMutablePointer<CChar>
 
@@ -283,8 +286,17 @@ private final class SpawnRequest {
         else { return nil }
         plan = SupervisorPlan(options, environment: Array(fields[5..<(5 + environmentCount)]))
         workingDirectory = strdup(fields[1])
-        stdoutPath = strdup(fields[2])
-        stderrPath = strdup(fields[3])
+        stdoutPath = strdup(Self.path(fields[2], relativeTo: fields[1]))
+        stderrPath = strdup(Self.path(fields[3], relativeTo: fields[1]))
+    }
+
+    /// `path` relative to the directory `base` if it names a file inside it, else `path`.
+    private static func path(_ path: String, relativeTo base: String) -> String {
+        let prefix = base.hasSuffix("/") ? base : base + "/"
+        guard base.hasPrefix("/"), path.hasPrefix(prefix), path.count > prefix.count else { return path }
+        let relative = path.dropFirst(prefix.count)
+        guard !relative.split(separator: "/").contains(where: { $0 == ".." }) else { return path }
+        return String(relative)
     }
 
     deinit {
