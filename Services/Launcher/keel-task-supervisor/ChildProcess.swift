@@ -52,41 +52,21 @@ struct SpawnError: Error {
 struct WaitStatus {
     var raw: Int32
 
-    /// `exited CODE` or `signaled SIGNAL [core]`, with a newline.
-    var record: String {
-        var buffer: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        return withUnsafeMutableBytes(of: &buffer) { String(decoding: format(into: $0), as: UTF8.self) }
-    }
-
-    /// Writes ``record`` into `buffer` (at least 18 bytes) without allocating; returns the bytes
-    /// written.
+    /// Writes the record, `exited CODE` or `signaled SIGNAL [core]` and a newline, into `buffer`
+    /// (at least 18 bytes) without allocating; returns the bytes written.
     func format(into buffer: UnsafeMutableRawBufferPointer) -> UnsafeRawBufferPointer {
-        var length = 0
-        func append(_ text: StaticString) {
-            for index in 0..<text.utf8CodeUnitCount {
-                buffer[length] = text.utf8Start[index]
-                length += 1
-            }
-        }
-        func append(_ number: Int32) {
-            // At most three digits: exit codes and signal numbers are below 256.
-            let value = Int(number)
-            if value >= 100 { buffer[length] = UInt8(ascii: "0") + UInt8(value / 100); length += 1 }
-            if value >= 10 { buffer[length] = UInt8(ascii: "0") + UInt8(value / 10 % 10); length += 1 }
-            buffer[length] = UInt8(ascii: "0") + UInt8(value % 10)
-            length += 1
-        }
+        var writer = ByteWriter(buffer)
         let low = raw & 0x7f
         if low == 0 {
-            append("exited ")
-            append((raw >> 8) & 0xff)
+            writer.append("exited ")
+            writer.append(decimal: Int((raw >> 8) & 0xff))
         } else {
-            append("signaled ")
-            append(low)
-            if raw & 0x80 != 0 { append(" core") }
+            writer.append("signaled ")
+            writer.append(decimal: Int(low))
+            if raw & 0x80 != 0 { writer.append(" core") }
         }
-        append("\n")
-        return UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+        writer.append("\n")
+        return writer.written
     }
 
     /// The code itself, or 128 + the signal, as shells report it.

@@ -4,28 +4,11 @@
 enum ProcessStat {
     /// Writes `/proc/PID/stat` and a NUL into `buffer` (32 bytes are enough for any pid).
     static func path(of pid: pid_t, into buffer: UnsafeMutableRawBufferPointer) {
-        var length = 0
-        func append(_ text: StaticString) {
-            for index in 0..<text.utf8CodeUnitCount {
-                buffer[length] = text.utf8Start[index]
-                length += 1
-            }
-        }
-        append("/proc/")
-        var digits = 1
-        var rest = Int(pid) / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
-        var value = Int(pid)
-        for position in stride(from: length + digits - 1, through: length, by: -1) {
-            buffer[position] = UInt8(ascii: "0") + UInt8(value % 10)
-            value /= 10
-        }
-        length += digits
-        append("/stat")
-        buffer[length] = 0
+        var writer = ByteWriter(buffer)
+        writer.append("/proc/")
+        writer.append(decimal: Int(pid))
+        writer.append("/stat")
+        writer.append(byte: 0)
     }
 
     /// Field 22, the start time in clock ticks since boot, of the `stat` text in `bytes`.
