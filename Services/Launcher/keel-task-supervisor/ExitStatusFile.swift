@@ -8,11 +8,11 @@
 /// is gone, and a supervisor killed before its write leaves an empty or missing file, which
 /// reads as "unknown", the same as no file. Whatever is already at the path (a record of an
 /// earlier run, or a link a task planted where the file is in its sandbox) is unlinked, never
-/// written through. There is no `fsync` either: the file only has
-/// to outlive keel-launcher, not the machine. A launcher that restarts within the same boot
-/// reads it from the page cache; after a reboot it registers as a new agent and drops every task
-/// of the old boot without reading their files (see TaskManager.recover in LauncherCore), so
-/// flushing would only make each task's end wait for the disk.
+/// written through. There is no `fsync` either: the file only has to outlive keel-launcher, not
+/// the machine. A launcher that restarts within the same boot reads it from the page cache; after
+/// a reboot it registers as a new agent and drops every task of the old boot without reading their
+/// files (see TaskManager.recover in LauncherCore), so flushing would only make each task's end
+/// wait for the disk.
 ///
 /// The path is turned into a C string when the supervisor's plan is made (see
 /// ``SupervisorPlan``), and the record is formatted on the stack, so a forked supervisor writes
