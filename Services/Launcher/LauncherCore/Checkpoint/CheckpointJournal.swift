@@ -257,8 +257,19 @@ package final class CheckpointJournal: Sendable {
     /// earliest deferred job is due), and ends after ``idleTimeout`` without work or deferred
     /// jobs (the next change starts a new one).
     private func work() {
+        // When the previous batch started, while changes keep coming; nil after a quiet spell.
+        var previousBatch: ContinuousClock.Instant?
         while true {
-            if writeBatch(asWriterThread: true) { continue }
+            if let previousBatch {
+                let remaining = Self.batchInterval - (ContinuousClock.now - previousBatch)
+                if remaining > .zero { Self.sleep(remaining) }
+            }
+            let started = ContinuousClock.now
+            if writeBatch(asWriterThread: true) {
+                previousBatch = started
+                continue
+            }
+            previousBatch = nil
             let idleEnd = DispatchTime.now() + Self.idleTimeout
             let due = state.withLock { $0.deferralsHead < $0.deferrals.count ? $0.deferrals[$0.deferralsHead].deadline : nil }
             if wake.wait(timeout: due.map { min($0, idleEnd) } ?? idleEnd) == .success { continue }
@@ -282,6 +293,25 @@ package final class CheckpointJournal: Sendable {
 
     /// How long the writer thread waits for work before it ends.
     static let idleTimeout = DispatchTimeInterval.seconds(5)
+
+    /// The shortest time between the starts of two batches while changes keep coming.
+    ///
+    /// Without it, on a fast disk (or tmpfs) each batch took the one or two changes queued while
+    /// the previous one was written: about three batches per task in the launch benchmark, each a
+    /// wake-up of this thread, a `write`, an `fdatasync` and the wake-ups of its callers. Waiting
+    /// out the rest of the interval after a batch lets a steady flow gather; the first change
+    /// after a quiet spell is written at once, so an idle launcher adds no delay. Status updates
+    /// wait for their write before they are sent, and the agent stream batches what it sends over
+    /// 20 ms (``StreamPacing``), so this adds little to what an update waits under load. In the
+    /// launch benchmark it cut the launcher's CPU per task by 5-8 %; 5 ms did no better than 2.
+    static let batchInterval = Duration.milliseconds(2)
+
+    /// Sleeps the calling thread for `duration` (at most a second; an interrupted sleep ends early).
+    private static func sleep(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let microseconds = min(1_000_000, seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
+        usleep(useconds_t(max(0, microseconds)))
+    }
 
     /// Writes one batch of every ready change; false if none was ready (then, on the writer
     /// thread, it is marked asleep).
