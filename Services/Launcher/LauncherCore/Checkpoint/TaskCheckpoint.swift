@@ -67,11 +67,6 @@ package struct TaskCheckpoint: Codable, Sendable, Hashable {
         try pendingUpdates.map { try Keel_V1_TaskStatus(serializedBytes: $0) }
     }
 
-    /// Replaces the pending updates.
-    package mutating func setPendingUpdates(_ updates: [Keel_V1_TaskStatus]) {
-        pendingUpdates = updates.compactMap { try? $0.serializedBytes() }
-    }
-
     /// Whether nothing more needs to be remembered: the task ended and every update was acknowledged.
     package var isDone: Bool {
         taskState.isTerminal && pendingUpdates.isEmpty

@@ -163,7 +163,9 @@ package final class TaskCheckpointStore: Sendable {
                 ])
             }
         }
-        CheckpointFile.remove(exitStatus)
+        // A status left by an earlier run of the task must not be read as this run's. (The
+        // supervisor writes the file in place, so there is no temporary file beside it.)
+        unlink(exitStatus)
         // An earlier run of the task kept in the layout before the journal is over.
         if let legacy = table.legacyDirectories.withLock({ $0.removeValue(forKey: record.key) }) {
             CheckpointFile.removeTree(legacy)
@@ -202,6 +204,8 @@ package final class TaskCheckpointStore: Sendable {
         _ key: LauncherTaskKey, updates: [Keel_V1_TaskStatus], reported: Keel_V1_TaskStatus?,
         whenStored: (@Sendable () -> Void)? = nil
     ) {
+        // Serialized before the lock, which every task's changes share.
+        let serialized = updates.compactMap { try? $0.serializedBytes() as Data }
         // nil: nothing changed; else whether the task is done (its record removed).
         let done = table.records.withLock { records -> Bool? in
             var record: TaskCheckpoint
@@ -212,7 +216,7 @@ package final class TaskCheckpointStore: Sendable {
                 record = TaskCheckpoint(frameworkID: key.frameworkID, task: .with { $0.taskID.value = key.taskID })
             }
             if let reported { record.taskState = reported.state }
-            record.setPendingUpdates(updates)
+            record.pendingUpdates = serialized
             records[key] = record.isDone ? nil : record
             return record.isDone
         }
