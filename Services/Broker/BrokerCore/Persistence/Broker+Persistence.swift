@@ -6,6 +6,16 @@ extension Broker {
     /// stored in several transactions of bounded size rather than one huge one.
     static let writeBatchLimit = 2048
 
+    /// The shortest time between the starts of two store transactions.
+    ///
+    /// Under a steady flow of changes (status updates of many tasks) the persister otherwise
+    /// commits whatever arrived during the previous commit, often a write or two; waiting out the
+    /// rest of the interval lets the changes gather, so a task changed several times in a row is
+    /// serialized and stored once, and the commit and the hops to SQLite's thread are shared by
+    /// more writes. A change waits at most this long more before it is stored; the broker acts on
+    /// it in memory at once, and a caller that needs it stored (``mutateDurably(_:)``) waits for it.
+    static let persistInterval = Duration.milliseconds(10)
+
     /// Stores the queued writes until the queue is finished (or the task cancelled) and drained.
     ///
     /// Whatever is queued when the persister comes round is stored together in one transaction
@@ -16,7 +26,14 @@ extension Broker {
     func persist() async {
         // The first failure since the last barrier, reported to the barrier's waiter.
         var failure: String?
-        while let taken = await writes.next(limit: Self.writeBatchLimit) {
+        var previousBatch: ContinuousClock.Instant?
+        while true {
+            if let previousBatch {
+                let remaining = Self.persistInterval - (ContinuousClock.now - previousBatch)
+                if remaining > .zero { try? await Task.sleep(for: remaining) }
+            }
+            guard let taken = await writes.next(limit: Self.writeBatchLimit) else { break }
+            previousBatch = .now
             var batch = StoreBatch()
             for write in taken {
                 guard case .barrier(let waiter) = write else {
