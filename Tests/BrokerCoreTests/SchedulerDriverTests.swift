@@ -177,7 +177,8 @@ struct SchedulerDriverTests {
     func unreachableBroker() async throws {
         try await InProcessCluster.with(loopbackPort: 0) { cluster in
             let registry = try #require(cluster.loopbackPort)
-            let closedPort = try Self.closedPort()
+            let (refusing, closedPort) = try Self.refusingPort()
+            defer { close(refusing) }
             var configuration = Self.configuration(registry: registry, broker: closedPort, name: "unreachable")
             configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(10), maxDelay: .milliseconds(50), maxConsecutiveFailures: 3)
             let started = Inbox<Bool>()
@@ -334,11 +335,11 @@ struct SchedulerDriverTests {
         throw TestError("no SUBSCRIBED yet")
     }
 
-    /// A loopback port nobody listens on: bound to port 0, read back, closed.
-    static func closedPort() throws -> Int {
+    /// A loopback port nobody listens on: bound to port 0 but not listening, so connections are
+    /// refused, and held until the descriptor is closed, so no other test's server can get it.
+    static func refusingPort() throws -> (descriptor: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestError("socket() failed") }
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = 0
@@ -349,8 +350,11 @@ struct SchedulerDriverTests {
                 bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
             }
         }
-        guard bound else { throw TestError("could not bind a loopback port") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard bound else {
+            close(fd)
+            throw TestError("could not bind a loopback port")
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
 

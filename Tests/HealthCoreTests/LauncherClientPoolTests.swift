@@ -37,7 +37,8 @@ struct LauncherClientPoolTests {
     @Test("a call to a launcher that is not there fails fast with UNAVAILABLE")
     func unreachable() async throws {
         let pool = LauncherClientPool(idleTimeout: .seconds(60))
-        let port = try LoopbackServer.closedPort()
+        let (refusing, port) = try LoopbackServer.refusingPort()
+        defer { LoopbackServer.closeDescriptor(refusing) }
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
             var options = CallOptions.defaults

@@ -30,7 +30,8 @@ struct ProbeTests {
 
     @Test("TCP: a closed port is unhealthy and says why")
     func tcpClosed() async throws {
-        let port = try LoopbackServer.closedPort()
+        let (refusing, port) = try LoopbackServer.refusingPort()
+        defer { LoopbackServer.closeDescriptor(refusing) }
         let result = await TCPProbe().probe(tcpCheck(port), target: target(), timeout: .seconds(5))
         #expect(!result.healthy)
         #expect(result.message.contains("refused"), "\(result.message)")
@@ -85,7 +86,8 @@ struct ProbeTests {
 
     @Test("HTTP: a closed port is unhealthy")
     func httpClosed() async throws {
-        let port = try LoopbackServer.closedPort()
+        let (refusing, port) = try LoopbackServer.refusingPort()
+        defer { LoopbackServer.closeDescriptor(refusing) }
         let result = await HTTPProbe().probe(Fixtures.httpCheck(port: port), target: target(), timeout: .seconds(5))
         #expect(!result.healthy)
         #expect(result.message.contains("refused"), "\(result.message)")

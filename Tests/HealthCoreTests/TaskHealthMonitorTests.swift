@@ -122,7 +122,8 @@ struct TaskHealthMonitorTests {
 
     @Test("failures inside the grace period are not reported")
     func gracePeriod() async throws {
-        let port = try LoopbackServer.closedPort()
+        let (refusing, port) = try LoopbackServer.refusingPort()
+        defer { LoopbackServer.closeDescriptor(refusing) }
         try await withMonitor { broker, _, table in
             let key = CheckedTaskKey(frameworkID: "fw-1", taskID: "slow")
             var check = Fixtures.httpCheck(port: port, failures: 1)
