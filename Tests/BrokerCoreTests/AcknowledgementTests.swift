@@ -1,10 +1,12 @@
-import BrokerCore
+@testable import BrokerCore
 import Foundation
 import GRPCCore
 import KeelAPI
 import KeelCore
 import KeelRPC
+import KeelStore
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// Status update acknowledgements between framework, broker and launcher: several in one call,
@@ -130,6 +132,52 @@ struct AcknowledgementTests {
                     }, metadata: bearer(token))
                     _ = try await pair.agentInbox.wait(for: "the acknowledgement") { $0.acknowledge.uuid == Data([42]) }
                 }
+            }
+        }
+    }
+
+    @Test("an acknowledgement reaches the launcher only once the broker has stored the update it acknowledges")
+    func acknowledgementWaitsForTheStore() async throws {
+        try await InProcessCluster.with { cluster in
+            try await cluster.withConnectedPair(framework: "durable-ack", hostname: "node-d") { pair in
+                let (frameworkID, token) = (pair.frameworkID, pair.token)
+                try await pair.launchOnFirstOffer(
+                    ["stored", "marker"].map { SchedulerFlowTests.task($0, agentID: pair.agentID, cpus: 0.1, mem: 32) },
+                    scheduler: cluster.scheduler)
+                // Everything before is stored; from now on the store refuses writes.
+                try await cluster.broker.mutateDurably { _ in }
+                cluster.brokerStore.failing.withLock { $0 = true }
+                let finished = Data((0..<16).map { UInt8(200 + $0) })
+                pair.sendStatus("stored", .taskFinished, uuid: finished)
+                _ = try await pair.frameworkInbox.wait(for: "FINISHED") { $0.update.status.uuid == finished }
+                let acknowledge = Keel_V1_AcknowledgeRequest.with {
+                    $0.frameworkID.value = frameworkID
+                    $0.taskID.value = "stored"
+                    $0.uuid = finished
+                }
+                _ = try await cluster.scheduler.acknowledge(acknowledge, metadata: bearer(token))
+                // Once every write queued before this point was tried (and failed), a kill goes
+                // down the same stream; whatever the broker sent the launcher before it arrives first.
+                await #expect(throws: KeelError.self) { try await cluster.broker.mutateDurably { _ in } }
+                _ = try await cluster.scheduler.kill(
+                    .with {
+                        $0.frameworkID.value = frameworkID
+                        $0.taskID.value = "marker"
+                    }, metadata: bearer(token))
+                _ = try await pair.agentInbox.wait(for: "kill of the marker") { $0.kill.taskID.value == "marker" }
+                #expect(!pair.agentInbox.all.contains { $0.acknowledge.uuid == finished }, "acknowledged an update the store does not hold")
+                let unstored = try await cluster.brokerStore.get(Broker.taskPrefix + frameworkID + "/stored")
+                #expect(try Keel_V1_Task(serializedBytes: #require(unstored).value).state != .taskFinished)
+
+                // The store is back; the launcher resends the update, the framework acknowledges it
+                // again, and now the launcher gets the acknowledgement with the update stored.
+                cluster.brokerStore.failing.withLock { $0 = false }
+                pair.sendStatus("stored", .taskFinished, uuid: finished)
+                try await pair.frameworkInbox.wait(for: "the resent FINISHED", count: 2) { $0.update.status.uuid == finished }
+                _ = try await cluster.scheduler.acknowledge(acknowledge, metadata: bearer(token))
+                _ = try await pair.agentInbox.wait(for: "the acknowledgement") { $0.acknowledge.uuid == finished }
+                let stored = try await cluster.brokerStore.get(Broker.taskPrefix + frameworkID + "/stored")
+                #expect(try Keel_V1_Task(serializedBytes: #require(stored).value).state == .taskFinished)
             }
         }
     }

@@ -19,6 +19,8 @@ import Testing
 struct InProcessCluster {
     let client: GRPCClient<InProcessTransport.Client>
     let broker: Broker
+    /// The broker's store (SQLite), whose writes a test can make fail.
+    let brokerStore: FailingStore
     let authority: TokenAuthority
     /// The loopback port the services are also served on over HTTP/2, when asked for.
     let loopbackPort: Int?
@@ -60,9 +62,10 @@ struct InProcessCluster {
         configuration.offerInterval = .milliseconds(100)
         configuration.offerTimeout = offerTimeout
         configuration.acls = acls
+        let failingStore = FailingStore(wrapping: brokerStore)
         let broker = Broker(
             configuration: configuration,
-            store: brokerStore,
+            store: failingStore,
             directory: RegistryDirectory(client: Keel_V1_Registry.Client(wrapping: client)),
             logger: logger
         )
@@ -98,7 +101,8 @@ struct InProcessCluster {
                     group.cancelAll()
                 }
                 let loopbackPort = try await loopbackServer?.listeningAddress?.port
-                let cluster = InProcessCluster(client: client, broker: broker, authority: authority, loopbackPort: loopbackPort)
+                let cluster = InProcessCluster(
+                    client: client, broker: broker, brokerStore: failingStore, authority: authority, loopbackPort: loopbackPort)
                 try await body(cluster)
             }
         } catch {
@@ -153,6 +157,20 @@ final class Inbox<Message: Sendable>: Sendable {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let found = messages.withLock({ $0.first(where: predicate) }) { return found }
+            guard ContinuousClock.now < deadline else { throw InboxTimeout(what: what) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Waits until `count` messages match `predicate`.
+    func wait(
+        for what: String,
+        count: Int,
+        timeout: Duration = .seconds(30),
+        where predicate: @Sendable (Message) -> Bool
+    ) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while messages.withLock({ $0.count(where: predicate) }) < count {
             guard ContinuousClock.now < deadline else { throw InboxTimeout(what: what) }
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -22,11 +22,17 @@ extension Broker {
     /// (writes to the same key coalesced), so a burst of changes costs one commit, not one each.
     /// Batches are stored one after the other, in queue order. A barrier splits a batch: the
     /// writes before it are committed before it is resumed, with the first failure since the
-    /// previous barrier (`nil` when everything was stored).
+    /// previous barrier (`nil` when everything was stored). A message held until stored goes out
+    /// after the writes queued before it were committed, unless the latest write of the key it
+    /// depends on failed.
     func persist() async {
         // The first failure since the last barrier, reported to the barrier's waiter.
         var failure: String?
         var previousBatch: ContinuousClock.Instant?
+        // Messages waiting for the commit of the writes queued before them, and the keys whose
+        // latest write failed.
+        var held: [AgentMessage] = []
+        var unstored: Set<String> = []
         while true {
             if let previousBatch {
                 let remaining = Self.persistInterval - (ContinuousClock.now - previousBatch)
@@ -36,39 +42,70 @@ extension Broker {
             previousBatch = .now
             var batch = StoreBatch()
             for write in taken {
-                guard case .barrier(let waiter) = write else {
+                switch write {
+                case .barrier(let waiter):
+                    if let error = await commit(batch, unstored: &unstored) { failure = failure ?? error }
+                    batch = StoreBatch()
+                    release(&held, unstored: unstored)
+                    waiter.resume(returning: failure)
+                    failure = nil
+                case .sendWhenStored(let message):
+                    held.append(message)
+                default:
                     batch.add(write)
-                    continue
                 }
-                if let error = await commit(batch) { failure = failure ?? error }
-                batch = StoreBatch()
-                waiter.resume(returning: failure)
-                failure = nil
             }
-            if let error = await commit(batch) { failure = failure ?? error }
+            if let error = await commit(batch, unstored: &unstored) { failure = failure ?? error }
+            release(&held, unstored: unstored)
         }
     }
 
-    /// Stores `batch` in one transaction. - Returns: the first failure, or `nil` if all of it was stored.
+    /// Sends the held messages, except those that depend on a key in `unstored` (their
+    /// launchers resend the updates they would have acknowledged, which stores them again).
+    private func release(_ held: inout [AgentMessage], unstored: Set<String>) {
+        guard !held.isEmpty else { return }
+        defer { held.removeAll(keepingCapacity: true) }
+        var dropped = 0
+        read { state in
+            for message in held {
+                if let key = message.dependsOn, unstored.contains(key) {
+                    dropped += 1
+                } else {
+                    _ = state.send(message.message, to: message.agentID)
+                }
+            }
+        }
+        if dropped > 0 {
+            logger.error(
+                "not passing acknowledgements on: the updates they acknowledge could not be stored; the launcher resends them",
+                metadata: ["keel.acknowledgements": "\(dropped)"])
+        }
+    }
+
+    /// Stores `batch` in one transaction, and keeps `unstored` (the keys whose latest write
+    /// failed) current. - Returns: the first failure, or `nil` if all of it was stored.
     ///
     /// When the transaction fails, its operations are tried again one at a time, so that one
     /// write the store refuses (a value over its size limit) does not take the others with it;
     /// every write that still fails is logged.
-    private func commit(_ batch: StoreBatch) async -> String? {
+    private func commit(_ batch: StoreBatch, unstored: inout Set<String>) async -> String? {
         guard !batch.isEmpty else { return nil }
         let (operations, unserializable) = batch.operations()
         var failure: String?
         for (key, error) in unserializable {
             let reported = logFailure(key: key, error)
             failure = failure ?? reported
+            unstored.insert(key)
         }
         guard !operations.isEmpty else { return failure }
         do {
             _ = try await store.transaction(operations, conditions: [])
+            for operation in operations { unstored.remove(operation.key) }
             return failure
         } catch {
             guard operations.count > 1 else {
                 let reported = logFailure(key: operations[0].key, error)
+                unstored.insert(operations[0].key)
                 return failure ?? reported
             }
             let metadata: Logger.Metadata = ["keel.writes": "\(operations.count)", "keel.error": "\(error)"]
@@ -77,9 +114,11 @@ extension Broker {
         for operation in operations {
             do {
                 _ = try await store.transaction([operation], conditions: [])
+                unstored.remove(operation.key)
             } catch {
                 let reported = logFailure(key: operation.key, error)
                 failure = failure ?? reported
+                unstored.insert(operation.key)
             }
         }
         return failure

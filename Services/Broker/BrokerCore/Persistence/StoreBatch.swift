@@ -20,7 +20,7 @@ struct StoreBatch {
     /// How many keys the batch writes.
     var count: Int { writes.count }
 
-    /// Adds `write`, replacing an earlier write to the same key. A barrier is not a write and is ignored.
+    /// Adds `write`, replacing an earlier write to the same key. A barrier or a held message is not a write and is ignored.
     mutating func add(_ write: StoreWrite) {
         guard let key = write.storeKey else { return }
         if let position = positions[key] {
@@ -51,7 +51,7 @@ extension StoreWrite {
     /// The store key the write changes; `nil` for a barrier.
     var storeKey: String? {
         switch self {
-        case .putTask(let task): Broker.taskPrefix + task.frameworkID.value + "/" + task.taskID.value
+        case .putTask(let task): task.storeKey
         case .putAgent(let info): Broker.agentPrefix + info.id.value
         case .deleteAgent(let id): Broker.agentPrefix + id.value
         case .putWeight(let weight): ClusterPolicy.weightPrefix + weight.role
@@ -62,7 +62,7 @@ extension StoreWrite {
         case .deleteReservations(let id): ClusterPolicy.reservationPrefix + id.value
         case .putDraining(let id): ClusterPolicy.drainingPrefix + id.value
         case .deleteDraining(let id): ClusterPolicy.drainingPrefix + id.value
-        case .barrier: nil
+        case .barrier, .sendWhenStored: nil
         }
     }
 
@@ -79,7 +79,12 @@ extension StoreWrite {
         case .putReservations(let record): return .put(key: key, value: try record.serializedBytes())
         case .putDraining: return .put(key: key, value: Array("draining".utf8))
         case .deleteAgent, .deleteWeight, .deleteQuota, .deleteReservations, .deleteDraining: return .delete(key: key)
-        case .barrier: return nil
+        case .barrier, .sendWhenStored: return nil
         }
     }
+}
+
+extension Keel_V1_Task {
+    /// The key the broker stores the task under.
+    var storeKey: String { Broker.taskPrefix + frameworkID.value + "/" + taskID.value }
 }

@@ -132,28 +132,22 @@ package struct AgentStreamService: Keel_V1_AgentService.SimpleServiceProtocol {
             let now = Date()
             state.agentHeartbeat(agentID, connection: connection, now: now)
             return updates.map { update in
-                state.applyStatus(update.status, frameworkID: FrameworkID(update.frameworkID.value), agentID: agentID, now: now)
+                let delivery = state.applyStatus(
+                    update.status, frameworkID: FrameworkID(update.frameworkID.value), agentID: agentID, now: now)
+                if delivery.acknowledgedByBroker && !update.status.uuid.isEmpty {
+                    // No framework will acknowledge it: acknowledge it here so the launcher stops
+                    // resending it and sends the task's next update (e.g. its TASK_KILLED).
+                    state.acknowledgeWhenStored(
+                        frameworkID: update.frameworkID.value, taskID: update.status.taskID.value,
+                        uuid: update.status.uuid, agentID: agentID)
+                }
+                return delivery
             }
         }
-        var acknowledgements: [Keel_V1_BrokerMessage] = []
-        for (update, delivery) in zip(updates, deliveries) where delivery.acknowledgedByBroker && !update.status.uuid.isEmpty {
-            // No framework will acknowledge it: acknowledge it here so the launcher stops
-            // resending it and sends the task's next update (e.g. its TASK_KILLED).
-            if delivery == .dropped {
-                broker.logger.warning("dropped a status update", metadata: [
-                    "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
-                ])
-            }
-            acknowledgements.append(.with {
-                $0.acknowledge.frameworkID = update.frameworkID
-                $0.acknowledge.taskID = update.status.taskID
-                $0.acknowledge.uuid = update.status.uuid
-            })
-        }
-        if !acknowledgements.isEmpty {
-            broker.read { state in
-                for acknowledgement in acknowledgements { _ = state.send(acknowledgement, to: agentID) }
-            }
+        for (update, delivery) in zip(updates, deliveries) where delivery == .dropped && !update.status.uuid.isEmpty {
+            broker.logger.warning("dropped a status update", metadata: [
+                "keel.task_id": "\(update.status.taskID.value)", "keel.state": "\(update.status.state.name)",
+            ])
         }
         if updates.contains(where: { $0.status.state.isTerminal }) { broker.requestAllocation() }
     }

@@ -223,7 +223,11 @@ extension BrokerState {
         guard var task = tasks[key] else { return .dropped }
         guard task.agentID.value == agentID.value else { return .dropped }
         let isRetry = !status.uuid.isEmpty && task.statuses.contains { $0.uuid == status.uuid }
-        if !isRetry {
+        if isRetry {
+            // Stored again: the launcher resends an update whose acknowledgement it did not get,
+            // which is also what happens when the store failed to hold it.
+            pendingWrites.append(.putTask(task))
+        } else {
             guard let current = TaskState(proto: task.state), let next = TaskState(proto: status.state) else { return .dropped }
             var machine = TaskStateMachine(taskID: key.taskID, state: current)
             guard (try? machine.transition(to: next)) != nil else { return .dropped }
@@ -359,12 +363,21 @@ extension BrokerState {
             task.statusUpdateState = .unspecified
             tasks[key] = task
         }
-        send(.with {
-            $0.acknowledge.frameworkID.value = frameworkID.value
+        acknowledgeWhenStored(
+            frameworkID: frameworkID.value, taskID: taskID, uuid: uuid, agentID: AgentID(task.agentID.value))
+        return nil
+    }
+
+    /// Passes an acknowledgement on to the launcher once the store holds every change made so
+    /// far, the acknowledged update's included (see ``StoreWrite/sendWhenStored(_:)``).
+    mutating func acknowledgeWhenStored(frameworkID: String, taskID: String, uuid: Data, agentID: AgentID) {
+        let message = Keel_V1_BrokerMessage.with {
+            $0.acknowledge.frameworkID.value = frameworkID
             $0.acknowledge.taskID.value = taskID
             $0.acknowledge.uuid = uuid
-        }, to: AgentID(task.agentID.value))
-        return nil
+        }
+        let taskKey = tasks[TaskKey(frameworkID: FrameworkID(frameworkID), taskID: TaskID(taskID))].map(\.storeKey)
+        pendingWrites.append(.sendWhenStored(AgentMessage(agentID: agentID, message: message, dependsOn: taskKey)))
     }
 
     /// Kills a task; returns false when it already ended.

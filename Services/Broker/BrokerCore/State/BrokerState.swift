@@ -287,6 +287,20 @@ enum StoreWrite: Sendable {
     /// Resumed once every write before it was tried: with nil when they were all stored, or
     /// the first failure since the previous barrier.
     case barrier(CheckedContinuation<String?, Never>)
+    /// A message to a launcher that may go only once every write queued before it was tried:
+    /// an acknowledgement, which lets the launcher forget a status update, so the broker must
+    /// hold that update durably first (else a broker crash in between would lose the task's
+    /// latest state on both sides). Not sent while the latest write of the key it depends on
+    /// failed; the launcher then resends the update, which stores the task again.
+    case sendWhenStored(AgentMessage)
+}
+
+/// A message for one agent's launcher, held until the store has the key it depends on.
+struct AgentMessage: Sendable {
+    var agentID: AgentID
+    var message: Keel_V1_BrokerMessage
+    /// The store key whose latest write must have succeeded; `nil` if none.
+    var dependsOn: String?
 }
 
 /// One step of a task's life, recorded as a span for keel-tracer.
