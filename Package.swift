@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "KeelObservability",
             dependencies: [
-                logging, metrics, tracing, serviceLifecycle, argumentParser, nioCore, nioPosix,
+                "KeelRPC", logging, metrics, tracing, serviceLifecycle, argumentParser, nioCore, nioPosix,
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "OTel", package: "swift-otel"),
@@ -293,7 +293,9 @@ let package = Package(
         ),
         .testTarget(
             name: "TracerCoreTests",
-            dependencies: ["TracerCore", "KeelAPI", "KeelRPC", grpcCore, grpcInProcess, logging, swiftProtobuf],
+            dependencies: [
+                "TracerCore", "KeelAPI", "KeelRPC", grpcCore, grpcHTTP2, grpcInProcess, logging, serviceLifecycle, swiftProtobuf,
+            ],
             swiftSettings: keelSettings
         ),
         .testTarget(

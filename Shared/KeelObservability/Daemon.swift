@@ -3,6 +3,7 @@ import Foundation
 @preconcurrency import Glibc
 #endif
 package import Logging
+import KeelRPC
 import Metrics
 import OTel
 package import Prometheus
@@ -93,7 +94,7 @@ package enum Daemon {
 
         var services: [any Service] = []
         if let endpoint = configuration.tracerEndpoint {
-            services.append(try bootstrapTracing(configuration: configuration, endpoint: endpoint, logger: logger))
+            services += try bootstrapTracing(configuration: configuration, endpoint: endpoint, logger: logger)
         }
 
         let readiness = Readiness()
@@ -142,7 +143,7 @@ package enum Daemon {
         configuration: Configuration,
         endpoint: String,
         logger: Logger
-    ) throws -> any Service {
+    ) throws -> [any Service] {
         var otel = OTel.Configuration.default
         otel.serviceName = configuration.serviceName
         otel.logs.enabled = false
@@ -158,7 +159,12 @@ package enum Daemon {
         let backend = try OTel.makeTracingBackend(configuration: otel)
         InstrumentationSystem.bootstrap(backend.factory)
         logger.info("exporting spans", metadata: ["keel.tracer": "\(endpoint)"])
-        return backend.service
+        // Task hops, many per task, go out through their own lean exporter (see HopExporter)
+        // where the endpoint is a plain host:port; else as spans of the tracer above.
+        guard let address = try? Endpoint(parsing: endpoint) else { return [backend.service] }
+        let hops = try HopExporter(endpoint: address, serviceName: configuration.serviceName, logger: diagnostics)
+        hops.install()
+        return [backend.service, hops]
     }
 
     private static func writeReadyFile(_ path: String?, _ ports: (grpc: Int, admin: Int), logger: Logger) {

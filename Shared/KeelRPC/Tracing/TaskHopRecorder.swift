@@ -2,7 +2,9 @@ package import Foundation
 import Tracing
 
 /// Records the hops of a task's life (offer, launch, process start, each status) as spans
-/// carrying `keel.task_id`, which keel-tracer indexes to answer `TaskTimeline`.
+/// carrying `keel.task_id`, which keel-tracer indexes to answer `TaskTimeline`: through the
+/// process's ``HopExporter`` when a daemon installed one, else as spans of the tracer of
+/// `InstrumentationSystem`.
 package enum TaskHopRecorder {
     /// Records a finished span from `start` to `end`.
     package static func record(
@@ -14,6 +16,12 @@ package enum TaskHopRecorder {
         end: Date,
         attributes: [String: String] = [:]
     ) {
+        if let exporter = HopExporter.current {
+            exporter.enqueue(HopExporter.Hop(
+                name: name, taskID: taskID, frameworkID: frameworkID, agentID: agentID,
+                startNanos: nanoseconds(start), endNanos: nanoseconds(max(end, start)), attributes: attributes))
+            return
+        }
         let tracer = InstrumentationSystem.tracer
         let span = tracer.startSpan(
             name,
