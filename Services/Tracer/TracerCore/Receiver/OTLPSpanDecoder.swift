@@ -64,7 +64,8 @@ package enum OTLPSpanDecoder {
     }
 
     private static func record(_ span: Opentelemetry_Proto_Trace_V1_Span, service: String) -> Result<SpanRecord, Rejection> {
-        let label = "span '\(truncated(span.name, to: 64))' from \(service)"
+        // Built only when a span is rejected.
+        var label: String { "span '\(truncated(span.name, to: 64))' from \(service)" }
         guard span.traceID.count == 16 else {
             return .failure(Rejection(reason: "\(label) has a \(span.traceID.count)-byte trace_id (need 16)"))
         }
@@ -136,7 +137,9 @@ package enum OTLPSpanDecoder {
 
     /// `text` cut to at most `limit` characters, marked with `…` when cut.
     static func truncated(_ text: String, to limit: Int) -> String {
-        guard text.count > limit else { return text }
+        // No more bytes than the limit: no more characters either (counting bytes is cheap,
+        // counting characters is not).
+        guard text.utf8.count > limit, text.count > limit else { return text }
         return String(text.prefix(limit - 1)) + "…"
     }
 }

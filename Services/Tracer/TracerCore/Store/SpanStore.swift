@@ -107,6 +107,12 @@ package final class SpanStore: Sendable {
                     // Many rows per statement: SQLite compiles every statement it is given, and
                     // compiling costs more than inserting a row.
                     for chunk in encoded.chunked(into: Self.spansPerStatement) {
+                        // Which spans are new matters only for their events; without events the
+                        // count will do, and SQLite need not hand every inserted row back.
+                        guard chunk.contains(where: { !$0.0.events.isEmpty }) else {
+                            stored += try await insertSpansCounting(chunk, receivedNanos: received)
+                            continue
+                        }
                         let new = try await insertSpans(chunk, receivedNanos: received)
                         stored += new.count
                         var events: [(SpanEventRecord, index: Int, span: SpanRecord, attributes: String)] = []
@@ -191,10 +197,24 @@ package final class SpanStore: Sendable {
         }
     }
 
-    /// Inserts the spans not stored yet (by trace id and span id). - Returns: those it inserted.
-    private func insertSpans(
+    /// Inserts the spans not stored yet (by trace id and span id). - Returns: how many it inserted.
+    private func insertSpansCounting(
         _ spans: ArraySlice<(SpanRecord, String, [String])>, receivedNanos: Int64
-    ) async throws -> Set<SpanKey> {
+    ) async throws -> Int {
+        _ = try await writer.execute(
+            """
+            INSERT INTO spans (trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns,
+                               error, task_id, attributes, received_ns)
+            VALUES \(Self.placeholders(rows: spans.count, columns: 12))
+            ON CONFLICT (trace_id, span_id) DO NOTHING
+            """,
+            Self.spanBinds(spans, receivedNanos: receivedNanos)
+        )
+        return try await changes()
+    }
+
+    /// The values of ``insertSpans(_:receivedNanos:)``'s rows, in column order.
+    private static func spanBinds(_ spans: ArraySlice<(SpanRecord, String, [String])>, receivedNanos: Int64) -> [SQLiteData] {
         var binds: [SQLiteData] = []
         binds.reserveCapacity(spans.count * 12)
         for (span, attributes, _) in spans {
@@ -205,6 +225,13 @@ package final class SpanStore: Sendable {
                 SpanRows.integer(receivedNanos),
             ]
         }
+        return binds
+    }
+
+    /// Inserts the spans not stored yet (by trace id and span id). - Returns: those it inserted.
+    private func insertSpans(
+        _ spans: ArraySlice<(SpanRecord, String, [String])>, receivedNanos: Int64
+    ) async throws -> Set<SpanKey> {
         let rows = try await writer.execute(
             """
             INSERT INTO spans (trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns,
@@ -213,7 +240,7 @@ package final class SpanStore: Sendable {
             ON CONFLICT (trace_id, span_id) DO NOTHING
             RETURNING trace_id, span_id
             """,
-            binds
+            Self.spanBinds(spans, receivedNanos: receivedNanos)
         )
         return Set(rows.compactMap { row in
             guard let traceID = row.column("trace_id")?.string, let spanID = row.column("span_id")?.string else { return nil }
