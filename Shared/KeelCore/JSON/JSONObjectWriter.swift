@@ -72,50 +72,70 @@ package struct JSONObjectWriter {
     /// A JSON string: `"` and `\` escaped, control characters as `\uXXXX`, the rest as UTF-8.
     private mutating func append(string value: String) {
         bytes.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                bytes.append(UInt8(ascii: "\\"))
-                bytes.append(byte)
-            case 0..<0x20:
-                bytes.append(contentsOf: "\\u00".utf8)
-                bytes.append(Self.hexDigits[Int(byte >> 4)])
-                bytes.append(Self.hexDigits[Int(byte & 0xf)])
-            default:
-                bytes.append(byte)
+        let copied: Void? = value.utf8.withContiguousStorageIfAvailable { utf8 in
+            // Runs of bytes that need no escape are copied at once.
+            var start = 0
+            for index in utf8.indices where Self.needsEscape(utf8[index]) {
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
+                appendEscaped(utf8[index])
+                start = index + 1
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
+        }
+        if copied == nil {
+            for byte in value.utf8 {
+                if Self.needsEscape(byte) { appendEscaped(byte) } else { bytes.append(byte) }
             }
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+    }
+
+    private mutating func appendEscaped(_ byte: UInt8) {
+        if byte < 0x20 {
+            bytes.append(contentsOf: "\\u00".utf8)
+            bytes.append(Self.hexDigits[Int(byte >> 4)])
+            bytes.append(Self.hexDigits[Int(byte & 0xf)])
+        } else {
+            bytes.append(UInt8(ascii: "\\"))
+            bytes.append(byte)
+        }
     }
 
     /// `value` as a quoted, padded base64 string (what `JSONEncoder` writes for `Data`).
     private mutating func append(base64 value: Data) {
-        bytes.append(UInt8(ascii: "\""))
-        value.withUnsafeBytes { (input: UnsafeRawBufferPointer) in
-            var index = 0
-            while index + 3 <= input.count {
-                let chunk = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
-                appendSextets(chunk, count: 4)
-                index += 3
+        let start = bytes.count
+        let count = (value.count + 2) / 3 * 4
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "="), count: count + 2))
+        bytes[start] = UInt8(ascii: "\"")
+        bytes[start + count + 1] = UInt8(ascii: "\"")
+        bytes.withUnsafeMutableBufferPointer { output in
+            value.withUnsafeBytes { (input: UnsafeRawBufferPointer) in
+                Self.base64Digits.withUnsafeBufferPointer { digits in
+                    var out = start + 1
+                    var index = 0
+                    while index + 3 <= input.count {
+                        let chunk = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+                        output[out] = digits[Int(chunk >> 18 & 0x3f)]
+                        output[out + 1] = digits[Int(chunk >> 12 & 0x3f)]
+                        output[out + 2] = digits[Int(chunk >> 6 & 0x3f)]
+                        output[out + 3] = digits[Int(chunk & 0x3f)]
+                        out += 4
+                        index += 3
+                    }
+                    // The rest (one or two bytes) leaves its padding `=` in place.
+                    let rest = input.count - index
+                    guard rest > 0 else { return }
+                    var chunk = UInt32(input[index]) << 16
+                    if rest == 2 { chunk |= UInt32(input[index + 1]) << 8 }
+                    output[out] = digits[Int(chunk >> 18 & 0x3f)]
+                    output[out + 1] = digits[Int(chunk >> 12 & 0x3f)]
+                    if rest == 2 { output[out + 2] = digits[Int(chunk >> 6 & 0x3f)] }
+                }
             }
-            switch input.count - index {
-            case 1:
-                appendSextets(UInt32(input[index]) << 16, count: 2)
-                bytes.append(contentsOf: "==".utf8)
-            case 2:
-                appendSextets(UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8, count: 3)
-                bytes.append(UInt8(ascii: "="))
-            default:
-                break
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
-    }
-
-    /// The first `count` base64 digits of the 24 bits in `chunk`.
-    private mutating func appendSextets(_ chunk: UInt32, count: Int) {
-        for position in 0..<count {
-            bytes.append(Self.base64Digits[Int((chunk >> (18 - 6 * UInt32(position))) & 0x3f)])
         }
     }
 

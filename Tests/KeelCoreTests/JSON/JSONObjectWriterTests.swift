@@ -47,6 +47,23 @@ struct JSONObjectWriterTests {
             blobs: [Data(), Data([1]), Data([1, 2]), Data([1, 2, 3])]))
     }
 
+    @Test("base64 of every length matches Foundation's, and escapes at the ends of strings are kept")
+    func base64AndStringEnds() throws {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<48 {
+            let data = Data((0..<length).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+            var writer = JSONObjectWriter(capacity: 0)
+            writer.field("blob", base64: data)
+            #expect(writer.finish() == Array("{\"blob\":\"\(data.base64EncodedString())\"}".utf8), "length \(length)")
+        }
+        let values = ["\"", "\\", "\n", "\"start", "end\\", "\u{0}mid\u{1f}dle\"", String(repeating: "ab\"c", count: 100)]
+        for value in values {
+            var writer = JSONObjectWriter(capacity: 0)
+            writer.field(named: value, string: value)
+            #expect(try JSONDecoder().decode([String: String].self, from: Data(writer.finish())) == [value: value])
+        }
+    }
+
     @Test("an object without fields is {}")
     func emptyObject() {
         var writer = JSONObjectWriter(capacity: 0)
