@@ -80,22 +80,33 @@ struct MessageOutboxPacingTests {
         }
     }
 
-    @Test("the first batch goes out at once; the next waits out the interval and takes what came meanwhile")
+    @Test("the first batch goes out at once; after a batch of several the next waits out the interval and takes what came meanwhile")
     func pacedBatches() async throws {
         let pause = ControlledPause()
         let outbox = MessageOutbox<Int>(minimumInterval: .seconds(3600), pause: { await pause.wait($0) })
         outbox.send(1)
-        #expect(await outbox.next() == [1], "an idle outbox hands over the first message without waiting")
-
         outbox.send(2)
+        #expect(await outbox.next() == [1, 2], "an idle outbox hands over what is queued without waiting")
+
+        outbox.send(3)
         let writer = Task { await outbox.next() }
         var requests = pause.requests.makeAsyncIterator()
         let requested = try #require(await requests.next())
         #expect(requested > .zero && requested <= .seconds(3600), "it waits for the rest of the interval")
-        outbox.send(3)
         outbox.send(4)
+        outbox.send(5)
         pause.releaseAll()
-        #expect(await writer.value == [2, 3, 4], "what was sent during the wait goes out in the same batch")
+        #expect(await writer.value == [3, 4, 5], "what was sent during the wait goes out in the same batch")
+    }
+
+    @Test("after a batch of one message the next goes out at once: a sparse stream is not held back")
+    func sparseStream() async {
+        let pause = ControlledPause()
+        let outbox = MessageOutbox<Int>(minimumInterval: .seconds(3600), pause: { await pause.wait($0) })
+        for index in 0..<3 {
+            outbox.send(index)
+            #expect(await outbox.next() == [index])
+        }
     }
 
     @Test("a full batch, a finished outbox and an outbox without interval are taken without waiting")
@@ -122,6 +133,7 @@ struct MessageOutboxPacingTests {
     @Test("a writer cancelled while it waits out the interval takes the queue at once")
     func cancelledWait() async throws {
         let outbox = MessageOutbox<Int>(minimumInterval: .seconds(3600))
+        outbox.send(0)
         outbox.send(1)
         _ = await outbox.next()
         outbox.send(2)
