@@ -6,7 +6,8 @@ extension Broker {
     /// stored in several transactions of bounded size rather than one huge one.
     static let writeBatchLimit = 2048
 
-    /// The shortest time between the starts of two store transactions.
+    /// The shortest time between the starts of two store transactions, after one that stored
+    /// several writes.
     ///
     /// Under a steady flow of changes (status updates of many tasks) the persister otherwise
     /// commits whatever arrived during the previous commit, often a write or two; waiting out the
@@ -29,17 +30,21 @@ extension Broker {
         // The first failure since the last barrier, reported to the barrier's waiter.
         var failure: String?
         var previousBatch: ContinuousClock.Instant?
+        // How many writes the previous batch took: after a batch of one, nothing gathered while
+        // it was stored, so the next goes at once (an idle broker, the last change of a burst).
+        var previousCount = 0
         // Messages waiting for the commit of the writes queued before them, and the keys whose
         // latest write failed.
         var held: [AgentMessage] = []
         var unstored: Set<String> = []
         while true {
-            if let previousBatch {
+            if let previousBatch, previousCount > 1 {
                 let remaining = Self.persistInterval - (ContinuousClock.now - previousBatch)
                 if remaining > .zero { try? await Task.sleep(for: remaining) }
             }
             guard let taken = await writes.next(limit: Self.writeBatchLimit) else { break }
             previousBatch = .now
+            previousCount = taken.count
             var batch = StoreBatch()
             for write in taken {
                 switch write {
