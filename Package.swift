@@ -122,7 +122,8 @@ let package = Package(
             name: "RegistryCore",
             dependencies: [
                 "KeelAPI", "KeelCore", "KeelRPC", "KeelStore", "KeelObservability", grpcCore, logging, metrics,
-                tracing, serviceLifecycle, swiftProtobuf, crypto, cryptoExtras, .product(name: "JWTKit", package: "jwt-kit"),
+                tracing, serviceLifecycle, swiftProtobuf, crypto, cryptoExtras, nioPosix,
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Services/Registry/RegistryCore",
             swiftSettings: keelSettings

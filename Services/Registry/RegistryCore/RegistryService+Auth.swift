@@ -9,7 +9,7 @@ extension RegistryService {
     /// (unverified), or nil when it names none.
     ///
     /// - Throws: `KeelError` `.unauthenticated` for a missing or wrong credential.
-    func authenticate(_ credential: Keel_V1_Credential?) throws -> String? {
+    func authenticate(_ credential: Keel_V1_Credential?) async throws -> String? {
         let credentials = configuration.credentials
         guard !credentials.isEmpty else {
             guard let principal = credential?.principal, !principal.isEmpty else { return nil }
@@ -20,7 +20,7 @@ extension RegistryService {
                 "this registry requires a credential: send the principal and secret an operator gave you (SchedulerConfiguration.credential)"
             )
         }
-        guard credentials.verify(principal: credential.principal, secret: credential.secret) else {
+        guard await credentials.verifyAside(principal: credential.principal, secret: credential.secret) else {
             throw KeelError.unauthenticated(
                 "wrong principal or secret for '\(credential.principal)'; check the credential, or ask an operator to add the principal with `keel-registry hash-secret`"
             )
@@ -40,14 +40,14 @@ extension RegistryService {
     /// Who asks for a new token or a teardown: the framework named by the call's token (verified
     /// by the interceptor), or the principal of the credential. Checked before the framework is
     /// looked up, so an unauthenticated caller learns nothing about which frameworks exist.
-    func authenticateRefresh(credential: Keel_V1_Credential?) throws -> RefreshCaller {
+    func authenticateRefresh(credential: Keel_V1_Credential?) async throws -> RefreshCaller {
         if RequestAuth.claims != nil { return .framework }
         guard credential != nil || configuration.credentials.isEmpty else {
             throw KeelError.unauthenticated(
                 "refreshing a token needs the framework's current token (authorization: Bearer) or its principal's credential"
             )
         }
-        return .principal(try authenticate(credential) ?? "")
+        return .principal(try await authenticate(credential) ?? "")
     }
 
     /// Checks that `caller` may have a new token for `record`: the token is that framework's, or

@@ -35,7 +35,7 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
     ) async throws -> Keel_V1_RegisterFrameworkResponse {
         try await mappingErrors {
             var info = request.frameworkInfo
-            let principal = try authenticate(request.hasCredential ? request.credential : nil)
+            let principal = try await authenticate(request.hasCredential ? request.credential : nil)
             if let principal { info.principal = principal }
             try authorizeRoles(of: info)
             let record = try await registry.register(info)
@@ -81,7 +81,7 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
             guard !id.isEmpty else {
                 throw KeelError.invalidArgument("framework_id is empty; name the framework to tear down")
             }
-            let caller = try authenticateRefresh(credential: request.hasCredential ? request.credential : nil)
+            let caller = try await authenticateRefresh(credential: request.hasCredential ? request.credential : nil)
             let current = try await registry.get(id)
             try authorizeTeardown(of: current, by: caller)
             let record = try await registry.teardown(id)
@@ -95,7 +95,7 @@ package struct RegistryService: Keel_V1_Registry.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Keel_V1_RefreshTokenResponse {
         try await mappingErrors {
-            let caller = try authenticateRefresh(credential: request.hasCredential ? request.credential : nil)
+            let caller = try await authenticateRefresh(credential: request.hasCredential ? request.credential : nil)
             let record = try await registry.get(request.frameworkID.value)
             try authorizeRefresh(of: record, by: caller)
             guard record.state != .completed else {

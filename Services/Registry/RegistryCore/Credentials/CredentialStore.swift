@@ -1,5 +1,6 @@
 import Foundation
 import KeelCore
+import NIOPosix
 
 /// The principals the registry knows and their hashed secrets, loaded from a credentials file.
 ///
@@ -85,6 +86,17 @@ package struct CredentialStore: Sendable {
             return false
         }
         return hash.verify(secret)
+    }
+
+    /// ``verify(principal:secret:)`` on NIO's thread pool for blocking work. A hash costs tens of
+    /// milliseconds of CPU by design (hundreds in a debug build); on an event loop, or on a
+    /// thread of Swift's cooperative pool, every other call of the daemon would wait for it.
+    package func verifyAside(principal: String, secret: String) async -> Bool {
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { verify(principal: principal, secret: secret) }
+        } catch {
+            return false
+        }
     }
 
     /// One entry of a credentials file for `principal`.
