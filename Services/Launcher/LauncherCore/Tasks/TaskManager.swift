@@ -168,13 +168,23 @@ package final class TaskManager: Service {
             for task in recovered.tasks {
                 group.addTask { await self.watch(task) }
             }
-            for await item in workStream.cancelOnGracefulShutdown() {
-                switch item {
-                case .launch(let framework, let task):
-                    group.addTask { await self.supervise(framework: framework, task: task) }
-                case .kill(let key, let grace):
-                    group.addTask { await self.killTask(key, gracePeriod: grace) }
+            // Work is taken until graceful shutdown (what is queued then is left) or cancellation.
+            // (Not with `cancelOnGracefulShutdown()`: its `merge` can deadlock with the task's
+            // cancellation, swift-async-algorithms issue 430.)
+            let stopping = Mutex(false)
+            await withGracefulShutdownHandler {
+                for await item in workStream {
+                    if stopping.withLock({ $0 }) { break }
+                    switch item {
+                    case .launch(let framework, let task):
+                        group.addTask { await self.supervise(framework: framework, task: task) }
+                    case .kill(let key, let grace):
+                        group.addTask { await self.killTask(key, gracePeriod: grace) }
+                    }
                 }
+            } onGracefulShutdown: {
+                stopping.withLock { $0 = true }
+                self.work.finish()
             }
             // Graceful shutdown: the tasks keep running for the next launcher (their checkpoint is
             // on disk), unless this launcher is told to take them with it.
