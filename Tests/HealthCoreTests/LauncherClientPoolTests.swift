@@ -23,7 +23,7 @@ struct LauncherClientPoolTests {
             try #require(listening)
             let endpoint = Endpoint(host: "127.0.0.1", port: try #require(bound.withLock { $0 }))
             var options = CallOptions.defaults
-            options.timeout = .seconds(10)
+            options.timeout = .seconds(60)
             for _ in 0..<2 {
                 let response = try await pool.launcher(at: endpoint).ping(Keel_V1_PingRequest(), options: options)
                 #expect(response.agentID.value == "a1")
@@ -42,7 +42,7 @@ struct LauncherClientPoolTests {
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
             var options = CallOptions.defaults
-            options.timeout = .seconds(10)
+            options.timeout = .seconds(60)
             options.waitForReady = false
             let error = await #expect(throws: RPCError.self) {
                 try await pool.launcher(at: Endpoint(host: "127.0.0.1", port: port)).ping(Keel_V1_PingRequest(), options: options)

@@ -23,7 +23,7 @@ struct ProbeTests {
     func tcpOpen() async throws {
         let server = try LoopbackServer(http: false)
         defer { server.stop() }
-        let result = await TCPProbe().probe(tcpCheck(server.port), target: target(), timeout: .seconds(5))
+        let result = await TCPProbe().probe(tcpCheck(server.port), target: target(), timeout: .seconds(30))
         #expect(result.healthy, "\(result.message)")
         #expect(result.message == "TCP connect to 127.0.0.1:\(server.port) succeeded")
     }
@@ -41,7 +41,7 @@ struct ProbeTests {
     func httpOK() async throws {
         let server = try LoopbackServer(status: 200)
         defer { server.stop() }
-        let result = await HTTPProbe().probe(Fixtures.httpCheck(port: server.port, path: "/ready"), target: target(), timeout: .seconds(5))
+        let result = await HTTPProbe().probe(Fixtures.httpCheck(port: server.port, path: "/ready"), target: target(), timeout: .seconds(30))
         #expect(result.healthy, "\(result.message)")
         #expect(result.message == "GET http://127.0.0.1:\(server.port)/ready returned 200")
         #expect(server.requests == ["GET /ready HTTP/1.1"])
@@ -52,11 +52,11 @@ struct ProbeTests {
         let server = try LoopbackServer(status: 503)
         defer { server.stop() }
         let check = Fixtures.httpCheck(port: server.port)
-        let failed = await HTTPProbe().probe(check, target: target(), timeout: .seconds(5))
+        let failed = await HTTPProbe().probe(check, target: target(), timeout: .seconds(30))
         #expect(!failed.healthy)
         #expect(failed.message.hasSuffix("returned 503"))
         server.setStatus(302)
-        let redirected = await HTTPProbe().probe(check, target: target(), timeout: .seconds(5))
+        let redirected = await HTTPProbe().probe(check, target: target(), timeout: .seconds(30))
         #expect(redirected.healthy, "\(redirected.message)")
     }
 
@@ -66,10 +66,10 @@ struct ProbeTests {
         defer { server.stop() }
         var check = Fixtures.httpCheck(port: server.port)
         check.http.statuses = [503]
-        let accepted = await HTTPProbe().probe(check, target: target(), timeout: .seconds(5))
+        let accepted = await HTTPProbe().probe(check, target: target(), timeout: .seconds(30))
         #expect(accepted.healthy)
         server.setStatus(200)
-        let rejected = await HTTPProbe().probe(check, target: target(), timeout: .seconds(5))
+        let rejected = await HTTPProbe().probe(check, target: target(), timeout: .seconds(30))
         #expect(!rejected.healthy)
     }
 
@@ -109,10 +109,10 @@ struct ProbeTests {
                 $0.type = .grpc
                 $0.grpc.port = UInt32(port)
             }
-            let serving = await GRPCHealthProbe().probe(check, target: target(), timeout: .seconds(5))
+            let serving = await GRPCHealthProbe().probe(check, target: target(), timeout: .seconds(30))
             #expect(serving.healthy, "\(serving.message)")
             server.health.setStatus(.notServing)
-            let notServing = await GRPCHealthProbe().probe(check, target: target(), timeout: .seconds(5))
+            let notServing = await GRPCHealthProbe().probe(check, target: target(), timeout: .seconds(30))
             #expect(!notServing.healthy)
             #expect(notServing.message.contains("notServing"), "\(notServing.message)")
             group.cancelAll()
@@ -139,16 +139,16 @@ struct ProbeTests {
                 $0.type = .command
                 $0.command.command.shell = "test -f ready"
             }
-            let passed = await probe.probe(check, target: target(launcherPort: 5051), timeout: .seconds(3))
+            let passed = await probe.probe(check, target: target(launcherPort: 5051), timeout: .seconds(30))
             #expect(passed.healthy, "\(passed.message)")
             launcher.setExitCode(2)
-            let failed = await probe.probe(check, target: target(launcherPort: 5051), timeout: .seconds(3))
+            let failed = await probe.probe(check, target: target(launcherPort: 5051), timeout: .seconds(30))
             #expect(!failed.healthy)
             #expect(failed.message == "the command exited with 2: exit 2")
             let request = try #require(launcher.checks.first)
             #expect(request.taskID.value == "t1")
             #expect(request.command.shell == "test -f ready")
-            #expect(request.timeout.seconds == 3)
+            #expect(request.timeout.seconds == 30)
         }
     }
 
