@@ -78,24 +78,12 @@ final class LoopbackServer: Sendable {
 
     /// A listening socket on 127.0.0.1 port 0 and the port it got.
     static func listen(backlog: Int32 = 16) throws -> (descriptor: Int32, port: Int) {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw POSIXError(.EIO) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, Glibc.listen(descriptor, backlog) == 0 else {
+        let (descriptor, port) = try refusingPort()
+        guard Glibc.listen(descriptor, backlog) == 0 else {
             _ = close(descriptor)
             throw POSIXError(.EADDRINUSE)
         }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
+        return (descriptor, port)
     }
 
     /// A loopback port nothing listens on: bound but not listening, so a connection is refused,
