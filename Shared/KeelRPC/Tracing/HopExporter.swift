@@ -91,10 +91,19 @@ package final class HopExporter: Service, Sendable {
         }
     }
 
-    /// Sends what is queued every ``interval`` until graceful shutdown, then what is left.
+    /// Sends what is queued every ``interval`` until graceful shutdown, then what is left. Never
+    /// throws: losing hops must not stop the daemon.
     package func run() async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await self.client.runConnections() }
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                do {
+                    try await self.client.runConnections()
+                } catch {
+                    self.logger.warning(
+                        "the connection to the tracer ended; task hops are dropped from now on",
+                        metadata: ["keel.tracer": "\(self.endpoint)", "keel.error": "\(error)"])
+                }
+            }
             var generator = SpanIDGenerator()
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
