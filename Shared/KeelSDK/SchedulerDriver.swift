@@ -92,7 +92,7 @@ public struct SchedulerDriver: Sendable {
         )
         let (events, eventsContinuation) = AsyncThrowingStream.makeStream(of: SchedulerEvent.self)
         let (subscribed, subscribedContinuation) = AsyncThrowingStream.makeStream(of: Void.self)
-        let link = BrokerLink()
+        let link = BrokerLink(renewToken: { await tokens.renewNow() })
         let acknowledged = AcknowledgedUpdates()
         let loop = SubscriptionLoop(
             frameworkInfo: info, broker: brokerEndpoint, policy: configuration.reconnect,

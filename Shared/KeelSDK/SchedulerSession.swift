@@ -48,7 +48,7 @@ public struct SchedulerSession: Sendable {
             }]
             if let refuseSeconds { $0.filters.refuseSeconds = refuseSeconds }
         }
-        return try await link.scheduler().accept(request).launched
+        return try await link.call { try await $0.accept(request).launched }
     }
 
     /// Accepts offers with arbitrary operations.
@@ -56,7 +56,7 @@ public struct SchedulerSession: Sendable {
     public func accept(_ request: Keel_V1_AcceptRequest) async throws -> Keel_V1_AcceptResponse {
         var request = request
         request.frameworkID = frameworkID
-        return try await link.scheduler().accept(request)
+        return try await link.call { try await $0.accept(request) }
     }
 
     /// Declines offers; their resources are not offered to this framework again for
@@ -67,7 +67,7 @@ public struct SchedulerSession: Sendable {
             $0.offerIds = offers.map(\.id)
             if let refuseSeconds { $0.filters.refuseSeconds = refuseSeconds }
         }
-        _ = try await link.scheduler().decline(request)
+        _ = try await link.call { try await $0.decline(request) }
     }
 
     /// Kills a task; its terminal state arrives as an UPDATE event.
@@ -77,7 +77,7 @@ public struct SchedulerSession: Sendable {
             $0.taskID = taskID
             if let gracePeriodSeconds { $0.killPolicy.gracePeriod = Google_Protobuf_Duration(seconds: gracePeriodSeconds) }
         }
-        _ = try await link.scheduler().kill(request)
+        _ = try await link.call { try await $0.kill(request) }
     }
 
     /// Acknowledges a status update. Updates without a uuid need no acknowledgement, and updates
@@ -92,7 +92,7 @@ public struct SchedulerSession: Sendable {
             $0.taskID = status.taskID
             $0.uuid = status.uuid
         }
-        _ = try await link.scheduler().acknowledge(request)
+        _ = try await link.call { try await $0.acknowledge(request) }
     }
 
     /// Asks for the latest state of `tasks` (every task of the framework when empty); the answers
@@ -103,22 +103,22 @@ public struct SchedulerSession: Sendable {
             $0.frameworkID = frameworkID
             $0.tasks = tasks.map { id in .with { $0.taskID = id } }
         }
-        _ = try await link.scheduler().reconcile(request)
+        _ = try await link.call { try await $0.reconcile(request) }
     }
 
     /// Stops offers to this framework until ``revive()``.
     public func suppress() async throws {
-        _ = try await link.scheduler().suppress(.with { $0.frameworkID = frameworkID })
+        _ = try await link.call { try await $0.suppress(.with { $0.frameworkID = frameworkID }) }
     }
 
     /// Resumes offers and clears decline filters.
     public func revive() async throws {
-        _ = try await link.scheduler().revive(.with { $0.frameworkID = frameworkID })
+        _ = try await link.call { try await $0.revive(.with { $0.frameworkID = frameworkID }) }
     }
 
     /// Ends the framework: its tasks are killed and it cannot subscribe again. The event
     /// sequence then ends with ``SchedulerError/Code/terminatedByBroker``.
     public func teardown() async throws {
-        _ = try await link.scheduler().teardown(.with { $0.frameworkID = frameworkID })
+        _ = try await link.call { try await $0.teardown(.with { $0.frameworkID = frameworkID }) }
     }
 }

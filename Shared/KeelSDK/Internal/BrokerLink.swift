@@ -15,6 +15,12 @@ final class BrokerLink: Sendable {
     }
 
     private let current = Mutex(Current())
+    /// Renews the framework's token (the driver's ``TokenRefresher``).
+    private let renewToken: @Sendable () async -> Void
+
+    init(renewToken: @escaping @Sendable () async -> Void = {}) {
+        self.renewToken = renewToken
+    }
 
     /// The stream id of the current subscription (from SUBSCRIBED), sent with every call so the
     /// broker can refuse calls of a process that a failover superseded.
@@ -40,6 +46,18 @@ final class BrokerLink: Sendable {
     /// The client for a call.
     ///
     /// - Throws: `RPCError` `UNAVAILABLE` while the driver is between brokers.
+    /// Makes a call with the current client; a call the broker refuses as unauthenticated (the
+    /// token expired before it was renewed, e.g. while the process was starved of CPU) is made
+    /// once more with a renewed token. The broker acts on no refused call, so the retry is safe.
+    func call<Result: Sendable>(_ body: (Scheduler) async throws -> Result) async throws -> Result {
+        do {
+            return try await body(try scheduler())
+        } catch let error as RPCError where error.code == .unauthenticated {
+            await renewToken()
+            return try await body(try scheduler())
+        }
+    }
+
     func scheduler() throws -> Scheduler {
         guard let scheduler = current.withLock({ $0.scheduler }) else {
             throw RPCError(code: .unavailable, message: "not connected to a broker; the driver is reconnecting, try again")
