@@ -25,6 +25,34 @@ struct CheckpointTests {
         }
     }
 
+    @Test("the journal's CRC-32 is zlib's: the check value, and a bitwise reference at every length and split")
+    func crc32() {
+        var check = CRC32()
+        check.update(ArraySlice("123456789".utf8))
+        #expect(check.value == 0xCBF4_3926)
+        func reference(_ bytes: [UInt8]) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+            }
+            return ~crc
+        }
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<70).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for count in 0...bytes.count {
+            let expected = reference(Array(bytes[0..<count]))
+            var whole = CRC32()
+            whole.update(bytes[0..<count])
+            #expect(whole.value == expected, "length \(count)")
+            let split = count / 3
+            var parts = CRC32()
+            parts.update(bytes[0..<split])
+            parts.update(bytes[split..<count])
+            #expect(parts.value == expected, "length \(count) split at \(split)")
+        }
+    }
+
     @Test("a task record survives a write and a read by a new store, field by field")
     func roundTrip() throws {
         let workDir = try ProcessTestSupport.makeWorkDir()

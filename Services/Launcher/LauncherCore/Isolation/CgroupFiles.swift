@@ -4,47 +4,107 @@
 ///
 /// cgroup files are tiny and answer from kernel memory, so plain `open`/`read`/`write` calls
 /// are used directly (no buffering, one `write` per value, as the kernel expects).
-enum CgroupFiles {
+package enum CgroupFiles {
     /// The whole contents of `path`, or `nil` if it cannot be read.
-    static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { break }
-            bytes += buffer[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+    package static func read(_ path: String) -> String? {
+        withContents(path) { String(decoding: $0, as: UTF8.self) }
     }
 
     /// The trimmed first line of `path`, or `nil`.
-    static func readLine(_ path: String) -> String? {
+    package static func readLine(_ path: String) -> String? {
         guard let line = read(path)?.split(separator: "\n").first else { return nil }
         return String(line.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 
     /// The integer in `path` (`max` reads as `nil`).
-    static func readInteger(_ path: String) -> UInt64? {
-        readLine(path).flatMap { UInt64($0) }
+    package static func readInteger(_ path: String) -> UInt64? {
+        withContents(path) { integer(at: $0[...]) } ?? nil
     }
 
     /// The value of `key` in a flat-keyed file such as `memory.events` (`key value` lines).
-    static func keyedValue(_ path: String, key: String) -> UInt64? {
-        guard let text = read(path) else { return nil }
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, parts[0] == key { return UInt64(parts[1]) }
-        }
-        return nil
+    package static func keyedValue(_ path: String, key: String) -> UInt64? {
+        withContents(path) { contents -> UInt64? in
+            let key = key.utf8
+            var value: UInt64?
+            forEachLine(of: contents) { line in
+                guard line.count > key.count, line[line.startIndex + key.count] == UInt8(ascii: " "),
+                    line.prefix(key.count).elementsEqual(key)
+                else { return true }
+                value = integer(at: line.dropFirst(key.count + 1))
+                return false
+            }
+            return value
+        } ?? nil
     }
 
     /// The pids listed in a `cgroup.procs` (or v1 `tasks`) file; empty if unreadable.
-    static func pids(_ path: String) -> [pid_t] {
-        (read(path) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+    package static func pids(_ path: String) -> [Int32] {
+        withContents(path) { contents -> [Int32] in
+            var pids: [Int32] = []
+            forEachLine(of: contents) { line in
+                if let pid = integer(at: line).flatMap({ Int32(exactly: $0) }) { pids.append(pid) }
+                return true
+            }
+            return pids
+        } ?? []
+    }
+
+    /// Calls `body` with each line of `text` (without its newline) until it returns `false`.
+    static func forEachLine(of text: UnsafeRawBufferPointer, _ body: (Slice<UnsafeRawBufferPointer>) -> Bool) {
+        var start = text.startIndex
+        while start < text.endIndex {
+            let end = text[start...].firstIndex(of: UInt8(ascii: "\n")) ?? text.endIndex
+            if !body(text[start..<end]) { return }
+            start = end + 1
+        }
+    }
+
+    /// Calls `body` with the contents of `path`, read into a buffer on the stack (the heap only
+    /// for a file longer than 4 KiB); `nil` if it cannot be opened. The launcher reads several
+    /// cgroup files at the end of every task, so these reads make no strings and no arrays.
+    static func withContents<Result>(_ path: String, _ body: (UnsafeRawBufferPointer) -> Result) -> Result? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { buffer -> Result in
+            var filled = 0
+            while filled < buffer.count {
+                let count = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
+                if count < 0, errno == EINTR { continue }
+                // The end, or an error (a cgroup removed meanwhile): what was read so far.
+                guard count > 0 else { return body(UnsafeRawBufferPointer(rebasing: buffer[0..<filled])) }
+                filled += count
+            }
+            var contents = Array(UnsafeRawBufferPointer(buffer))
+            while true {
+                let count = Glibc.read(fd, buffer.baseAddress!, buffer.count)
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { break }
+                contents += UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+            }
+            return contents.withUnsafeBytes(body)
+        }
+    }
+
+    /// The unsigned decimal number at the start of `text` after blanks, ending at a blank, a
+    /// newline or the end; `nil` for anything else (such as `max`) or an overflow.
+    static func integer(at text: Slice<UnsafeRawBufferPointer>) -> UInt64? {
+        var value: UInt64 = 0
+        var digits = 0
+        var index = text.startIndex
+        while index < text.endIndex, text[index] == UInt8(ascii: " ") || text[index] == UInt8(ascii: "\t") { index += 1 }
+        while index < text.endIndex {
+            let byte = text[index]
+            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") { break }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            value = sum
+            digits += 1
+            index += 1
+        }
+        return digits > 0 ? value : nil
     }
 
     /// Writes `value` to `path` in one `write`; `purpose` says what it was for in the error.
@@ -56,9 +116,9 @@ enum CgroupFiles {
                 message: "cannot open '\(path)' to \(purpose); check that the cgroup exists and the launcher runs as root")
         }
         defer { close(fd) }
-        let bytes = Array(value.utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count else {
+        var value = value
+        let (written, expected) = value.withUTF8 { (Glibc.write(fd, $0.baseAddress, $0.count), $0.count) }
+        guard written == expected else {
             throw LauncherError.system(
                 "write", errno: written < 0 ? errno : EIO,
                 message: "cannot write '\(value)' to '\(path)' to \(purpose); the kernel refused the value")

@@ -1,0 +1,48 @@
+import Foundation
+import LauncherCore
+import Testing
+
+@Suite("Reading cgroup files")
+struct CgroupFilesTests {
+    /// Writes `contents` to a new file of a fresh directory and passes its path to `body`.
+    func withFile(_ contents: String, _ body: (String) throws -> Void) throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let path = workDir + "/file"
+        try contents.write(toFile: path, atomically: false, encoding: .utf8)
+        try body(path)
+    }
+
+    @Test("single numbers, `max` and missing files")
+    func integers() throws {
+        try withFile("1073741824\n") { #expect(CgroupFiles.readInteger($0) == 1_073_741_824) }
+        try withFile("  42\t\n") { #expect(CgroupFiles.readInteger($0) == 42) }
+        try withFile("max\n") { #expect(CgroupFiles.readInteger($0) == nil) }
+        try withFile("") { #expect(CgroupFiles.readInteger($0) == nil) }
+        try withFile("99999999999999999999999\n") { #expect(CgroupFiles.readInteger($0) == nil) }
+        #expect(CgroupFiles.readInteger("/nonexistent/keel/memory.max") == nil)
+    }
+
+    @Test("keyed values match whole keys only")
+    func keyed() throws {
+        try withFile("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n") { path in
+            #expect(CgroupFiles.keyedValue(path, key: "oom_kill") == 3)
+            #expect(CgroupFiles.keyedValue(path, key: "oom_kill_disable") == 0)
+            #expect(CgroupFiles.keyedValue(path, key: "oom") == nil)
+            #expect(CgroupFiles.keyedValue(path, key: "missing") == nil)
+        }
+        try withFile("populated 1\nfrozen 0") { #expect(CgroupFiles.keyedValue($0, key: "frozen") == 0) }
+    }
+
+    @Test("process lists, also longer than one read buffer")
+    func pids() throws {
+        try withFile("") { #expect(CgroupFiles.pids($0).isEmpty) }
+        try withFile("1\n22\n333\n") { #expect(CgroupFiles.pids($0) == [1, 22, 333]) }
+        let many = (1...3000).map { 100_000 + Int32($0) }
+        try withFile(many.map { "\($0)\n" }.joined()) { path in
+            #expect(CgroupFiles.pids(path) == many)
+            #expect(CgroupFiles.read(path)?.count == many.count * 7)
+        }
+        #expect(CgroupFiles.pids("/nonexistent/keel/cgroup.procs").isEmpty)
+    }
+}
