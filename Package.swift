@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "KeelRPC",
             dependencies: [
-                "KeelAPI", "KeelCore", grpcCore, grpcHTTP2, logging, metrics, tracing, serviceLifecycle,
+                "KeelAPI", "KeelCore", grpcCore, grpcHTTP2, grpcProtobuf, logging, metrics, tracing, serviceLifecycle,
                 swiftProtobuf, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             path: "Shared/KeelRPC",

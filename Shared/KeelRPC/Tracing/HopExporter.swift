@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import GRPCProtobuf
 import KeelAPI
 package import Logging
 import ServiceLifecycle
@@ -137,24 +138,26 @@ package final class HopExporter: Service, Sendable {
     }
 
     private func export(_ hops: ArraySlice<Hop>, generator: inout SpanIDGenerator) async {
-        var spans: [Opentelemetry_Proto_Trace_V1_Span] = []
-        spans.reserveCapacity(hops.count)
-        for hop in hops { spans.append(Self.span(hop, spanID: generator.next())) }
-        let request = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest.with {
-            $0.resourceSpans = [.with {
-                $0.resource = resource
-                $0.scopeSpans = [.with {
-                    $0.scope.name = "keel.task-hops"
-                    $0.spans = spans
-                }]
-            }]
+        let request: [UInt8]
+        do {
+            request = try Self.request(
+                resource: resource.serializedBytes(),
+                spans: hops.map { hop in try Self.span(hop, spanID: generator.next()).serializedBytes() })
+        } catch {
+            logger.error("cannot encode task hops; dropping them", metadata: ["keel.error": "\(error)"])
+            return
         }
         var options = CallOptions.defaults
         options.timeout = .seconds(10)
         options.waitForReady = false
         do {
-            let response = try await Opentelemetry_Proto_Collector_Trace_V1_TraceService.Client(wrapping: client)
-                .export(request, options: options)
+            let response = try await client.unary(
+                request: ClientRequest(message: request),
+                descriptor: Opentelemetry_Proto_Collector_Trace_V1_TraceService.Method.Export.descriptor,
+                serializer: EncodedMessageSerializer(),
+                deserializer: ProtobufDeserializer<Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceResponse>(),
+                options: options
+            ) { try $0.message }
             if response.hasPartialSuccess, response.partialSuccess.rejectedSpans > 0 {
                 logger.warning(
                     "keel-tracer rejected task hops",
@@ -175,6 +178,36 @@ package final class HopExporter: Service, Sendable {
                     metadata: ["keel.tracer": "\(endpoint)", "keel.hops_dropped": "\(hops.count)", "keel.error": "\(error)"])
             }
         }
+    }
+
+    /// The instrumentation scope the hops are reported under.
+    static let scopeName = "keel.task-hops"
+
+    /// An `ExportTraceServiceRequest` holding one `ResourceSpans` of `resource` with one
+    /// `ScopeSpans` of ``scopeName`` and `spans`, all given serialized: the same bytes
+    /// SwiftProtobuf makes of the nested message, which computes the size of every nested
+    /// message again at each level above it (for a span's attributes, five times over), while
+    /// spans serialized one by one and framed here are sized once each.
+    static func request(resource: [UInt8], spans: [[UInt8]]) throws -> [UInt8] {
+        let scope = try Opentelemetry_Proto_Common_V1_InstrumentationScope.with { $0.name = scopeName }
+            .serializedBytes() as [UInt8]
+        // ScopeSpans { 1: scope, 2: span... }, ResourceSpans { 1: resource, 2: scope spans },
+        // ExportTraceServiceRequest { 1: resource spans }.
+        let scopeSpansSize = spans.reduce(ProtobufFraming.fieldSize(1, scope.count)) { $0 + ProtobufFraming.fieldSize(2, $1.count) }
+        let resourceSpansSize = ProtobufFraming.fieldSize(1, resource.count) + ProtobufFraming.fieldSize(2, scopeSpansSize)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(ProtobufFraming.fieldSize(1, resourceSpansSize))
+        ProtobufFraming.appendHeader(1, length: resourceSpansSize, to: &bytes)
+        ProtobufFraming.appendHeader(1, length: resource.count, to: &bytes)
+        bytes += resource
+        ProtobufFraming.appendHeader(2, length: scopeSpansSize, to: &bytes)
+        ProtobufFraming.appendHeader(1, length: scope.count, to: &bytes)
+        bytes += scope
+        for span in spans {
+            ProtobufFraming.appendHeader(2, length: span.count, to: &bytes)
+            bytes += span
+        }
+        return bytes
     }
 
     /// The OTLP span of `hop`.
@@ -240,5 +273,45 @@ struct SpanIDGenerator {
             value ^= value >> 31
             if value != 0 { return value }
         }
+    }
+}
+
+/// The wire format of a length-delimited protobuf field (wire type 2): its key and length.
+enum ProtobufFraming {
+    /// The bytes of field `number` holding `length` bytes, key and length included.
+    static func fieldSize(_ number: Int, _ length: Int) -> Int {
+        varintSize(UInt64(number << 3 | 2)) + varintSize(UInt64(length)) + length
+    }
+
+    /// Appends the key and length of field `number` holding `length` bytes.
+    static func appendHeader(_ number: Int, length: Int, to bytes: inout [UInt8]) {
+        appendVarint(UInt64(number << 3 | 2), to: &bytes)
+        appendVarint(UInt64(length), to: &bytes)
+    }
+
+    static func varintSize(_ value: UInt64) -> Int {
+        var size = 1
+        var rest = value >> 7
+        while rest != 0 {
+            size += 1
+            rest >>= 7
+        }
+        return size
+    }
+
+    static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
+        var rest = value
+        while rest >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        bytes.append(UInt8(rest))
+    }
+}
+
+/// Sends a message that is already serialized as it is.
+struct EncodedMessageSerializer: MessageSerializer {
+    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes {
+        Bytes(message)
     }
 }

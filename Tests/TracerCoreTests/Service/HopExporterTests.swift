@@ -116,6 +116,38 @@ struct HopExporterTests {
         }
     }
 
+    @Test("a request framed from spans serialized one by one is the request SwiftProtobuf makes of the nested messages")
+    func framedRequest() throws {
+        let resource = Opentelemetry_Proto_Resource_V1_Resource.with {
+            $0.attributes = [.with { $0.key = "service.name"; $0.value.stringValue = "keel-broker" }]
+        }
+        let longValue = String(repeating: "x", count: 300)
+        for count in [0, 1, 3, 200] {
+            var spans: [Opentelemetry_Proto_Trace_V1_Span] = []
+            for index in 0..<count {
+                let attributes: [String: String] = index == 1 ? ["keel.message": longValue] : [:]
+                let hop = HopExporter.Hop(
+                    name: "task.status", taskID: "task-\(index)", frameworkID: "fw", agentID: index % 2 == 0 ? "agent" : "",
+                    startNanos: UInt64(index), endNanos: UInt64(index) + 5, attributes: attributes)
+                spans.append(HopExporter.span(hop, spanID: UInt64(index) + 1))
+            }
+            let expected = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest.with {
+                $0.resourceSpans = [.with {
+                    $0.resource = resource
+                    $0.scopeSpans = [.with {
+                        $0.scope.name = HopExporter.scopeName
+                        $0.spans = spans
+                    }]
+                }]
+            }
+            let framed = try HopExporter.request(
+                resource: resource.serializedBytes(), spans: spans.map { try $0.serializedBytes() })
+            #expect(framed == (try expected.serializedBytes() as [UInt8]), "\(count) spans")
+            let decoded = try Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest(serializedBytes: framed)
+            #expect(decoded == expected, "\(count) spans")
+        }
+    }
+
     @Test("a task's trace id depends on its framework and task ids only, and is never zero")
     func traceIDs() {
         let first = HopExporter.traceID(frameworkID: "fw-1", taskID: "web-1")
