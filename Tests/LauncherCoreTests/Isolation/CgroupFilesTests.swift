@@ -23,6 +23,16 @@ struct CgroupFilesTests {
         #expect(CgroupFiles.readInteger("/nonexistent/keel/memory.max") == nil)
     }
 
+    @Test("first lines, trimmed")
+    func lines() throws {
+        try withFile("exited 0\n") { #expect(CgroupFiles.readLine($0) == "exited 0") }
+        try withFile(" \tTHAWED \n") { #expect(CgroupFiles.readLine($0) == "THAWED") }
+        try withFile("\n\ncpu memory pids\nsecond\n") { #expect(CgroupFiles.readLine($0) == "cpu memory pids") }
+        try withFile("no newline") { #expect(CgroupFiles.readLine($0) == "no newline") }
+        try withFile("") { #expect(CgroupFiles.readLine($0) == nil) }
+        try withFile("\n") { #expect(CgroupFiles.readLine($0) == nil) }
+    }
+
     @Test("keyed values match whole keys only")
     func keyed() throws {
         try withFile("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n") { path in

@@ -10,10 +10,17 @@ package enum CgroupFiles {
         withContents(path) { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The trimmed first line of `path`, or `nil`.
+    /// The first non-empty line of `path` without leading and trailing blanks, or `nil`.
     package static func readLine(_ path: String) -> String? {
-        guard let line = read(path)?.split(separator: "\n").first else { return nil }
-        return String(line.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+        withContents(path) { contents -> String? in
+            var line = contents[...].drop { $0 == UInt8(ascii: "\n") }
+            guard !line.isEmpty else { return nil }
+            if let newline = line.firstIndex(of: UInt8(ascii: "\n")) { line = line[..<newline] }
+            func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+            while let first = line.first, isBlank(first) { line = line.dropFirst() }
+            while let last = line.last, isBlank(last) { line = line.dropLast() }
+            return String(decoding: line, as: UTF8.self)
+        } ?? nil
     }
 
     /// The integer in `path` (`max` reads as `nil`).

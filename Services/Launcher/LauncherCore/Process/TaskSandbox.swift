@@ -45,7 +45,7 @@ package struct TaskSandbox: Sendable, Hashable {
     private static let sandboxRoots = Mutex<[String: String]>([:])
 
     private static func canonicalSandboxes(workDir: String) throws(LauncherError) -> String {
-        if let known = sandboxRoots.withLock({ $0[workDir] }), Directories.isDirectory(known) { return known }
+        if let known = sandboxRoots.withLock({ $0[workDir] }) { return known }
         let path = (workDir.hasSuffix("/") ? workDir : workDir + "/") + "sandboxes"
         try makeDirectories(path)
         let canonical = try realPath(path)
@@ -67,20 +67,43 @@ package struct TaskSandbox: Sendable, Hashable {
         guard !workDir.isEmpty else {
             throw LauncherError(code: .invalidArgument, message: "work directory is empty; pass the agent's work dir")
         }
-        let sandboxes = try canonicalSandboxes(workDir: workDir)
-        var path = sandboxes
-        for component in [frameworkID, taskID, runID] { path += "/" + component }
-        try makeDirectories(path)
+        var sandboxes = try canonicalSandboxes(workDir: workDir)
+        // The usual case, a task's first run, takes two `mkdir` calls: the task's directory and
+        // the run's. A missing parent (the framework's first task, or a sandboxes directory
+        // removed by hand) makes the whole path.
+        var taskDirectory = sandboxes + "/" + frameworkID + "/" + taskID
+        var existed: [String] = []
+        if mkdir(taskDirectory, 0o755) != 0 {
+            switch errno {
+            case EEXIST:
+                existed.append(taskDirectory)
+            case ENOENT:
+                sandboxRoots.withLock { $0[workDir] = nil }
+                sandboxes = try canonicalSandboxes(workDir: workDir)
+                taskDirectory = sandboxes + "/" + frameworkID + "/" + taskID
+                try makeDirectories(taskDirectory)
+                existed.append(taskDirectory)
+            case let code:
+                throw LauncherError.system("mkdir", errno: code, message: "cannot create directory '\(taskDirectory)'")
+            }
+        }
+        let path = taskDirectory + "/" + runID
+        if mkdir(path, 0o755) != 0 {
+            guard errno == EEXIST else {
+                throw LauncherError.system("mkdir", errno: errno, message: "cannot create directory '\(path)'")
+            }
+            existed.append(path)
+        }
         // Below the canonical root only the launcher creates directories, and none is a
-        // symlink; checking that is cheaper than resolving the whole path again.
-        var prefix = sandboxes
-        for component in [frameworkID, taskID, runID] {
-            prefix += "/" + component
+        // symlink: the framework's directory, and any that existed before, are checked for
+        // that, which is cheaper than resolving the whole path again. A directory made above
+        // inside a checked one is one.
+        for directory in [sandboxes + "/" + frameworkID] + existed {
             var info = Glibc.stat()
-            guard lstat(prefix, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw LauncherError(
                     code: .launchFailed,
-                    message: "'\(prefix)' is not a directory the launcher created (a symlink or a file?); remove it")
+                    message: "'\(directory)' is not a directory the launcher created (a symlink or a file?); remove it")
             }
         }
         let sandbox = TaskSandbox(canonicalRoot: path)
