@@ -1,5 +1,5 @@
 import Foundation
-import LauncherCore
+@testable import LauncherCore
 import Testing
 
 @Suite("Reading cgroup files")
@@ -54,5 +54,41 @@ struct CgroupFilesTests {
             #expect(CgroupFiles.read(path)?.count == many.count * 7)
         }
         #expect(CgroupFiles.pids("/nonexistent/keel/cgroup.procs").isEmpty)
+    }
+
+    @Test("files of directories below a registered mount point are opened through kept descriptors, which go with the directory")
+    func keptDirectories() throws {
+        let mountPoint = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(mountPoint) }
+        CgroupDirectoryCache.register(mountPoint: mountPoint)
+        let directory = mountPoint + "/keel/slot-1"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "7\n".write(toFile: directory + "/pids.max", atomically: false, encoding: .utf8)
+        #expect(CgroupDirectoryCache.directory(mountPoint) == nil, "the mount point itself is no task cgroup")
+        #expect(CgroupFiles.readInteger(directory + "/pids.max") == 7)
+        let kept = try #require(CgroupDirectoryCache.directory(directory))
+        #expect(CgroupDirectoryCache.directory(directory) === kept)
+        try CgroupFiles.write("9", to: directory + "/pids.max", purpose: "test")
+        #expect(CgroupFiles.readInteger(directory + "/pids.max") == 9)
+
+        // Removed and made again behind the cache's back: the path finds the new directory.
+        try FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "11\n".write(toFile: directory + "/pids.max", atomically: false, encoding: .utf8)
+        #expect(CgroupFiles.readInteger(directory + "/pids.max") == 11)
+        #expect(CgroupDirectoryCache.directory(directory) !== kept)
+
+        // Removed through CgroupFiles: forgotten.
+        try FileManager.default.removeItem(atPath: directory + "/pids.max")
+        #expect(CgroupFiles.removeDirectory(directory).removed)
+        #expect(CgroupFiles.readInteger(directory + "/pids.max") == nil)
+        #expect(CgroupFiles.pids(directory + "/cgroup.procs").isEmpty)
+
+        // Elsewhere nothing is kept.
+        let elsewhere = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(elsewhere) }
+        try "5\n".write(toFile: elsewhere + "/value", atomically: false, encoding: .utf8)
+        #expect(CgroupFiles.readInteger(elsewhere + "/value") == 5)
+        #expect(CgroupDirectoryCache.directory(elsewhere) == nil)
     }
 }

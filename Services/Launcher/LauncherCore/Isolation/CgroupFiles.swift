@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import Synchronization
 
 /// Small synchronous helpers for the pseudo-files of a cgroup file system.
 ///
@@ -70,7 +71,7 @@ package enum CgroupFiles {
     /// for a file longer than 4 KiB); `nil` if it cannot be opened. The launcher reads several
     /// cgroup files at the end of every task, so these reads make no strings and no arrays.
     static func withContents<Result>(_ path: String, _ body: (UnsafeRawBufferPointer) -> Result) -> Result? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = openFile(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         return withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { buffer -> Result in
@@ -116,7 +117,7 @@ package enum CgroupFiles {
 
     /// Writes `value` to `path` in one `write`; `purpose` says what it was for in the error.
     static func write(_ value: String, to path: String, purpose: String) throws(LauncherError) {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        let fd = openFile(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw LauncherError.system(
                 "open", errno: errno,
@@ -150,7 +151,111 @@ package enum CgroupFiles {
     /// Removes the (empty) cgroup directory `path`; `true` if it is gone. `EBUSY` means
     /// processes are still inside.
     static func removeDirectory(_ path: String) -> (removed: Bool, errno: Int32) {
-        if rmdir(path) == 0 || errno == ENOENT { return (true, 0) }
-        return (false, errno)
+        let removed = rmdir(path) == 0 || errno == ENOENT
+        let code = errno
+        if removed {
+            CgroupDirectoryCache.forget(path)
+            return (true, 0)
+        }
+        return (false, code)
     }
+
+    /// Opens `path` with `flags`, relative to its directory's kept descriptor when the
+    /// directory is a cgroup (see ``CgroupDirectoryCache``).
+    static func openFile(_ path: String, _ flags: Int32) -> Int32 {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")),
+            let directory = CgroupDirectoryCache.directory(String(path[..<slash]))
+        else { return open(path, flags) }
+        let fd = openat(directory.descriptor, String(path[path.utf8.index(after: slash)...]), flags)
+        // A directory removed behind the cache's back (and perhaps made again): its descriptor
+        // finds nothing any more, the path finds what is there now.
+        if fd < 0, errno == ENOENT {
+            CgroupDirectoryCache.forget(directory.path)
+            return open(path, flags)
+        }
+        return fd
+    }
+}
+
+/// Open descriptors (`O_PATH`) of the cgroup directories the launcher reads and writes, so that
+/// their files are opened relative to them.
+///
+/// At the end of every task the launcher opens about ten files of its cgroups (the processes
+/// left, the OOM record, the memory in use, the frozen state, the peak it resets), and opening
+/// `/sys/fs/cgroup/memory/keel/slot-…/memory.oom_control` by its path walks six components of
+/// kernfs and sysfs, which cannot be walked in the kernel's lock-free mode: that walk was the
+/// largest part of the launcher's system time per task. Directories below a cgroup mount point
+/// registered with ``register(mountPoint:)`` are opened once and kept (at most ``capacity`` of
+/// them; beyond that files are opened by their paths) until ``CgroupFiles/removeDirectory(_:)``
+/// removes them. A descriptor is closed only when its last user is done with it.
+enum CgroupDirectoryCache {
+    /// A kept directory descriptor.
+    final class Directory: Sendable {
+        let path: String
+        let descriptor: Int32
+
+        init(path: String, descriptor: Int32) {
+            self.path = path
+            self.descriptor = descriptor
+        }
+
+        deinit { close(descriptor) }
+    }
+
+    private struct State {
+        /// Mount points, each ending in `/`.
+        var mountPoints: [String] = []
+        var directories: [String: Directory] = [:]
+    }
+
+    private static let state = Mutex(State())
+
+    /// `O_PATH` (Linux, `<fcntl.h>` under `_GNU_SOURCE`): a descriptor that only names the
+    /// directory.
+    private static let openPathOnly: Int32 = 0o1000_0000
+
+    /// The most directories kept: an eighth of the descriptors the process may open, at most 2048.
+    static let capacity: Int = {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        return Int(min(2048, limit.rlim_cur / 8))
+    }()
+
+    /// Keeps descriptors of the directories below `mountPoint` (a cgroup hierarchy's).
+    static func register(mountPoint: String) {
+        let prefix = mountPoint.hasSuffix("/") ? mountPoint : mountPoint + "/"
+        state.withLock { state in
+            if !state.mountPoints.contains(prefix) { state.mountPoints.append(prefix) }
+        }
+    }
+
+    /// The kept descriptor of `path`, opened now if needed; `nil` if `path` is not below a
+    /// registered mount point, cannot be opened, or the cache is full.
+    static func directory(_ path: String) -> Directory? {
+        let known = state.withLock { state -> (Directory?, Bool) in
+            if let directory = state.directories[path] { return (directory, true) }
+            let below = state.mountPoints.contains { path.hasPrefix($0) && path.utf8.count > $0.utf8.count }
+            return (nil, below && state.directories.count < capacity)
+        }
+        if let directory = known.0 { return directory }
+        guard known.1 else { return nil }
+        let descriptor = open(path, openPathOnly | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        let opened = Directory(path: path, descriptor: descriptor)
+        return state.withLock { state -> Directory? in
+            if let raced = state.directories[path] { return raced }
+            guard state.directories.count < capacity else { return nil }
+            state.directories[path] = opened
+            return opened
+        }
+    }
+
+    /// Drops the descriptor of `path` (removed, or found stale).
+    static func forget(_ path: String) {
+        // Closed once the last user lets go of it, outside the lock.
+        _ = state.withLock { $0.directories.removeValue(forKey: path) }
+    }
+
+    /// How many directories are kept.
+    static var count: Int { state.withLock { $0.directories.count } }
 }

@@ -71,6 +71,8 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
     package init(mountPoint: String, controllers: Set<CgroupController>) {
         self.mountPoint = mountPoint
         self.controllers = controllers
+        // Its task cgroups' files are opened relative to kept directory descriptors.
+        CgroupDirectoryCache.register(mountPoint: mountPoint)
     }
 
     package func create(_ path: String, controllers: Set<CgroupController>) throws(LauncherError) {
@@ -194,6 +196,8 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
     package init(mountPoint: String, controllers: Set<CgroupController>) {
         self.mountPoint = mountPoint
         self.controllers = controllers
+        // Its task cgroups' files are opened relative to kept directory descriptors.
+        CgroupDirectoryCache.register(mountPoint: mountPoint)
     }
 
     /// The v2 name of a controller that has to be enabled in `cgroup.subtree_control`.
