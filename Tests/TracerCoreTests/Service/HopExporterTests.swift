@@ -129,7 +129,7 @@ struct HopExporterTests {
                 let hop = HopExporter.Hop(
                     name: "task.status", taskID: "task-\(index)", frameworkID: "fw", agentID: index % 2 == 0 ? "agent" : "",
                     startNanos: UInt64(index), endNanos: UInt64(index) + 5, attributes: attributes)
-                spans.append(HopExporter.span(hop, spanID: UInt64(index) + 1))
+                spans.append(Self.span(hop, spanID: UInt64(index) + 1))
             }
             let expected = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest.with {
                 $0.resourceSpans = [.with {
@@ -145,6 +145,25 @@ struct HopExporterTests {
             #expect(framed == (try expected.serializedBytes() as [UInt8]), "\(count) spans")
             let decoded = try Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest(serializedBytes: framed)
             #expect(decoded == expected, "\(count) spans")
+        }
+    }
+
+    @Test("a hop's span written directly is the span SwiftProtobuf serializes")
+    func encodedSpan() throws {
+        let hops = [
+            HopExporter.Hop(
+                name: "task.status TASK_RUNNING", taskID: "web-1", frameworkID: "fw-1", agentID: "agent-1",
+                startNanos: 1_700_000_000_000_000_000, endNanos: 1_700_000_000_000_500_000,
+                attributes: ["keel.message": String(repeating: "m", count: 200), "keel.pid": "4242", "keel.empty": ""]),
+            HopExporter.Hop(name: "", taskID: "", frameworkID: "", agentID: "", startNanos: 0, endNanos: 0, attributes: [:]),
+            HopExporter.Hop(
+                name: "offer", taskID: "t", frameworkID: "f", agentID: "", startNanos: 1, endNanos: UInt64.max,
+                attributes: ["": "no key"]),
+        ]
+        for (index, hop) in hops.enumerated() {
+            let spanID = UInt64(index) &* 0x9E37_79B9_7F4A_7C15 | 1
+            let expected: [UInt8] = try Self.span(hop, spanID: spanID).serializedBytes()
+            #expect(HopExporter.encodedSpan(hop, spanID: spanID) == expected, "hop \(index)")
         }
     }
 
@@ -165,4 +184,31 @@ struct HopExporterTests {
 private struct TimedOut: Error, CustomStringConvertible {
     var what: String
     var description: String { "timed out waiting for \(what)" }
+}
+
+extension HopExporterTests {
+    /// The OTLP span of `hop` as a message: what ``HopExporter/encodedSpan(_:spanID:)`` must serialize.
+    static func span(_ hop: HopExporter.Hop, spanID: UInt64) -> Opentelemetry_Proto_Trace_V1_Span {
+        var span = Opentelemetry_Proto_Trace_V1_Span()
+        span.traceID = HopExporter.traceID(frameworkID: hop.frameworkID, taskID: hop.taskID)
+        span.spanID = withUnsafeBytes(of: spanID.bigEndian) { Data($0) }
+        span.name = hop.name
+        span.kind = .internal
+        span.startTimeUnixNano = hop.startNanos
+        span.endTimeUnixNano = hop.endNanos
+        var attributes: [Opentelemetry_Proto_Common_V1_KeyValue] = []
+        attributes.reserveCapacity(hop.attributes.count + 3)
+        func add(_ key: String, _ value: String) {
+            var attribute = Opentelemetry_Proto_Common_V1_KeyValue()
+            attribute.key = key
+            attribute.value.stringValue = value
+            attributes.append(attribute)
+        }
+        add("keel.task_id", hop.taskID)
+        add("keel.framework_id", hop.frameworkID)
+        if !hop.agentID.isEmpty { add("keel.agent_id", hop.agentID) }
+        for (key, value) in hop.attributes { add(key, value) }
+        span.attributes = attributes
+        return span
+    }
 }
