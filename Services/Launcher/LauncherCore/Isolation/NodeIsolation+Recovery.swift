@@ -9,8 +9,6 @@ extension NodeIsolation {
             TaskCgroup.Member(isolator: $0.isolator, controllers: $0.controllers)
         }
         guard !members.isEmpty else { return nil }
-        var logger = logger
-        logger[metadataKey: "keel.cgroup"] = "\(path)"
         return TaskCgroup(
             path: path, members: members, limits: TaskResourceLimits(memoryMiB: nil, cpus: nil, maxProcesses: nil),
             rlimitPrefix: [], logger: logger)

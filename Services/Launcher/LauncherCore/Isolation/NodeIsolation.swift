@@ -58,6 +58,11 @@ package struct NodeIsolation: Sendable {
         self.pidNamespaces = pidNamespaces
         self.assignments = assignments
         self.prlimitPath = prlimitPath
+        var byMount: [String: (isolator: any CgroupIsolator, controllers: Set<CgroupController>)] = [:]
+        for (controller, isolator) in assignments {
+            byMount[isolator.mountPoint, default: (isolator, [])].controllers.insert(controller)
+        }
+        hierarchies = byMount.sorted { $0.key < $1.key }.map(\.value)
     }
 
     /// Controllers without a cgroup that are approximated with an rlimit through `prlimit`:
@@ -80,13 +85,8 @@ package struct NodeIsolation: Sendable {
     }
 
     /// The distinct hierarchies in use, each with the controllers it enforces.
-    var hierarchies: [(isolator: any CgroupIsolator, controllers: Set<CgroupController>)] {
-        var byMount: [String: (isolator: any CgroupIsolator, controllers: Set<CgroupController>)] = [:]
-        for (controller, isolator) in assignments {
-            byMount[isolator.mountPoint, default: (isolator, [])].controllers.insert(controller)
-        }
-        return byMount.sorted { $0.key < $1.key }.map(\.value)
-    }
+    /// (Worked out once: every task's cgroups go through it.)
+    let hierarchies: [(isolator: any CgroupIsolator, controllers: Set<CgroupController>)]
 
     /// Creates the cgroups of one task (under ``Settings/root``, named `name`) with `limits`
     /// applied, or returns `nil` when no cgroup is in use and no rlimit applies.
@@ -113,8 +113,6 @@ package struct NodeIsolation: Sendable {
         }
         let rlimits = rlimitPrefix(limits)
         if members.isEmpty && rlimits.isEmpty { return nil }
-        var logger = logger
-        logger[metadataKey: "keel.cgroup"] = "\(path)"
         return TaskCgroup(path: path, members: members, limits: limits, rlimitPrefix: rlimits, logger: logger)
     }
 
@@ -139,8 +137,6 @@ package struct NodeIsolation: Sendable {
             try isolator.reuse(path, for: limits, previous: previous, controllers: controllers)
             members.append(TaskCgroup.Member(isolator: isolator, controllers: controllers))
         }
-        var logger = logger
-        logger[metadataKey: "keel.cgroup"] = "\(path)"
         return TaskCgroup(path: path, members: members, limits: limits, rlimitPrefix: rlimitPrefix(limits), logger: logger)
     }
 

@@ -35,14 +35,22 @@ package final class TaskCgroup: Sendable {
     let members: [Member]
     /// `prlimit … --`, prepended to the command for rlimit fallbacks; empty if none.
     let rlimitPrefix: [String]
-    let logger: Logger
+    private let baseLogger: Logger
+
+    /// The launcher's logger with this cgroup's path (made when something is logged, which is
+    /// rare: a logger's metadata is copied at every change).
+    var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "keel.cgroup"] = "\(path)"
+        return logger
+    }
 
     init(path: String, members: [Member], limits: TaskResourceLimits, rlimitPrefix: [String], logger: Logger) {
         self.path = path
         self.members = members
         self.limits = limits
         self.rlimitPrefix = rlimitPrefix
-        self.logger = logger
+        self.baseLogger = logger
     }
 
     /// The absolute directory of this task's cgroup in every hierarchy, e.g.
