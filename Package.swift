@@ -310,6 +310,11 @@ let package = Package(
             swiftSettings: keelSettings
         ),
         .testTarget(
+            name: "KeelObservabilityTests",
+            dependencies: ["KeelObservability", logging],
+            swiftSettings: keelSettings
+        ),
+        .testTarget(
             name: "DeployTests",
             dependencies: [],
             swiftSettings: keelSettings

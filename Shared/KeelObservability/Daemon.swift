@@ -78,7 +78,7 @@ package enum Daemon {
         makeServices: (Context) async throws -> [any Service]
     ) async throws {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = LineLogHandler(label: label)
             handler.logLevel = configuration.logLevel
             return handler
         }
