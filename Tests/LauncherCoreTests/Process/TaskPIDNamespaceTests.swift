@@ -85,9 +85,11 @@ struct TaskPIDNamespaceTests {
         #expect(lines["self"] == "2", "the task is PID 2, under the namespace's init: \(output)")
         let procPids = (lines["proc"] ?? "").split(separator: " ").compactMap { Int($0) }
         #expect(procPids.contains(1) && procPids.contains(2), "\(output)")
-        #expect(procPids.allSatisfy { $0 < 20 }, "only the task's own few processes are in /proc: \(output)")
+        // A handful: the init, the shell and its pipeline. (Their numbers grow with every `sleep`
+        // of the wait loop above, so they are counted, not compared.)
+        #expect(procPids.count < 15, "only the task's own few processes are in /proc: \(output)")
         let psPids = (lines["ps"] ?? "").split(separator: " ").compactMap { Int($0) }
-        #expect(!psPids.isEmpty && psPids.allSatisfy { $0 < 20 }, "ps -e lists only the task's processes: \(output)")
+        #expect(!psPids.isEmpty && psPids.count < 15, "ps -e lists only the task's processes: \(output)")
         #expect(lines["launcher"] == "unreachable", "\(output)")
         #expect(lines["supervisor"] == "unreachable", "\(output)")
         // The node's /proc is untouched by the task's private mount.
