@@ -1,5 +1,4 @@
 @preconcurrency import Glibc
-import Synchronization
 
 /// Small synchronous helpers for the pseudo-files of a cgroup file system.
 ///
@@ -208,7 +207,9 @@ enum CgroupDirectoryCache {
         var directories: [String: Directory] = [:]
     }
 
-    private static let state = Mutex(State())
+    /// Read at every cgroup file access from many threads at once, changed rarely (a new kept
+    /// directory, a removed one): a read-write lock, so that readers never wait for each other.
+    private static let state = ReadWriteLocked(State())
 
     /// `O_PATH` (Linux, `<fcntl.h>` under `_GNU_SOURCE`): a descriptor that only names the
     /// directory.
@@ -224,7 +225,7 @@ enum CgroupDirectoryCache {
     /// Keeps descriptors of the directories below `mountPoint` (a cgroup hierarchy's).
     static func register(mountPoint: String) {
         let prefix = mountPoint.hasSuffix("/") ? mountPoint : mountPoint + "/"
-        state.withLock { state in
+        state.write { state in
             if !state.mountPoints.contains(prefix) { state.mountPoints.append(prefix) }
         }
     }
@@ -232,7 +233,7 @@ enum CgroupDirectoryCache {
     /// The kept descriptor of `path`, opened now if needed; `nil` if `path` is not below a
     /// registered mount point, cannot be opened, or the cache is full.
     static func directory(_ path: String) -> Directory? {
-        let known = state.withLock { state -> (Directory?, Bool) in
+        let known = state.read { state -> (Directory?, Bool) in
             if let directory = state.directories[path] { return (directory, true) }
             let below = state.mountPoints.contains { path.hasPrefix($0) && path.utf8.count > $0.utf8.count }
             return (nil, below && state.directories.count < capacity)
@@ -242,7 +243,7 @@ enum CgroupDirectoryCache {
         let descriptor = open(path, openPathOnly | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         let opened = Directory(path: path, descriptor: descriptor)
-        return state.withLock { state -> Directory? in
+        return state.write { state -> Directory? in
             if let raced = state.directories[path] { return raced }
             guard state.directories.count < capacity else { return nil }
             state.directories[path] = opened
@@ -253,9 +254,39 @@ enum CgroupDirectoryCache {
     /// Drops the descriptor of `path` (removed, or found stale).
     static func forget(_ path: String) {
         // Closed once the last user lets go of it, outside the lock.
-        _ = state.withLock { $0.directories.removeValue(forKey: path) }
+        _ = state.write { $0.directories.removeValue(forKey: path) }
     }
 
     /// How many directories are kept.
-    static var count: Int { state.withLock { $0.directories.count } }
+    static var count: Int { state.read { $0.directories.count } }
+}
+
+/// A value behind a `pthread_rwlock_t`: readers share it, a writer has it alone.
+final class ReadWriteLocked<Value: Sendable>: @unchecked Sendable {
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+        lock = .allocate(capacity: 1)
+        // pthread_rwlock_init fills in the (plain C) memory.
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func read<Result>(_ body: (borrowing Value) throws -> Result) rethrows -> Result {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body(value)
+    }
+
+    func write<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body(&value)
+    }
 }
