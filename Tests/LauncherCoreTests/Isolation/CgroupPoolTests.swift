@@ -142,6 +142,22 @@ struct CgroupReuseTests {
         #expect(!launcher.checkpoints.recordedCgroups.contains(removed), "its note is gone too")
     }
 
+    @Test("a cgroup a process is still in is reusable only once that process is killed")
+    func leftoverProcess() async throws {
+        let result = try await CgroupTestSupport.withCgroup("leftover", limits: TaskResourceLimits(memoryMiB: 64, cpus: nil, maxProcesses: nil)) { cgroup in
+            let workDir = try ProcessTestSupport.makeWorkDir()
+            defer { ProcessTestSupport.removeTree(workDir) }
+            let sandbox = try ProcessTestSupport.makeSandbox(in: workDir, task: "leftover")
+            let process = try CgroupTestSupport.launch(.argv(["sleep", "1000"]), in: sandbox, cgroup: cgroup)
+            // Inside once the join shim has executed sleep, with the same pid.
+            #expect(await ProcessTestSupport.eventually { cgroup.pids.contains(process.pid) && ProcessTestSupport.commandLine(of: process.pid).first?.hasSuffix("sleep") == true })
+            #expect(await cgroup.isReusable(), "emptied by killing what was left, then reusable")
+            #expect(cgroup.pids.isEmpty)
+            #expect(try await process.wait() == .signaled(signal: SIGKILL, coreDumped: false))
+        }
+        #expect(result.removed)
+    }
+
     @Test("a launcher that stops removes the cgroups it kept")
     func stopRemovesKept() async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()

@@ -251,6 +251,12 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
         CgroupFiles.keyedValue(directory(path) + "/cgroup.events", key: "frozen") == 1
     }
 
+    /// Whether no process is in cgroup `path` or below it (`populated 0` in `cgroup.events`);
+    /// `false` if that cannot be read.
+    package func isEmpty(_ path: String) -> Bool {
+        CgroupFiles.keyedValue(directory(path) + "/cgroup.events", key: "populated") == 0
+    }
+
     package func memoryLimitation(_ path: String) -> MemoryLimitation? {
         let dir = directory(path)
         guard controllers.contains(.memory),

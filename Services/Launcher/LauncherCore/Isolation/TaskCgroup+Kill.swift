@@ -87,8 +87,16 @@ extension TaskCgroup {
     /// Whether these cgroups, emptied after their task ended, can serve another task (every
     /// hierarchy's ``CgroupIsolator/isReusable(_:controllers:)``). Kills what may be left first
     /// and says no if anything stays.
+    ///
+    /// Where the unified hierarchy is one of them, its cgroup's `populated` flag says at once
+    /// that nothing is left: every process of the task joined it first (``procsFiles``). The
+    /// `cgroup.procs` of every hierarchy are read (v1 builds a pid list for each read) only when
+    /// something may be.
     package func isReusable() async -> Bool {
-        guard await killAll(timeout: .seconds(5)) else { return false }
+        let unified = members.lazy.compactMap { $0.isolator as? CgroupV2Hierarchy }.first
+        if unified?.isEmpty(path) != true {
+            guard await killAll(timeout: .seconds(5)) else { return false }
+        }
         return members.allSatisfy { $0.isolator.isReusable(path, controllers: $0.controllers) }
     }
 }

@@ -71,8 +71,14 @@ package final class TaskCgroup: Sendable {
 
     /// The `cgroup.procs` file of this task's cgroup in every hierarchy: what a process writes
     /// itself into to join them all.
+    ///
+    /// The unified (v2) hierarchy's comes first, so a process in any of the task's v1 cgroups is
+    /// in its v2 cgroup as well, whose `populated` flag then speaks for all of them
+    /// (``isReusable()``).
     var procsFiles: [String] {
-        members.map { $0.isolator.procsFile(path) }
+        let unifiedFirst =
+            members.filter { $0.isolator is CgroupV2Hierarchy } + members.filter { !($0.isolator is CgroupV2Hierarchy) }
+        return unifiedFirst.map { $0.isolator.procsFile(path) }
     }
 
     /// Rewrites a spawn so that the process takes the rlimits (``rlimitPrefix``) before
