@@ -256,9 +256,6 @@ enum CgroupDirectoryCache {
         // Closed once the last user lets go of it, outside the lock.
         _ = state.write { $0.directories.removeValue(forKey: path) }
     }
-
-    /// How many directories are kept.
-    static var count: Int { state.read { $0.directories.count } }
 }
 
 /// A value behind a `pthread_rwlock_t`: readers share it, a writer has it alone.
