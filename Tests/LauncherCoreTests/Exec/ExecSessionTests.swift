@@ -86,9 +86,13 @@ struct ExecSessionTests {
         let found = await ProcessTestSupport.eventually {
             taskPID = TaskExecTarget.taskPID(leader: leader, cgroup: nil)
             guard let pid = taskPID, pid != leader else { return false }
-            return TaskExecTarget.namespace("pid", of: pid) != TaskExecTarget.namespace("pid", of: getpid())
+            // The child is in the new namespace from its fork on, but mounts its /proc only after
+            // that: wait until it runs `sleep`, which it execs once the mount is done.
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
+            return comm == "sleep\n"
+                && TaskExecTarget.namespace("pid", of: pid) != TaskExecTarget.namespace("pid", of: getpid())
         }
-        #expect(found, "unshare did not start its namespaced child")
+        #expect(found, "unshare did not start its namespaced child with its own /proc")
         let pid = try #require(taskPID)
 
         let target = try TaskExecTarget(
