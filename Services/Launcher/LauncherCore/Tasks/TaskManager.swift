@@ -11,7 +11,8 @@ import Synchronization
 /// their states through the ``StatusUpdateManager``.
 ///
 /// Launches and kills arrive as work items; ``run()`` owns a task group in which each task is
-/// supervised: sandbox, TASK_STARTING, spawn, TASK_RUNNING, wait, then the terminal state.
+/// supervised: sandbox, TASK_STARTING and fetching (for a task with URIs), spawn, TASK_RUNNING,
+/// wait, then the terminal state.
 ///
 /// With a ``TaskCheckpointStore`` every task's record (task info, sandbox, cgroup, supervisor
 /// pid, unacknowledged updates) is on disk, and ``recover(_:)``, called before ``run()``,
@@ -263,18 +264,27 @@ package final class TaskManager: Service {
         // are noted in the checkpoint before they are made.
         let recordedCgroup = usesCgroups ? cgroupPath : nil
         let newCgroup = keptCgroup == nil ? recordedCgroup : nil
+        // TASK_STARTING says that the launcher has the task and prepares it: it is reported for
+        // a task with URIs to fetch, which may take long and may fail. A task with nothing to
+        // fetch is started at once, and goes from TASK_STAGING to TASK_RUNNING (as in Mesos,
+        // TASK_STARTING is optional): a third update would cost another round through the
+        // checkpoint, the broker, its store and the framework, for a state that lasts a few
+        // milliseconds.
+        let preparesFirst = !task.command.uris.isEmpty
         if let checkpoints {
-            // The record goes to disk with TASK_STARTING (one write, queued by the report
-            // below); ``TaskCheckpointStore/sync(_:cgroup:)`` waits for it and the cgroup note
-            // before anything is created that a restarted launcher would have to find.
+            // The record goes to disk (with TASK_STARTING if there is one: one write, queued by
+            // the report below); ``TaskCheckpointStore/sync(_:cgroup:)`` waits for it and the
+            // cgroup note before anything is created that a restarted launcher would have to find.
             var record = TaskCheckpoint(frameworkID: frameworkID, task: task)
             record.runID = runID
             record.sandbox = sandbox.root
             record.cgroup = recordedCgroup
-            checkpoints.create(record, write: false)
+            checkpoints.create(record, write: !preparesFirst)
             if let newCgroup { checkpoints.recordCgroup(newCgroup) }
         }
-        report(key, state: .taskStarting, message: "sandbox \(sandbox.root)")
+        if preparesFirst {
+            report(key, state: .taskStarting, message: "fetching \(task.command.uris.count) URIs into sandbox \(sandbox.root)")
+        }
         // Ends the task before it got its cgroup: a kept one goes back, a new one's note goes.
         func endBeforeStart(_ state: Keel_V1_TaskState, _ reason: Keel_V1_TaskStatus.Reason, _ message: String) async {
             if let keptCgroup {
@@ -285,7 +295,7 @@ package final class TaskManager: Service {
             finish(key, state: state, reason: reason, message: message)
         }
 
-        if !task.command.uris.isEmpty {
+        if preparesFirst {
             if killRequestedBeforeStart(key) {
                 await endBeforeStart(.taskKilled, .taskKilledDuringLaunch, "killed before it started")
                 return
