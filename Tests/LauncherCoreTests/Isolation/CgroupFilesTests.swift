@@ -44,6 +44,20 @@ struct CgroupFilesTests {
         try withFile("populated 1\nfrozen 0") { #expect(CgroupFiles.keyedValue($0, key: "frozen") == 0) }
     }
 
+    @Test("two keyed values from one read, in either order, whole keys only")
+    func keyedPairs() throws {
+        try withFile("populated 0\nfrozen 1\n") { path in
+            #expect(CgroupFiles.keyedValues(path, "populated", "frozen") == (0, 1))
+            #expect(CgroupFiles.keyedValues(path, "frozen", "populated") == (1, 0))
+            #expect(CgroupFiles.keyedValues(path, "frozen", "missing") == (1, nil))
+            #expect(CgroupFiles.keyedValues(path, "froze", "populate") == (nil, nil))
+        }
+        try withFile("oom_kill_disable 0\nunder_oom 0\noom_kill 3") { path in
+            #expect(CgroupFiles.keyedValues(path, "oom_kill", "under_oom") == (3, 0))
+        }
+        #expect(CgroupFiles.keyedValues("/nonexistent/keel/cgroup.events", "populated", "frozen") == (nil, nil))
+    }
+
     @Test("process lists, also longer than one read buffer")
     func pids() throws {
         try withFile("") { #expect(CgroupFiles.pids($0).isEmpty) }

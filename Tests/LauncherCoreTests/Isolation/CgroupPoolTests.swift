@@ -54,7 +54,19 @@ struct CgroupReuseTests {
             defer { ProcessTestSupport.removeTree(sandbox.root) }
             let process = try CgroupTestSupport.launch(.argv(["/bin/true"]), in: sandbox, cgroup: made)
             _ = try await process.wait()
-            #expect(await made.isReusable(), "a cgroup whose task exited normally can be reused")
+            // What the launcher reads once at a task's end, and hands to the reuse check.
+            let record = made.endRecord()
+            #expect(record.memoryLimitation == nil)
+            // With the unified hierarchy among them, its `cgroup.events` is read (once).
+            if record.readings.populated != nil {
+                #expect(record.readings.populated == false, "nothing is left in the task's cgroups")
+                #expect(record.readings.frozen == false)
+                if CgroupTestSupport.isolation.assignments[.memory]?.mechanism == "cgroups/v1" {
+                    #expect(record.readings.oomKills == 0, "read after the cgroup was found empty")
+                }
+            }
+            #expect(await made.isReusable(known: record.readings), "a cgroup whose task exited normally can be reused")
+            #expect(await made.isReusable(), "and so it is when everything is read again")
 
             let second = TaskResourceLimits(memoryMiB: 128, cpus: nil, maxProcesses: nil)
             let reused = try isolation.reuseTaskCgroup(

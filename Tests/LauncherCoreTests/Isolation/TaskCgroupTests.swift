@@ -63,6 +63,9 @@ struct TaskCgroupTests {
             let status = try await process.wait()
             #expect(status != .exited(code: 0), "the hog should not survive its limit")
             let limitation = try #require(cgroup.memoryLimitation)
+            let record = cgroup.endRecord()
+            #expect(record.memoryLimitation == limitation)
+            #expect(await !cgroup.isReusable(known: record.readings), "an OOM kill on record is not handed to the next task")
             #expect(limitation.limitBytes == 64 * 1_048_576)
             #expect(limitation.oomKills >= 1)
             if let peak = limitation.peakBytes {

@@ -59,6 +59,34 @@ package struct TaskResourceLimits: Sendable, Hashable {
     }
 }
 
+/// What a hierarchy that enforces memory recorded for a task's cgroup, read once when the task
+/// has ended: for the task's final status and for whether the cgroup can serve another task.
+package struct MemoryRecord: Sendable, Hashable {
+    /// The OOM killer's counter (`oom_kill`); `nil` where the kernel has none.
+    package var oomKills: UInt64?
+    /// What the memory limit did, if the OOM killer struck.
+    package var limitation: MemoryLimitation?
+}
+
+/// Counters of a task's cgroups read after the task ended, which the reuse check
+/// (``CgroupIsolator/isReusable(_:controllers:known:)``) then need not read again; `nil` for
+/// what was not read.
+package struct CgroupReadings: Sendable, Hashable {
+    /// Whether any process was in the unified hierarchy's cgroup (`populated` in `cgroup.events`).
+    package var populated: Bool?
+    /// Whether the unified hierarchy's cgroup is frozen (`frozen` in `cgroup.events`).
+    package var frozen: Bool?
+    /// The memory hierarchy's `oom_kill` counter, read after the cgroup was found empty (so no
+    /// later OOM kill can change it).
+    package var oomKills: UInt64?
+
+    package init(populated: Bool? = nil, frozen: Bool? = nil, oomKills: UInt64? = nil) {
+        self.populated = populated
+        self.frozen = frozen
+        self.oomKills = oomKills
+    }
+}
+
 /// What a memory limit did to a task: read from its cgroup when the task ended.
 package struct MemoryLimitation: Sendable, Hashable, CustomStringConvertible {
     /// The limit in bytes.

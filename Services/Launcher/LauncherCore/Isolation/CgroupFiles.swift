@@ -31,17 +31,36 @@ package enum CgroupFiles {
     /// The value of `key` in a flat-keyed file such as `memory.events` (`key value` lines).
     package static func keyedValue(_ path: String, key: String) -> UInt64? {
         withContents(path) { contents -> UInt64? in
-            let key = key.utf8
-            var value: UInt64?
+            var found: UInt64?
             forEachLine(of: contents) { line in
-                guard line.count > key.count, line[line.startIndex + key.count] == UInt8(ascii: " "),
-                    line.prefix(key.count).elementsEqual(key)
-                else { return true }
-                value = integer(at: line.dropFirst(key.count + 1))
-                return false
+                found = value(of: key, in: line)
+                return found == nil
             }
-            return value
+            return found
         } ?? nil
+    }
+
+    /// The values of two keys of a flat-keyed file such as `cgroup.events`, from one read
+    /// (`nil` for a key that is missing or a file that cannot be read).
+    package static func keyedValues(_ path: String, _ first: String, _ second: String) -> (UInt64?, UInt64?) {
+        withContents(path) { contents -> (UInt64?, UInt64?) in
+            var values: (UInt64?, UInt64?) = (nil, nil)
+            forEachLine(of: contents) { line in
+                if let value = value(of: first, in: line) { values.0 = value }
+                if let value = value(of: second, in: line) { values.1 = value }
+                return values.0 == nil || values.1 == nil
+            }
+            return values
+        } ?? (nil, nil)
+    }
+
+    /// The number after `key ` if `line` is `key value`.
+    private static func value(of key: String, in line: Slice<UnsafeRawBufferPointer>) -> UInt64? {
+        let key = key.utf8
+        guard line.count > key.count, line[line.startIndex + key.count] == UInt8(ascii: " "),
+            line.prefix(key.count).elementsEqual(key)
+        else { return nil }
+        return integer(at: line.dropFirst(key.count + 1))
     }
 
     /// The pids listed in a `cgroup.procs` (or v1 `tasks`) file; empty if unreadable.

@@ -22,14 +22,15 @@ package protocol CgroupIsolator: Sendable, CustomStringConvertible {
     func setFrozen(_ frozen: Bool, _ path: String) throws(LauncherError)
     /// Whether the kernel reports `path` as completely frozen.
     func isFrozen(_ path: String) -> Bool
-    /// The OOM kills, limit and peak usage of `path`, if this hierarchy enforces memory and the
-    /// OOM killer struck there.
-    func memoryLimitation(_ path: String) -> MemoryLimitation?
+    /// The OOM-kill counter of `path` and, if the OOM killer struck there, the limit and peak
+    /// usage; `nil` if this hierarchy does not enforce memory.
+    func memoryRecord(_ path: String) -> MemoryRecord?
     /// Whether cgroup `path`, empty after its task ended, can serve another task: nothing is
     /// left in it that the next task would inherit (an OOM kill on record, more charged memory
     /// than ``CgroupPool/reusableMemoryLeftover``, a frozen state), and this hierarchy can
-    /// reset what it enforces for `controllers`.
-    func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool
+    /// reset what it enforces for `controllers`. What `known` holds was read after the task
+    /// ended and is not read again.
+    func isReusable(_ path: String, controllers: Set<CgroupController>, known: CgroupReadings) -> Bool
     /// Readies cgroup `path` of an ended task (``isReusable(_:controllers:)``), whose limits
     /// are `previous`, for a task with `limits`: resets its peak usage and writes each limit of
     /// `controllers` that differs (the defaults of those the task does not set included).
@@ -115,25 +116,29 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
         CgroupFiles.readLine(directory(path) + "/freezer.state") == "FROZEN"
     }
 
-    package func memoryLimitation(_ path: String) -> MemoryLimitation? {
+    package func memoryRecord(_ path: String) -> MemoryRecord? {
         let dir = directory(path)
         guard controllers.contains(.memory) else { return nil }
         // `oom_kill` in memory.oom_control exists since Linux 4.13; older kernels only have the
         // failure counter, which also counts reclaimed (survived) hits, so it is a weaker signal.
-        let kills =
-            CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill")
-            ?? CgroupFiles.readInteger(dir + "/memory.failcnt") ?? 0
-        guard kills > 0, let limit = CgroupFiles.readInteger(dir + "/memory.limit_in_bytes") else { return nil }
-        return MemoryLimitation(
-            limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.max_usage_in_bytes"), oomKills: kills)
+        let oomKills = CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill")
+        let kills = oomKills ?? CgroupFiles.readInteger(dir + "/memory.failcnt") ?? 0
+        guard kills > 0, let limit = CgroupFiles.readInteger(dir + "/memory.limit_in_bytes") else {
+            return MemoryRecord(oomKills: oomKills, limitation: nil)
+        }
+        return MemoryRecord(
+            oomKills: oomKills,
+            limitation: MemoryLimitation(
+                limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.max_usage_in_bytes"), oomKills: kills))
     }
 
-    package func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool {
+    package func isReusable(_ path: String, controllers: Set<CgroupController>, known: CgroupReadings) -> Bool {
         let dir = directory(path)
         if controllers.contains(.memory) {
             // Without `oom_kill` (kernels before 4.13) a past OOM kill could not be told apart
             // from the next task's, so such cgroups are not reused.
-            guard CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill") == 0,
+            let oomKills = known.oomKills ?? CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill")
+            guard oomKills == 0,
                 let usage = CgroupFiles.readInteger(dir + "/memory.usage_in_bytes"), usage <= CgroupPool.reusableMemoryLeftover
             else { return false }
         }
@@ -159,7 +164,7 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
                 }
             }
             // The peak is reported when the task is OOM-killed. The failure counters need no reset:
-            // a reusable cgroup has `oom_kill`, which ``memoryLimitation(_:)`` reads instead.
+            // a reusable cgroup has `oom_kill`, which ``memoryRecord(_:)`` reads instead.
             try CgroupFiles.write("0", to: dir + "/memory.max_usage_in_bytes", purpose: "reset the cgroup's peak memory usage")
         }
         if controllers.contains(.cpu) {
@@ -251,25 +256,29 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
         CgroupFiles.keyedValue(directory(path) + "/cgroup.events", key: "frozen") == 1
     }
 
-    /// Whether no process is in cgroup `path` or below it (`populated 0` in `cgroup.events`);
-    /// `false` if that cannot be read.
-    package func isEmpty(_ path: String) -> Bool {
-        CgroupFiles.keyedValue(directory(path) + "/cgroup.events", key: "populated") == 0
+    /// Whether any process is in cgroup `path` or below it (`populated`), and whether it is
+    /// frozen (`frozen`), from one read of `cgroup.events`; `nil` for what cannot be read.
+    package func events(_ path: String) -> (populated: Bool?, frozen: Bool?) {
+        let (populated, frozen) = CgroupFiles.keyedValues(directory(path) + "/cgroup.events", "populated", "frozen")
+        return (populated.map { $0 != 0 }, frozen.map { $0 != 0 })
     }
 
-    package func memoryLimitation(_ path: String) -> MemoryLimitation? {
+    package func memoryRecord(_ path: String) -> MemoryRecord? {
         let dir = directory(path)
-        guard controllers.contains(.memory),
-            let kills = CgroupFiles.keyedValue(dir + "/memory.events", key: "oom_kill"), kills > 0,
-            let limit = CgroupFiles.readInteger(dir + "/memory.max")
-        else { return nil }
-        return MemoryLimitation(
-            limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.peak"), oomKills: kills)
+        guard controllers.contains(.memory) else { return nil }
+        let oomKills = CgroupFiles.keyedValue(dir + "/memory.events", key: "oom_kill")
+        guard let kills = oomKills, kills > 0, let limit = CgroupFiles.readInteger(dir + "/memory.max") else {
+            return MemoryRecord(oomKills: oomKills, limitation: nil)
+        }
+        return MemoryRecord(
+            oomKills: oomKills,
+            limitation: MemoryLimitation(
+                limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.peak"), oomKills: kills))
     }
     /// Only a hierarchy that just freezes: the peak and event counters of memory, cpu and pids
     /// cannot be reset on every kernel this runs on, so cgroups enforcing them are not reused.
-    package func isReusable(_ path: String, controllers: Set<CgroupController>) -> Bool {
-        controllers.isSubset(of: [.freezer]) && !isFrozen(path)
+    package func isReusable(_ path: String, controllers: Set<CgroupController>, known: CgroupReadings) -> Bool {
+        controllers.isSubset(of: [.freezer]) && !(known.frozen ?? isFrozen(path))
     }
 
     package func reuse(

@@ -85,18 +85,22 @@ extension TaskCgroup {
 
 extension TaskCgroup {
     /// Whether these cgroups, emptied after their task ended, can serve another task (every
-    /// hierarchy's ``CgroupIsolator/isReusable(_:controllers:)``). Kills what may be left first
-    /// and says no if anything stays.
+    /// hierarchy's ``CgroupIsolator/isReusable(_:controllers:known:)``). Kills what may be left
+    /// first and says no if anything stays. `known` is what ``endRecord()`` read.
     ///
     /// Where the unified hierarchy is one of them, its cgroup's `populated` flag says at once
     /// that nothing is left: every process of the task joined it first (``procsFiles``). The
     /// `cgroup.procs` of every hierarchy are read (v1 builds a pid list for each read) only when
-    /// something may be.
-    package func isReusable() async -> Bool {
-        let unified = members.lazy.compactMap { $0.isolator as? CgroupV2Hierarchy }.first
-        if unified?.isEmpty(path) != true {
-            guard await killAll(timeout: .seconds(5)) else { return false }
+    /// something may be, and then whatever was read before the kill is read again.
+    package func isReusable(known: CgroupReadings = CgroupReadings()) async -> Bool {
+        var known = known
+        if known.populated == nil, let unified = members.lazy.compactMap({ $0.isolator as? CgroupV2Hierarchy }).first {
+            (known.populated, known.frozen) = unified.events(path)
         }
-        return members.allSatisfy { $0.isolator.isReusable(path, controllers: $0.controllers) }
+        if known.populated != false {
+            guard await killAll(timeout: .seconds(5)) else { return false }
+            known = CgroupReadings()
+        }
+        return members.allSatisfy { $0.isolator.isReusable(path, controllers: $0.controllers, known: known) }
     }
 }

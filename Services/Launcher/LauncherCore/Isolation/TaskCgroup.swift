@@ -109,12 +109,27 @@ package final class TaskCgroup: Sendable {
     /// What the memory limit did, if memory is enforced by a cgroup and the OOM killer struck.
     /// Read it before ``destroy()``.
     package var memoryLimitation: MemoryLimitation? {
-        for member in members where member.controllers.contains(.memory) {
-            if let limitation = member.isolator.memoryLimitation(path), limitation.oomKills > 0 {
-                return limitation
-            }
+        endRecord().memoryLimitation
+    }
+
+    /// What the task's cgroups recorded when it ended, each file read once: what the memory
+    /// limit did (for the task's final status), and the counters the reuse check
+    /// (``isReusable(known:)``) needs. Read it before ``destroy()`` or reuse.
+    ///
+    /// `cgroup.events` of the unified hierarchy is read first: if nothing is left in the cgroup,
+    /// nothing can be OOM-killed later, so the `oom_kill` counter read after it is final and
+    /// the reuse check takes it as it is.
+    package func endRecord() -> (memoryLimitation: MemoryLimitation?, readings: CgroupReadings) {
+        var readings = CgroupReadings()
+        if let unified = members.lazy.compactMap({ $0.isolator as? CgroupV2Hierarchy }).first {
+            (readings.populated, readings.frozen) = unified.events(path)
         }
-        return nil
+        for member in members where member.controllers.contains(.memory) {
+            guard let record = member.isolator.memoryRecord(path) else { continue }
+            if readings.populated == false { readings.oomKills = record.oomKills }
+            if let limitation = record.limitation, limitation.oomKills > 0 { return (limitation, readings) }
+        }
+        return (nil, readings)
     }
 
     /// Removes `directories` that are empty, ignoring errors (cleanup after a failed setup).

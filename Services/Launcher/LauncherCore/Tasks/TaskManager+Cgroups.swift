@@ -35,10 +35,12 @@ extension TaskManager {
 
     /// Keeps an ended task's cgroups for a later task when they belong to the pool, can serve
     /// another task and the pool has room (their note stays on disk); otherwise removes them.
-    func releaseCgroup(_ cgroup: TaskCgroup?) async {
+    /// `known` is what ``TaskCgroup/endRecord()`` read when the task ended.
+    func releaseCgroup(_ cgroup: TaskCgroup?, known: CgroupReadings = CgroupReadings()) async {
         guard let cgroup else { return }
         if let cgroupPool, !cgroup.members.isEmpty, CgroupPool.isSlot(cgroup.path),
-            await cgroup.isReusable(), cgroupPool.put(CgroupPool.Kept(path: cgroup.path, limits: cgroup.limits))
+            await cgroup.isReusable(known: known),
+            cgroupPool.put(CgroupPool.Kept(path: cgroup.path, limits: cgroup.limits))
         {
             return
         }

@@ -397,8 +397,9 @@ package final class TaskManager: Service {
         let killed = containers.withLock { $0[key]?.killRequested ?? false }
         logger.info("task exited", metadata: ["keel.status": "\(status)", "keel.killed": "\(killed)"])
         // Read the OOM record before the cgroups (and their counters) are removed or reused.
-        let limitation = cgroup?.memoryLimitation
-        await releaseCgroup(cgroup)
+        let record = cgroup?.endRecord()
+        let limitation = record?.memoryLimitation
+        await releaseCgroup(cgroup, known: record?.readings ?? CgroupReadings())
         if let limitation, !killed {
             logger.warning("task killed by its memory limit", metadata: ["keel.limitation": "\(limitation)"])
             let signal: Int32? = if case .signaled(let signal, _) = status { signal } else { nil }
