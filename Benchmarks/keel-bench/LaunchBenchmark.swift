@@ -22,7 +22,9 @@ struct LaunchBenchmark: AsyncParsableCommand {
             tasks of --program, as many per offer as fit, acknowledges every update, and times \
             the first launch to the last TASK_FINISHED. Then spawns --program the same number \
             of times with posix_spawn, one after the other (waiting for each), and with \
-            --parallelism spawners at once. ratio = keel_per_s / raw_per_s (the sequential rate).
+            --parallelism spawners at once. ratio = keel_per_s / raw_per_s (the sequential rate). \
+            With --rounds R, all of that R times; the figures are the medians (ratio: the median \
+            of the rounds' ratios).
             """
     )
 
@@ -44,6 +46,9 @@ struct LaunchBenchmark: AsyncParsableCommand {
     @Option(help: "The broker's offer interval (KEEL_OFFER_INTERVAL), e.g. 1s or 100ms.")
     var offerInterval: String?
 
+    @Option(help: "Rounds of keel and raw spawns (each keel run on a fresh cluster); the figures printed are the medians, and the ratio of each round is listed. On a shared machine several rounds say more than one.")
+    var rounds = 1
+
     @Option(help: "Give up after this many seconds.")
     var timeout = 600.0
 
@@ -58,9 +63,83 @@ struct LaunchBenchmark: AsyncParsableCommand {
         guard cpus > 0, mem > 0 else { throw ValidationError("--cpus and --mem must be positive") }
         guard access(program, X_OK) == 0 else { throw ValidationError("\(program) is not an executable file") }
         if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
+        guard (1...1000).contains(rounds) else { throw ValidationError("--rounds must be a whole number from 1 to 1000") }
     }
 
     func run() async throws {
+        var measured: [Round] = []
+        for index in 0..<rounds {
+            if !json, rounds > 1 { Self.note("keel-bench: round \(index + 1) of \(rounds)") }
+            measured.append(try await runRound())
+        }
+        let keelRate = Self.median(measured.map(\.keelRate))
+        let rawRate = Self.median(measured.map(\.rawRate))
+        let parallelRate = Self.median(measured.map(\.parallelRate))
+        let ratios = measured.map { $0.keelRate / $0.rawRate }
+        let ratio = Self.median(ratios)
+        let ratioParallel = Self.median(measured.map { $0.keelRate / $0.parallelRate })
+        var cpuPerTask: [String: Double] = [:]
+        for name in Set(measured.flatMap(\.cpuPerTask.keys)) {
+            cpuPerTask[name] = Self.round(Self.median(measured.map { $0.cpuPerTask[name] ?? 0 }), 2)
+        }
+        let keelCPU = Self.median(measured.map { $0.cpuPerTask.values.reduce(0, +) })
+        let rawCPU = Self.median(measured.map(\.rawCPU))
+        let last = measured[measured.count - 1].keel
+        let width = parallelism ?? ProcessInfo.processInfo.activeProcessorCount
+        if json {
+            var object: [String: Any] = [
+                "benchmark": "launch", "tasks": tasks, "program": program, "cpus_per_task": cpus, "mem_per_task": mem,
+                "keel_per_s": Self.round(keelRate), "raw_per_s": Self.round(rawRate),
+                "raw_parallel_per_s": Self.round(parallelRate), "raw_parallelism": width, "ratio": Self.round(ratio, 3),
+                "ratio_parallel": Self.round(ratioParallel, 3),
+                "keel_seconds": Self.round(Self.median(measured.map(\.keel.seconds)), 3),
+                "offers_used": last.offersUsed, "max_tasks_per_offer": last.maxPerOffer,
+                "launch_to_finished_ms_p50": Self.round(Self.median(measured.map(\.keel.launchToFinishedP50)) * 1000, 1),
+                "failed_tasks": measured.map(\.keel.failed).reduce(0, +), "offer_interval": offerInterval ?? "default",
+                "cpu_ms_per_task": cpuPerTask, "keel_cpu_ms_per_task": Self.round(keelCPU, 2),
+                "raw_cpu_ms_per_task": Self.round(rawCPU, 3),
+            ]
+            if rounds > 1 {
+                object["rounds"] = rounds
+                object["ratios"] = ratios.map { Self.round($0, 3) }
+                object["ratio_min"] = Self.round(ratios.min() ?? 0, 3)
+                object["ratio_max"] = Self.round(ratios.max() ?? 0, 3)
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            let kind = rounds > 1 ? "medians of \(rounds) rounds" : "one round"
+            print("tasks: \(tasks) × \(program) (cpus \(cpus), mem \(mem) MiB each); \(kind)")
+            print(String(format: "keel:                 %8.1f tasks/s  (%.2f s first launch → last TASK_FINISHED, %d offers, up to %d tasks per offer)",
+                keelRate, Self.median(measured.map(\.keel.seconds)), last.offersUsed, last.maxPerOffer))
+            print(String(format: "posix_spawn, serial:  %8.1f tasks/s", rawRate))
+            print(String(format: "posix_spawn, %2d wide: %8.1f tasks/s", width, parallelRate))
+            print(String(format: "ratio keel/serial:    %8.3f   (keel/parallel %.3f)", ratio, ratioParallel))
+            if rounds > 1 {
+                print("ratio of each round: " + ratios.map { String(format: "%.3f", $0) }.joined(separator: ", "))
+            }
+            print(String(format: "launch → TASK_FINISHED per task, p50: %.1f ms",
+                Self.median(measured.map(\.keel.launchToFinishedP50)) * 1000))
+            print("CPU ms per task: " + cpuPerTask.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            print(String(format: "CPU ms per task, all of keel: %.2f; posix_spawn + wait, serial: %.3f", keelCPU, rawCPU))
+            let failed = measured.map(\.keel.failed).reduce(0, +)
+            if failed > 0 { print("tasks not finished successfully: \(failed)") }
+        }
+    }
+
+    /// One round's figures: the keel run and, right after it, the raw spawns.
+    struct Round {
+        var keel: LaunchRun
+        var cpuPerTask: [String: Double]
+        var keelRate: Double
+        var rawRate: Double
+        var parallelRate: Double
+        var rawCPU: Double
+    }
+
+    /// Launches the tasks through a fresh cluster, then spawns the program directly, serially
+    /// and `parallelism` wide.
+    func runRound() async throws -> Round {
         var environment: [String: String] = [:]
         if let offerInterval { environment["KEEL_OFFER_INTERVAL"] = offerInterval }
         let log: (@Sendable (String) -> Void)? = json ? nil : { @Sendable text in Self.note(text) }
@@ -89,38 +168,18 @@ struct LaunchBenchmark: AsyncParsableCommand {
         let rawCPUBefore = CPUTime.own() + CPUTime.children()
         let sequential = try RawSpawn.run(program: program, count: tasks, parallelism: 1)
         let rawCPU = (CPUTime.own() + CPUTime.children() - rawCPUBefore) * 1000 / Double(tasks)
-        let keelCPU = cpuPerTask.values.reduce(0, +)
         let parallel = try RawSpawn.run(program: program, count: tasks, parallelism: width)
-        let keelRate = Double(tasks) / keel.seconds
-        let rawRate = Double(tasks) / sequential
-        let parallelRate = Double(tasks) / parallel
-        let ratio = keelRate / rawRate
-        if json {
-            let object: [String: Any] = [
-                "benchmark": "launch", "tasks": tasks, "program": program, "cpus_per_task": cpus, "mem_per_task": mem,
-                "keel_per_s": Self.round(keelRate), "raw_per_s": Self.round(rawRate),
-                "raw_parallel_per_s": Self.round(parallelRate), "raw_parallelism": width, "ratio": Self.round(ratio, 3),
-                "ratio_parallel": Self.round(keelRate / parallelRate, 3), "keel_seconds": Self.round(keel.seconds, 3),
-                "offers_used": keel.offersUsed, "max_tasks_per_offer": keel.maxPerOffer,
-                "launch_to_finished_ms_p50": Self.round(keel.launchToFinishedP50 * 1000, 1),
-                "failed_tasks": keel.failed, "offer_interval": offerInterval ?? "default",
-                "cpu_ms_per_task": cpuPerTask, "keel_cpu_ms_per_task": Self.round(keelCPU, 2),
-                "raw_cpu_ms_per_task": Self.round(rawCPU, 3),
-            ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-        } else {
-            print("tasks: \(tasks) × \(program) (cpus \(cpus), mem \(mem) MiB each)")
-            print(String(format: "keel:                 %8.1f tasks/s  (%.2f s first launch → last TASK_FINISHED, %d offers, up to %d tasks per offer)",
-                keelRate, keel.seconds, keel.offersUsed, keel.maxPerOffer))
-            print(String(format: "posix_spawn, serial:  %8.1f tasks/s", rawRate))
-            print(String(format: "posix_spawn, %2d wide: %8.1f tasks/s", width, parallelRate))
-            print(String(format: "ratio keel/serial:    %8.3f   (keel/parallel %.3f)", ratio, keelRate / parallelRate))
-            print(String(format: "launch → TASK_FINISHED per task, p50: %.1f ms", keel.launchToFinishedP50 * 1000))
-            print("CPU ms per task: " + cpuPerTask.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-            print(String(format: "CPU ms per task, all of keel: %.2f; posix_spawn + wait, serial: %.3f", keelCPU, rawCPU))
-            if keel.failed > 0 { print("tasks not finished successfully: \(keel.failed)") }
-        }
+        return Round(
+            keel: keel, cpuPerTask: cpuPerTask, keelRate: Double(tasks) / keel.seconds,
+            rawRate: Double(tasks) / sequential, parallelRate: Double(tasks) / parallel, rawCPU: rawCPU)
+    }
+
+    /// The middle value (the mean of the two middle ones for an even count); 0 for none.
+    static func median(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     static func note(_ text: String) {
