@@ -66,6 +66,15 @@ package struct MemoryRecord: Sendable, Hashable {
     package var oomKills: UInt64?
     /// What the memory limit did, if the OOM killer struck.
     package var limitation: MemoryLimitation?
+
+    /// A record of `oomKills`, where the OOM killer struck `kills` times; the limit and peak
+    /// are read only then (a limitation needs the limit).
+    init(oomKills: UInt64?, kills: UInt64, limit: @autoclosure () -> UInt64?, peak: @autoclosure () -> UInt64?) {
+        self.oomKills = oomKills
+        if kills > 0, let limitBytes = limit() {
+            limitation = MemoryLimitation(limitBytes: limitBytes, peakBytes: peak(), oomKills: kills)
+        }
+    }
 }
 
 /// Counters of a task's cgroups read after the task ended, which the reuse check

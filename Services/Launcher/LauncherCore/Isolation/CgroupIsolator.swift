@@ -122,14 +122,10 @@ package struct CgroupV1Hierarchy: CgroupIsolator {
         // `oom_kill` in memory.oom_control exists since Linux 4.13; older kernels only have the
         // failure counter, which also counts reclaimed (survived) hits, so it is a weaker signal.
         let oomKills = CgroupFiles.keyedValue(dir + "/memory.oom_control", key: "oom_kill")
-        let kills = oomKills ?? CgroupFiles.readInteger(dir + "/memory.failcnt") ?? 0
-        guard kills > 0, let limit = CgroupFiles.readInteger(dir + "/memory.limit_in_bytes") else {
-            return MemoryRecord(oomKills: oomKills, limitation: nil)
-        }
         return MemoryRecord(
-            oomKills: oomKills,
-            limitation: MemoryLimitation(
-                limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.max_usage_in_bytes"), oomKills: kills))
+            oomKills: oomKills, kills: oomKills ?? CgroupFiles.readInteger(dir + "/memory.failcnt") ?? 0,
+            limit: CgroupFiles.readInteger(dir + "/memory.limit_in_bytes"),
+            peak: CgroupFiles.readInteger(dir + "/memory.max_usage_in_bytes"))
     }
 
     package func isReusable(_ path: String, controllers: Set<CgroupController>, known: CgroupReadings) -> Bool {
@@ -267,13 +263,9 @@ package struct CgroupV2Hierarchy: CgroupIsolator {
         let dir = directory(path)
         guard controllers.contains(.memory) else { return nil }
         let oomKills = CgroupFiles.keyedValue(dir + "/memory.events", key: "oom_kill")
-        guard let kills = oomKills, kills > 0, let limit = CgroupFiles.readInteger(dir + "/memory.max") else {
-            return MemoryRecord(oomKills: oomKills, limitation: nil)
-        }
         return MemoryRecord(
-            oomKills: oomKills,
-            limitation: MemoryLimitation(
-                limitBytes: limit, peakBytes: CgroupFiles.readInteger(dir + "/memory.peak"), oomKills: kills))
+            oomKills: oomKills, kills: oomKills ?? 0, limit: CgroupFiles.readInteger(dir + "/memory.max"),
+            peak: CgroupFiles.readInteger(dir + "/memory.peak"))
     }
     /// Only a hierarchy that just freezes: the peak and event counters of memory, cpu and pids
     /// cannot be reset on every kernel this runs on, so cgroups enforcing them are not reused.
