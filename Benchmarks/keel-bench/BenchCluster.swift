@@ -101,19 +101,22 @@ final class BenchCluster: Sendable {
     }
 
     /// User and system ticks, own and of reaped children, of the running children of `parent`
-    /// that are supervisor spawners.
+    /// that are supervisor spawners, and of the supervisors they started that still run (a
+    /// supervisor that serves several tasks reaps their programs, and is reaped itself only
+    /// when it exits).
     private static func spawnerTicks(parent: Int) -> Double {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        var total = 0.0
-        for entry in entries where Int(entry) != nil {
-            guard let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+        var supervisors: [(pid: Int, parent: Int, ticks: Double)] = []
+        for entry in entries {
+            guard let pid = Int(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
                 stat.contains("(keel-task-super)"), let close = stat.lastIndex(of: ")")
             else { continue }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 14, Int(fields[1]) == parent else { continue }
-            total += fields[11...14].compactMap { Double($0) }.reduce(0, +)
+            guard fields.count > 14, let ppid = Int(fields[1]) else { continue }
+            supervisors.append((pid, ppid, fields[11...14].compactMap { Double($0) }.reduce(0, +)))
         }
-        return total
+        let spawners = Set(supervisors.filter { $0.parent == parent }.map(\.pid))
+        return supervisors.filter { $0.parent == parent || spawners.contains($0.parent) }.map(\.ticks).reduce(0, +)
     }
 
     /// A base port with twenty free loopback ports above it.
