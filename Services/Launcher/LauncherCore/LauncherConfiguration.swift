@@ -47,6 +47,10 @@ package struct LauncherConfiguration: Sendable {
     /// How many emptied task cgroups are kept for later tasks (``CgroupPool``); 0 gives every
     /// task new cgroups.
     package var cgroupPoolSize: Int
+    /// Whether a task in a PID namespace may be started by the supervisor of an ended task of the
+    /// same framework and user, which then stays the namespace's init (see `TaskReuse` in
+    /// keel-task-supervisor); `false` gives every task a supervisor and namespaces of its own.
+    package var reuseSupervisors: Bool
 
     /// The default of ``cgroupPoolSize``. A launch burst keeps about as many tasks starting and
     /// ending at once as the node starts in a few hundred milliseconds; with 64 the launch
@@ -74,9 +78,11 @@ package struct LauncherConfiguration: Sendable {
         faultDomain: (region: String, zone: String)? = nil,
         taskLogLimits: TaskLogLimits = .defaults,
         sandboxGC: SandboxGarbageCollector.Settings = SandboxGarbageCollector.Settings(),
-        cgroupPoolSize: Int = LauncherConfiguration.defaultCgroupPoolSize
+        cgroupPoolSize: Int = LauncherConfiguration.defaultCgroupPoolSize,
+        reuseSupervisors: Bool = true
     ) {
         self.cgroupPoolSize = cgroupPoolSize
+        self.reuseSupervisors = reuseSupervisors
         self.faultDomain = faultDomain
         self.taskLogLimits = taskLogLimits
         self.sandboxGC = sandboxGC

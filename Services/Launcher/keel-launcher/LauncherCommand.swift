@@ -70,6 +70,9 @@ struct LauncherCommand: AsyncParsableCommand {
     @Option(help: "How many emptied task cgroups are kept for later tasks (0: every task gets new ones). [env: KEEL_CGROUP_POOL_SIZE] (default: 256)")
     var cgroupPoolSize: Int?
 
+    @Flag(help: "Give every task a supervisor and PID and mount namespaces of its own, instead of letting the supervisor of an ended task of the same framework and user start the next. [env: KEEL_NO_SUPERVISOR_REUSE=1]")
+    var noSupervisorReuse = false
+
     @Option(help: "Size limit of the node's fetcher cache in MiB (least recently used artifacts are evicted). [env: KEEL_FETCHER_CACHE_SIZE] (default: 2048)")
     var fetcherCacheSize: Int?
 
@@ -160,7 +163,8 @@ struct LauncherCommand: AsyncParsableCommand {
                 faultDomain: domain,
                 taskLogLimits: try taskLogLimits(options),
                 sandboxGC: try sandboxGCSettings(options),
-                cgroupPoolSize: try cgroupPoolSize(options)
+                cgroupPoolSize: try cgroupPoolSize(options),
+                reuseSupervisors: !(noSupervisorReuse || environment["KEEL_NO_SUPERVISOR_REUSE"] == "1")
             )
             context.logger.notice("node resources", metadata: ["keel.resources": "\(detected)", "keel.work_dir": "\(workDirectory)"])
             let tasks = TaskManager(

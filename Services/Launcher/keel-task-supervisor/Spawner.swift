@@ -25,15 +25,23 @@ private func closeFrom(_ lowest: Int32)
 ///
 /// The spawner is single-threaded, so its forks may go on running Swift code. It replies with
 /// the pid, the start time and a pidfd of the supervisor (opened before the spawner can reap
-/// it, so it always names that process); keel-launcher watches the supervisor through the
-/// pidfd and reads its exit-status file, as it does for supervisors of an earlier launcher.
-/// The spawner reaps its children. It exits when keel-launcher closes the socket; the
-/// supervisors it started live on (they need no parent).
+/// it, so it always names that process), and keel-launcher's end of the task's link: a socket
+/// pair whose other end the supervisor holds and shuts down once the task's exit status is
+/// written. keel-launcher watches the link and then reads the exit-status file; it watches
+/// supervisors of an earlier launcher through their pid.
+///
+/// A request whose supervisor has a PID namespace and a reuse key (`--reuse-key`, keel-launcher's
+/// framework and user) goes to an idle supervisor of that key if there is one (see
+/// ``SupervisorPool`` and ``TaskReuse``): the spawner passes it the request with its end of the
+/// link and waits for its answer, and forks a new supervisor only if there is none (or it is
+/// gone). The spawner reaps its children. It exits when keel-launcher closes the socket; the
+/// supervisors it started finish their tasks (they need no parent), and idle ones exit.
 ///
 /// Request: NUL-terminated fields, `keel-spawn-1`, the working directory, the stdout and
 /// stderr paths, the number of environment entries, the entries, then the supervisor's
 /// arguments (without the program name). Reply: `Int32` 0 or the `errno` of the failure,
-/// `Int32` pid, `UInt64` start time, with the pidfd attached (`SCM_RIGHTS`) on success.
+/// `Int32` pid, `UInt64` start time, with the pidfd and the link attached (`SCM_RIGHTS`) on
+/// success.
 enum Spawner {
     static let magic = "keel-spawn-1"
     /// The descriptor keel-launcher passes the socket as.
@@ -53,11 +61,13 @@ enum Spawner {
         SupervisorGlobals.prepare()
         while true {
             reapChildren()
+            // The request socket, the signals, then the control sockets of reusable supervisors.
             var entries = [
                 pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: childEnded, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&entries, childEnded >= 0 ? 2 : 1, 1000)
+            entries += SupervisorPool.descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&entries, nfds_t(entries.count), 1000)
             if ready < 0 {
                 if errno == EINTR { continue }
                 exit(1)
@@ -66,6 +76,9 @@ enum Spawner {
                 // Drain the pending signals (struct signalfd_siginfo is 128 bytes).
                 var info = [UInt8](repeating: 0, count: 128)
                 while info.withUnsafeMutableBytes({ read(childEnded, $0.baseAddress, $0.count) }) > 0 {}
+            }
+            for entry in entries.dropFirst(2) where entry.revents != 0 {
+                SupervisorPool.heard(from: entry.fd)
             }
             if entries[0].revents == 0 { continue }
             // Sized to the request, and freed before the next: whatever the spawner holds, each
@@ -85,7 +98,8 @@ enum Spawner {
             var canGoOn = true
             let reply = start(request[0..<count], canGoOn: &canGoOn)
             send(reply)
-            if reply.pidfd >= 0 { close(reply.pidfd) }
+            if reply.pidfd >= 0, !reply.keepsPidfd { close(reply.pidfd) }
+            if reply.link >= 0 { close(reply.link) }
             if !canGoOn { exit(1) }
         }
     }
@@ -95,6 +109,10 @@ enum Spawner {
         var pid: Int32 = 0
         var startTime: UInt64 = 0
         var pidfd: Int32 = -1
+        /// keel-launcher's end of the task's link (see ``TaskReuse``).
+        var link: Int32 = -1
+        /// Whether the pool keeps `pidfd` for later replies.
+        var keepsPidfd = false
     }
 
     private static func reapChildren() {
@@ -108,7 +126,46 @@ enum Spawner {
         // Everything the supervisor needs is made here, before the fork, and nothing else of the
         // request outlives this line (see SpawnRequest).
         guard let spawn = SpawnRequest(request) else { return Reply(error: EINVAL) }
-        guard let report = ChildProcess.makePipe() else { return Reply(error: errno) }
+        // The task's link: the supervisor's end and keel-launcher's (see TaskReuse).
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            return Reply(error: errno)
+        }
+        let (launcherEnd, supervisorEnd) = (pair[0], pair[1])
+        let key = spawn.plan.options.reuseKey
+        if let key, let idle = SupervisorPool.takeIdle(key) {
+            switch SupervisorPool.handOff(request, link: supervisorEnd, to: idle) {
+            case .started:
+                close(supervisorEnd)
+                return Reply(pid: idle.pid, startTime: idle.startTime, pidfd: idle.pidfd, link: launcherEnd, keepsPidfd: true)
+            case .failed(let code):
+                close(supervisorEnd)
+                close(launcherEnd)
+                return Reply(error: code)
+            case .gone:
+                break
+            }
+        }
+        var control: (spawner: Int32, supervisor: Int32) = (-1, -1)
+        if key != nil {
+            var controlPair: [Int32] = [-1, -1]
+            if socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &controlPair) == 0 {
+                control = (controlPair[0], controlPair[1])
+            }
+        }
+        func closeEnds() {
+            close(launcherEnd)
+            close(supervisorEnd)
+            if control.spawner >= 0 {
+                close(control.spawner)
+                close(control.supervisor)
+            }
+        }
+        guard let report = ChildProcess.makePipe() else {
+            let code = errno
+            closeEnds()
+            return Reply(error: code)
+        }
         // With a PID namespace the supervisor is born as its init. If none can be created here,
         // a plain supervisor tries again itself, and says why it cannot.
         var pid: pid_t = -1
@@ -130,11 +187,20 @@ enum Spawner {
         }
         if pid == 0 {
             close(report.read)
-            becomeSupervisor(spawn, report: report.write)
+            close(launcherEnd)
+            if control.spawner >= 0 { close(control.spawner) }
+            becomeSupervisor(spawn, report: report.write, link: supervisorEnd, control: control.supervisor)
         }
         close(report.write)
+        close(supervisorEnd)
+        if control.supervisor >= 0 { close(control.supervisor) }
         defer { close(report.read) }
-        guard pid > 0 else { return Reply(error: forkError) }
+        func fail(_ code: Int32) -> Reply {
+            close(launcherEnd)
+            if control.spawner >= 0 { close(control.spawner) }
+            return Reply(error: code)
+        }
+        guard pid > 0 else { return fail(forkError) }
         var code: Int32 = 0
         var count: Int
         repeat {
@@ -142,7 +208,7 @@ enum Spawner {
         } while count < 0 && errno == EINTR
         if count == MemoryLayout<Int32>.size {
             _ = ChildProcess.waitBlocking(pid)
-            return Reply(error: code)
+            return fail(code)
         }
         // Not reaped before this point, so the pidfd names this very process.
         let pidfd = pidfdOpen(pid, 0)
@@ -150,14 +216,23 @@ enum Spawner {
             let code = errno
             kill(pid, SIGKILL)
             _ = ChildProcess.waitBlocking(pid)
-            return Reply(error: code)
+            return fail(code)
         }
-        return Reply(pid: pid, startTime: startTime(of: pid) ?? 0, pidfd: pidfd)
+        let started = startTime(of: pid) ?? 0
+        if let key, control.spawner >= 0 {
+            SupervisorPool.add(
+                SupervisorPool.Member(pid: pid, startTime: started, pidfd: pidfd, control: control.spawner, key: key))
+            return Reply(pid: pid, startTime: started, pidfd: pidfd, link: launcherEnd, keepsPidfd: true)
+        }
+        return Reply(pid: pid, startTime: started, pidfd: pidfd, link: launcherEnd)
     }
 
     /// In the child: the set-up `posix_spawn` would do, then the supervisor itself. A failure
     /// of the set-up is reported as its `errno` over `report`; success closes it.
-    private static func becomeSupervisor(_ spawn: SpawnRequest, report: Int32) -> Never {
+    private static func becomeSupervisor(_ spawn: SpawnRequest, report given: Int32, link: Int32, control: Int32) -> Never {
+        // Above the descriptors the link and the control socket are put on.
+        let moved = fcntl(given, F_DUPFD_CLOEXEC, 64)
+        let report = moved >= 0 ? moved : given
         func fail(_ code: Int32) -> Never {
             var code = code
             _ = write(report, &code, MemoryLayout<Int32>.size)
@@ -181,12 +256,20 @@ enum Spawner {
         // dup2 clears close-on-exec on the targets; the sources go with closefrom below.
         guard dup2(input, STDIN_FILENO) >= 0, dup2(output, STDOUT_FILENO) >= 0, dup2(errors, STDERR_FILENO) >= 0
         else { fail(errno) }
+        // The task's link and the control socket as TaskReuse.link and .control, by way of
+        // descriptors above both, so that neither overwrites the other.
+        let linkCopy = fcntl(link, F_DUPFD_CLOEXEC, 64)
+        guard linkCopy >= 0 else { fail(errno) }
+        let controlCopy = control >= 0 ? fcntl(control, F_DUPFD_CLOEXEC, 64) : -1
+        guard control < 0 || controlCopy >= 0 else { fail(errno) }
+        guard duplicate(linkCopy, onto: TaskReuse.link, O_CLOEXEC) >= 0 else { fail(errno) }
+        if controlCopy >= 0, duplicate(controlCopy, onto: TaskReuse.control, O_CLOEXEC) < 0 { fail(errno) }
         // The environment goes to the task only (the plan holds it); the supervisor keeps the
         // spawner's, which keel-launcher starts empty.
         close(report)
         // The socket, the report pipe's other end and the opened sources: nothing of the
         // spawner's stays open in the supervisor.
-        closeFrom(3)
+        closeFrom(controlCopy >= 0 ? TaskReuse.control + 1 : TaskReuse.link + 1)
         renameCommandLine()
         supervise(spawn.plan)
     }
@@ -223,7 +306,7 @@ enum Spawner {
         }
     }
 
-    /// Sends `reply`, with its pidfd attached when there is one.
+    /// Sends `reply`, with its pidfd and link attached when there are.
     private static func send(_ reply: Reply) {
         var payload = [UInt8](repeating: 0, count: 16)
         payload.withUnsafeMutableBytes { bytes in
@@ -231,16 +314,17 @@ enum Spawner {
             bytes.storeBytes(of: reply.pid, toByteOffset: 4, as: Int32.self)
             bytes.storeBytes(of: reply.startTime, toByteOffset: 8, as: UInt64.self)
         }
-        // One control message of SOL_SOCKET/SCM_RIGHTS carrying one descriptor:
-        // CMSG_SPACE(4) is 24 on 64-bit Linux, CMSG_LEN(4) is 20.
+        // One control message of SOL_SOCKET/SCM_RIGHTS carrying the pidfd and the link:
+        // CMSG_SPACE(8) and CMSG_LEN(8) are 24 on 64-bit Linux (CMSG_LEN(4) is 20).
         var control = [UInt8](repeating: 0, count: 24)
         let withDescriptor = reply.error == 0 && reply.pidfd >= 0
         if withDescriptor {
             control.withUnsafeMutableBytes { bytes in
-                bytes.storeBytes(of: 20, toByteOffset: 0, as: Int.self)
+                bytes.storeBytes(of: reply.link >= 0 ? 24 : 20, toByteOffset: 0, as: Int.self)
                 bytes.storeBytes(of: SOL_SOCKET, toByteOffset: 8, as: Int32.self)
                 bytes.storeBytes(of: Int32(SCM_RIGHTS), toByteOffset: 12, as: Int32.self)
                 bytes.storeBytes(of: reply.pidfd, toByteOffset: 16, as: Int32.self)
+                if reply.link >= 0 { bytes.storeBytes(of: reply.link, toByteOffset: 20, as: Int32.self) }
             }
         }
         payload.withUnsafeMutableBytes { payloadBytes in
@@ -267,7 +351,7 @@ enum Spawner {
 /// Made from the request in one go, so that the arrays and strings of the parsing are freed
 /// before the fork: a forked supervisor that freed them would write to the spawner's heap pages
 /// (a copy-on-write fault each), and converting a string for a C call would allocate.
-private final class SpawnRequest {
+final class SpawnRequest {
     let plan: SupervisorPlan
     let workingDirectory: UnsafeMutablePointer<CChar>
     /// The output files, relative to the working directory when they are inside it.

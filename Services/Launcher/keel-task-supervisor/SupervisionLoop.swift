@@ -53,6 +53,24 @@ struct SupervisionLoop {
         self.isInit = isInit
     }
 
+    /// The `signalfd` the loop reads, which a supervisor waiting between tasks polls too.
+    var signalQueue: Int32 { signals }
+
+    /// Forgets the streams of the last task (their pipes are closed by then).
+    mutating func removeStreams() {
+        streams = (nil, nil)
+        streamCount = 0
+    }
+
+    /// Between tasks: reads the pending signals, dropping those that would be forwarded (there
+    /// is no task to forward them to), and reaps whatever ended.
+    func drainBetweenTasks() {
+        var info = [UInt8](repeating: 0, count: 128)
+        while info.withUnsafeMutableBytes({ read(signals, $0.baseAddress, $0.count) }) == 128 {}
+        var raw: Int32 = 0
+        while waitpid(-1, &raw, WNOHANG) > 0 {}
+    }
+
     /// Copies `descriptor` (the read end of a pipe) into `file` while the loop runs.
     mutating func copy(_ descriptor: Int32, to file: RotatingFile) {
         precondition(streamCount < 2, "at most two streams")

@@ -3,8 +3,9 @@
 /// The command line of `keel-task-supervisor`, parsed.
 ///
 /// ```
-/// keel-task-supervisor [--pid-namespace] [--join-cgroup PROCS_FILE]... [--stdout PATH --stderr PATH
-///                      --log-max-size BYTES --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
+/// keel-task-supervisor [--pid-namespace [--reuse-key KEY]] [--join-cgroup PROCS_FILE]... [--stdout PATH
+///                      --stderr PATH --log-max-size BYTES --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE
+///                      ARGV0 [ARG...]
 /// keel-task-supervisor --namespace-check
 /// keel-task-supervisor --spawner
 /// ```
@@ -29,6 +30,10 @@ struct SupervisorOptions {
     var output: OutputFiles?
     /// The `cgroup.procs` files the task joins before it runs (the supervisor stays outside).
     var cgroupProcsFiles: [String] = []
+    /// With a PID namespace and a spawner: the supervisor may serve later tasks that name the
+    /// same key (the launcher's framework and user) once this one has ended (see ``TaskReuse``).
+    /// An executed supervisor, or one without a PID namespace, serves one task whatever this says.
+    var reuseKey: String?
 }
 
 /// The task's output files and how they are rotated.
@@ -43,8 +48,8 @@ struct OutputFiles {
 
 extension SupervisorMode {
     static let usage = """
-        usage: keel-task-supervisor [--pid-namespace] [--join-cgroup PROCS_FILE]... [--stdout PATH --stderr PATH \
-        --log-max-size BYTES --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
+        usage: keel-task-supervisor [--pid-namespace [--reuse-key KEY]] [--join-cgroup PROCS_FILE]... [--stdout PATH \
+        --stderr PATH --log-max-size BYTES --log-max-files COUNT] EXIT_STATUS_FILE EXECUTABLE ARGV0 [ARG...]
         """
 
     /// Parses `arguments` (without the program name); a ``UsageError`` says what is wrong.
@@ -62,6 +67,7 @@ extension SupervisorMode {
         var maxSize: Int?
         var maxFiles: Int?
         var cgroupProcsFiles: [String] = []
+        var reuseKey: String?
         while let option = rest.first, option.hasPrefix("--") {
             rest.removeFirst()
             if option == "--pid-namespace" {
@@ -73,6 +79,9 @@ extension SupervisorMode {
             }
             switch option {
             case "--join-cgroup": cgroupProcsFiles.append(value)
+            case "--reuse-key":
+                guard !value.isEmpty else { return .failure(UsageError(message: "--reuse-key must not be empty")) }
+                reuseKey = value
             case "--stdout": stdoutPath = value
             case "--stderr": stderrPath = value
             case "--log-max-size":
@@ -96,6 +105,7 @@ extension SupervisorMode {
             exitStatusFile: rest.first!, executable: rest.dropFirst().first!, arguments: Array(rest.dropFirst(2)))
         options.pidNamespace = pidNamespace
         options.cgroupProcsFiles = cgroupProcsFiles
+        options.reuseKey = pidNamespace ? reuseKey : nil
         switch (stdoutPath, stderrPath, maxSize, maxFiles) {
         case (nil, nil, nil, nil):
             break

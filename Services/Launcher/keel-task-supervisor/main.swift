@@ -32,6 +32,9 @@
 //                      (see RotatingFile). Without them the task writes to the supervisor's own
 //                      standard output and error.
 //
+//   --reuse-key KEY    (with --pid-namespace, forked by the spawner only) after the task, serve
+//                      later tasks with the same key in the same namespaces (see TaskReuse).
+//
 // It also runs as `--namespace-check`, the task that keel-launcher runs at start to check that
 // PID namespaces work, and as `--spawner`, which starts supervisors by fork on keel-launcher's
 // requests instead of keel-launcher executing this program once per task (see Spawner).
@@ -56,17 +59,20 @@ case .success(.namespaceCheck):
     NamespaceInit.check()
 case .success(.spawner):
     Spawner.run()
-case .success(.supervise(let options)):
+case .success(.supervise(var options)):
     // Whatever the parent left ignored, the task must not inherit (see SignalDispositions).
     SignalDispositions.resetAll()
+    // Only a supervisor forked by the spawner serves more than one task (see TaskReuse).
+    options.reuseKey = nil
     supervise(SupervisorPlan(options, environment: nil))
 }
 
-/// Runs the task of `plan` to its end, records how it ended and exits with the task's code.
+/// Runs the task of `plan` to its end, records how it ended and exits with the task's code;
+/// a supervisor that may serve more tasks (see ``TaskReuse``) runs them the same way first.
 ///
 /// A supervisor forked by the spawner runs this on a plan the spawner made, and must not
-/// allocate on its way (see ``SupervisorPlan``): whatever it needs is made before, and strings
-/// are built only on the paths that give up.
+/// allocate on its way to its first task (see ``SupervisorPlan``): whatever it needs is made
+/// before, and strings are built only on the paths that give up.
 func supervise(_ plan: SupervisorPlan) -> Never {
     let options = plan.options
     if options.pidNamespace, !NamespaceInit.isInit {
@@ -85,7 +91,28 @@ func supervise(_ plan: SupervisorPlan) -> Never {
     ignoreStoppingSignals(!isInit)
     SignalDispositions.set(SIGPIPE, ignored: true)
     if isInit, let problem = NamespaceInit.becomeInit() { giveUp(options, problem) }
+    // Made after the namespace is set up: it remembers the mount table the next task must find.
+    var reuse = TaskReuse(options)
+    var current = plan
+    while true {
+        let status = run(current, loop: &loop)
+        if !ExitStatusFile.write(status, to: current.exitStatusFile) {
+            fputs(
+                "keel-task-supervisor: cannot write '\(current.options.exitStatusFile)': \(String(cString: strerror(errno)))\n",
+                stderr)
+        }
+        guard let next = reuse?.next(loop: &loop) else {
+            // Nothing is buffered (messages go to stderr unbuffered), so no exit handlers need to run.
+            _exit(status.exitCode)
+        }
+        current = next
+    }
+}
 
+/// Runs the task of `plan` to its end through `loop` and returns how it ended.
+private func run(_ plan: SupervisorPlan, loop: inout SupervisionLoop) -> WaitStatus {
+    let options = plan.options
+    loop.removeStreams()
     // The child's ends, closed here once it runs.
     var childEnds: (Int32, Int32) = (-1, -1)
     if let output = options.output {
@@ -118,12 +145,7 @@ func supervise(_ plan: SupervisorPlan) -> Never {
     guard let raw = loop.run(until: child) else {
         giveUp(options, "cannot wait for the task (pid \(child)): \(String(cString: strerror(errno)))")
     }
-    let status = WaitStatus(raw: raw)
-    if !ExitStatusFile.write(status, to: plan.exitStatusFile) {
-        fputs("keel-task-supervisor: cannot write '\(options.exitStatusFile)': \(String(cString: strerror(errno)))\n", stderr)
-    }
-    // Nothing is buffered (messages go to stderr unbuffered), so no exit handlers need to run.
-    _exit(status.exitCode)
+    return WaitStatus(raw: raw)
 }
 
 /// Ignores the signals that stop tasks (keel-launcher sends them to the supervisor's process

@@ -57,6 +57,22 @@ struct TaskSupervisionTests {
         #expect(ProcessTestSupport.contents(statusFile) == "exited 6\n")
     }
 
+    @Test("a re-attached task whose exit status is written has ended, even while its supervisor lives on")
+    func reattachReadsTheStatusFirst() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let statusFile = workDir + "/exit-status"
+        try ProcessTestSupport.write("exited 5\n", to: statusFile)
+        // This very process stands for a supervisor that went on to serve another task.
+        let pid = getpid()
+        let startTime = try #require(TaskProcess.processStartTime(of: pid))
+        let process = TaskProcess.reattach(
+            pid: pid, startTime: startTime, exitStatusFile: statusFile, command: .argv(["true"]), cgroup: nil,
+            logger: ProcessTestSupport.logger)
+        #expect(try await process.wait() == .exited(code: 5))
+        #expect(!process.signalGroup(SIGTERM), "an ended task is not signalled")
+    }
+
     @Test("the task starts with no signal ignored or blocked, though its supervisor ignores some; executed or forked",
           arguments: [false, true])
     func cleanSignalState(forked: Bool) async throws {
@@ -85,10 +101,12 @@ struct TaskSupervisionTests {
             return members.count == 2 && members.contains { ProcessTestSupport.commandLine(of: $0).first == "sleep" }
         })
         // Nothing ties supervisor or task to the launcher: no pipe, socket or terminal is open
-        // (besides the supervisor's own signalfd, through which it learns of the task's exit).
+        // (besides the supervisor's own signalfd, through which it learns of the task's exit, and
+        // a forked supervisor's end of the task's link, whose other end the launcher may lose).
         for pid in ProcessTestSupport.liveMembers(ofGroup: process.pid) {
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-            let targets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+            let targets = fds.filter { !(forked && pid == process.pid && $0 == "3") }
+                .compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
                 .filter { !(pid == process.pid && $0 == "anon_inode:[signalfd]") }
             #expect(targets.count == 3, "only stdin, stdout and stderr are open: \(targets)")
             #expect(targets.allSatisfy { $0 == "/dev/null" || $0.hasPrefix(workDir) }, "\(targets)")

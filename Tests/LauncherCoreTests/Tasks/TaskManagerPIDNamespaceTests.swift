@@ -84,4 +84,109 @@ struct TaskManagerPIDNamespaceTests {
             #expect(await ProcessTestSupport.eventually { daemons.allSatisfy(ProcessTestSupport.isDead) })
         }
     }
+
+    /// A task that prints its pid and then every pid it sees in `/proc`, then runs `rest`.
+    static func listingTask(_ id: String, then rest: String = "exit 0") -> Keel_V1_TaskInfo {
+        .with {
+            $0.taskID.value = id
+            $0.command.shell = "echo \"self $$\"; for p in /proc/[0-9]*; do echo \"${p#/proc/}\"; done; \(rest)"
+        }
+    }
+
+    /// The pids a ``listingTask(_:then:)`` saw, and its own.
+    static func listing(_ sandbox: TaskSandbox?) -> (own: String, seen: Set<String>) {
+        let lines = (sandbox.flatMap { ProcessTestSupport.contents($0.stdoutPath) } ?? "").split(separator: "\n").map(String.init)
+        let own = lines.first.map { String($0.dropFirst("self ".count)) } ?? ""
+        return (own, Set(lines.dropFirst()))
+    }
+
+    @Test("tasks of one framework and user share a supervisor one after the other, each seeing only itself; others do not")
+    func reuse() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer {
+            ProcessTestSupport.killProcesses(mentioning: workDir)
+            ProcessTestSupport.removeTree(workDir)
+        }
+        let seconds = PIDNamespaceTestSupport.uniqueSeconds()
+        let launcher = try LauncherUnderTest(workDir: workDir, isolation: Self.isolation)
+        try await launcher.running {
+            // The first leaves a double-forked daemon behind, which must not outlive it.
+            launcher.manager.launch(framework: Self.framework, task: Self.listingTask(
+                "first", then: "(setsid sh -c 'trap \"\" TERM; exec sleep \(seconds)' &); exit 3"))
+            let first = await launcher.waitForUpdate(Self.key("first")) { $0.state.isTerminal }
+            #expect(first?.state == .taskFailed && first?.exitCode == 3, "\(first?.message ?? "")")
+            let supervisor = try #require(launcher.checkpoints.record(Self.key("first"))?.supervisorPID)
+            #expect(PIDNamespaceTestSupport.processes(withCommandLine: ["sleep", seconds]).isEmpty, "its leftover is gone")
+
+            launcher.manager.launch(framework: Self.framework, task: Self.listingTask("second"))
+            let second = await launcher.waitForUpdate(Self.key("second")) { $0.state.isTerminal }
+            #expect(second?.state == .taskFinished, "\(second?.message ?? "")")
+            #expect(launcher.checkpoints.record(Self.key("second"))?.supervisorPID == supervisor, "the same supervisor")
+            let (own, seen) = Self.listing(launcher.manager.container(taskID: "second")?.sandbox)
+            #expect(seen == ["1", own], "only init and itself: \(seen), itself \(own)")
+
+            let other = Keel_V1_FrameworkInfo.with { $0.id.value = "fw-2" }
+            launcher.manager.launch(framework: other, task: Self.listingTask("third"))
+            let third = await launcher.waitForUpdate(LauncherTaskKey(frameworkID: "fw-2", taskID: "third")) { $0.state.isTerminal }
+            #expect(third?.state == .taskFinished)
+            let thirdSupervisor = launcher.checkpoints.record(LauncherTaskKey(frameworkID: "fw-2", taskID: "third"))?.supervisorPID
+            #expect(thirdSupervisor != nil && thirdSupervisor != supervisor, "another framework's task has a supervisor of its own")
+        }
+    }
+
+    @Test("a supervisor whose task changed the mount table, or was stopped, is handled right for the next task")
+    func reuseAfterMountAndKill() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer {
+            ProcessTestSupport.killProcesses(mentioning: workDir)
+            ProcessTestSupport.removeTree(workDir)
+        }
+        let launcher = try LauncherUnderTest(workDir: workDir, isolation: Self.isolation)
+        try await launcher.running {
+            launcher.manager.launch(framework: Self.framework, task: .with {
+                $0.taskID.value = "mounts"
+                $0.command.shell = "mkdir -p m && mount -t tmpfs none m"
+            })
+            let mounts = await launcher.waitForUpdate(Self.key("mounts")) { $0.state.isTerminal }
+            #expect(mounts?.state == .taskFinished, "\(mounts?.message ?? "")")
+            let first = try #require(launcher.checkpoints.record(Self.key("mounts"))?.supervisorPID)
+
+            launcher.manager.launch(framework: Self.framework, task: .with {
+                $0.taskID.value = "stopped"
+                $0.command.shell = "exec sleep 1000"
+            })
+            #expect(await launcher.waitForUpdate(Self.key("stopped")) { $0.state == .taskRunning } != nil)
+            let second = try #require(launcher.checkpoints.record(Self.key("stopped"))?.supervisorPID)
+            #expect(second != first, "not the supervisor whose namespace has a new mount")
+            launcher.manager.kill(frameworkID: "fw-1", taskID: "stopped", gracePeriod: .seconds(10))
+            let stopped = await launcher.waitForUpdate(Self.key("stopped")) { $0.state.isTerminal }
+            #expect(stopped?.state == .taskKilled, "\(stopped?.message ?? "")")
+
+            launcher.manager.launch(framework: Self.framework, task: Self.listingTask("after"))
+            let after = await launcher.waitForUpdate(Self.key("after")) { $0.state.isTerminal }
+            #expect(after?.state == .taskFinished, "\(after?.message ?? "")")
+            #expect(launcher.checkpoints.record(Self.key("after"))?.supervisorPID == second, "the stopped task's supervisor serves on")
+            let (own, seen) = Self.listing(launcher.manager.container(taskID: "after")?.sandbox)
+            #expect(seen == ["1", own], "\(seen), itself \(own)")
+        }
+    }
+
+    @Test("with supervisor reuse off, every task gets a supervisor and namespaces of its own, and is PID 2 there")
+    func noReuse() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let launcher = try LauncherUnderTest(workDir: workDir, isolation: Self.isolation, reuseSupervisors: false)
+        try await launcher.running {
+            var supervisors: [Int32] = []
+            for id in ["one", "two"] {
+                launcher.manager.launch(framework: Self.framework, task: Self.listingTask(id))
+                let ended = await launcher.waitForUpdate(Self.key(id)) { $0.state.isTerminal }
+                #expect(ended?.state == .taskFinished, "\(ended?.message ?? "")")
+                supervisors.append(try #require(launcher.checkpoints.record(Self.key(id))?.supervisorPID))
+                let (own, seen) = Self.listing(launcher.manager.container(taskID: id)?.sandbox)
+                #expect(own == "2" && seen == ["1", "2"], "\(seen), itself \(own)")
+            }
+            #expect(supervisors[0] != supervisors[1])
+        }
+    }
 }

@@ -15,7 +15,7 @@ struct LauncherUnderTest {
 
     init(
         workDir: String, isolation: NodeIsolation = .processGroupOnly, taskLogLimits: TaskLogLimits = .defaults,
-        cgroupPoolSize: Int = 64
+        cgroupPoolSize: Int = 64, reuseSupervisors: Bool = true
     ) throws {
         let supervisor = try #require(
             TaskSupervision.supervisorBesideExecutable(), "keel-task-supervisor must be built next to the tests")
@@ -23,7 +23,8 @@ struct LauncherUnderTest {
         let configuration = LauncherConfiguration(
             broker: endpoint, advertisedAddress: endpoint, workDir: workDir, hostname: "test",
             resources: try Resources(parsing: "cpus:1;mem:1024"), defaultKillGracePeriod: .seconds(1),
-            isolation: isolation, taskSupervisor: supervisor, taskLogLimits: taskLogLimits, cgroupPoolSize: cgroupPoolSize)
+            isolation: isolation, taskSupervisor: supervisor, taskLogLimits: taskLogLimits, cgroupPoolSize: cgroupPoolSize,
+            reuseSupervisors: reuseSupervisors)
         checkpoints = TaskCheckpointStore(workDir: workDir, logger: ProcessTestSupport.logger)
         updates = StatusUpdateManager(initialBackoff: .seconds(60), maxBackoff: .seconds(60), checkpoints: checkpoints)
         manager = TaskManager(

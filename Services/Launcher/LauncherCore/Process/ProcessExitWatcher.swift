@@ -30,8 +30,9 @@ private enum EpollEvent {
 /// blocked in `poll` per process: a node running a thousand tasks would otherwise hold a
 /// thousand threads, and every launch would create and end one.
 ///
-/// The pidfds are in one `epoll` set; the thread sleeps in `epoll_wait` and, when a process has
-/// ended, takes its pidfd out of the set, closes it and runs its handler. Handlers run one after
+/// The pidfds (and the links of tasks of reusable supervisors, which end-of-file makes readable
+/// the same way) are in one `epoll` set; the thread sleeps in `epoll_wait` and, when a process
+/// has ended, takes its descriptor out of the set, runs its handler and closes it. Handlers run one after
 /// another on that thread, so they must be short (reading a status file, resuming waiters).
 package final class ProcessExitWatcher: Sendable {
     /// The launcher's watcher, started on first use; `nil` if no `epoll` set or thread could be
@@ -84,8 +85,10 @@ package final class ProcessExitWatcher: Sendable {
                 let pidfd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
                 _ = epollControl(poller, EpollEvent.delete, pidfd, nil)
                 let handler = handlers.withLock { $0.removeValue(forKey: pidfd) }
-                Glibc.close(pidfd)
+                // The handler first: closing a task's link lets its supervisor take another
+                // task, so the task must be marked ended (no more signals) before.
                 handler?()
+                Glibc.close(pidfd)
             }
         }
     }

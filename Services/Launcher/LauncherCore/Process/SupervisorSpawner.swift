@@ -15,8 +15,10 @@ import Synchronization
 /// launches would spin on: with the whole round trip under one lock, the waiting threads spun
 /// for the CPU the spawner needed to fork (a tenth of the launcher's time in the launch benchmark).
 ///
-/// The supervisors it starts are not the launcher's children: the reply carries a pidfd, which
-/// ``TaskProcess`` watches as it watches the supervisors of an earlier launcher. If the spawner
+/// The supervisors it starts are not the launcher's children: the reply carries a pidfd and the
+/// task's link (see ``Spawned/link``), whose end-of-file ``TaskProcess`` takes for the task's end.
+/// Tasks of one framework and user may share a supervisor one after the other (see `TaskReuse` in
+/// keel-task-supervisor). If the spawner
 /// cannot be reached (it died, or the socket broke), ``spawn(arguments:environment:workingDirectory:stdoutPath:stderrPath:)``
 /// throws ``Failure/unavailable`` and marks itself broken; the caller then starts the supervisor
 /// with `posix_spawn` as before, so a broken spawner costs speed. A spawner that dies while it
@@ -44,6 +46,10 @@ package final class SupervisorSpawner: Sendable {
         package var startTime: UInt64
         /// A pidfd for the supervisor; the caller owns it.
         package var pidfd: Int32
+        /// keel-launcher's end of the task's link, if the spawner made one; the caller owns it.
+        /// The supervisor shuts its end down once the task's exit status is written, and takes
+        /// no other task before this end is closed (see `TaskReuse` in keel-task-supervisor).
+        package var link: Int32? = nil
     }
 
     /// The most bytes one request may take; larger ones (huge environments) are refused so the
@@ -65,6 +71,13 @@ package final class SupervisorSpawner: Sendable {
     }
 
     deinit {
+        shutDown()
+    }
+
+    /// Lets the spawner go, as the launcher's exit would: it exits, the supervisors it kept for
+    /// later tasks exit, and those with a task finish it and exit (see `TaskReuse` in
+    /// keel-task-supervisor). Later spawns fail as ``Failure/unavailable``.
+    package func shutDown() {
         // The reader then sees the socket close, and the spawner exits when its end reports it.
         channel.shutDown()
     }
@@ -262,7 +275,10 @@ private final class Channel: Sendable {
                 }
                 guard let waiter else {
                     // A reply nobody asked for: the two ends no longer agree.
-                    if case .success(let spawned) = reply { close(spawned.pidfd) }
+                    if case .success(let spawned) = reply {
+                        close(spawned.pidfd)
+                        if let link = spawned.link { close(link) }
+                    }
                     settle(lost: "the spawner sent a reply to no request", unreadIfReset: false)
                     return
                 }
@@ -334,7 +350,8 @@ private final class Channel: Sendable {
         }
     }
 
-    /// A reply: `Int32` error, `Int32` pid, `UInt64` start time, and the pidfd as `SCM_RIGHTS`.
+    /// A reply: `Int32` error, `Int32` pid, `UInt64` start time, and the pidfd and the task's
+    /// link as `SCM_RIGHTS` (the link may be missing).
     private static func decode(
         payload: [UInt8], control: [UInt8], controlLength: Int
     ) -> Result<SupervisorSpawner.Spawned, SupervisorSpawner.Failure> {
@@ -344,19 +361,26 @@ private final class Channel: Sendable {
                 bytes.load(fromByteOffset: 8, as: UInt64.self)
             )
         }
-        let pidfd: Int32? = control.withUnsafeBytes { bytes in
+        // CMSG_LEN(4) is 20, CMSG_LEN(8) 24.
+        let (pidfd, link): (Int32?, Int32?) = control.withUnsafeBytes { bytes in
             guard controlLength >= 20, bytes.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET,
                 bytes.load(fromByteOffset: 12, as: Int32.self) == Int32(SCM_RIGHTS)
-            else { return nil }
-            return bytes.load(fromByteOffset: 16, as: Int32.self)
+            else { return (nil, nil) }
+            let length = bytes.load(fromByteOffset: 0, as: Int.self)
+            return (
+                bytes.load(fromByteOffset: 16, as: Int32.self),
+                length >= 24 && controlLength >= 24 ? bytes.load(fromByteOffset: 20, as: Int32.self) : nil
+            )
         }
         guard error == 0 else {
             if let pidfd { close(pidfd) }
+            if let link { close(link) }
             return .failure(.setup(error))
         }
         guard let pidfd, pid > 0 else {
+            if let link { close(link) }
             return .failure(.lost("the spawner's reply for pid \(pid) carried no pidfd"))
         }
-        return .success(SupervisorSpawner.Spawned(pid: pid, startTime: startTime, pidfd: pidfd))
+        return .success(SupervisorSpawner.Spawned(pid: pid, startTime: startTime, pidfd: pidfd, link: link))
     }
 }

@@ -15,15 +15,21 @@ package struct TaskSupervision: Sendable, Hashable {
     /// How the supervisor caps the task's `stdout` and `stderr` files, or `nil` to let the task
     /// write to them directly, without a cap.
     package var logLimits: TaskLogLimits?
+    /// With a PID namespace: tasks with the same key (their framework and user) may share a
+    /// supervisor forked by the spawner, one after the other (see `TaskReuse` in
+    /// keel-task-supervisor); `nil` for a supervisor of its own.
+    package var reuseKey: String?
 
     /// Creates a supervision.
     package init(
-        supervisor: String, exitStatusFile: String, pidNamespace: Bool = false, logLimits: TaskLogLimits? = nil
+        supervisor: String, exitStatusFile: String, pidNamespace: Bool = false, logLimits: TaskLogLimits? = nil,
+        reuseKey: String? = nil
     ) {
         self.supervisor = supervisor
         self.exitStatusFile = exitStatusFile
         self.pidNamespace = pidNamespace
         self.logLimits = logLimits
+        self.reuseKey = reuseKey
     }
 
     /// `keel-task-supervisor [OPTIONS] STATUS_FILE EXECUTABLE ARGV0 ARG...`, where the options
@@ -35,6 +41,7 @@ package struct TaskSupervision: Sendable, Hashable {
     ) -> (executable: String, arguments: [String]) {
         var options: [String] = []
         if pidNamespace { options.append("--pid-namespace") }
+        if pidNamespace, let reuseKey { options += ["--reuse-key", reuseKey] }
         for file in cgroupProcsFiles { options += ["--join-cgroup", file] }
         if let logLimits {
             options += [
@@ -61,8 +68,9 @@ package struct TaskSupervision: Sendable, Hashable {
 extension TaskProcess {
     /// Re-attaches to a supervised task started by an earlier launcher.
     ///
-    /// If the supervisor `pid` still runs with the same `startTime`, it is watched until it
-    /// exits; otherwise the task has already ended. Either way ``wait()`` then returns the
+    /// If the exit-status file is there, the task has ended. Else, if the supervisor `pid` still
+    /// runs with the same `startTime`, it is watched until it exits; otherwise the task has
+    /// already ended. Either way ``wait()`` then returns the
     /// status from `exitStatusFile`, or ``TerminationStatus/unknown`` if the supervisor died
     /// without writing one (or the task ran without a supervisor: `exitStatusFile` is `nil`).
     /// Group signals go to the process group of `pid` while it runs.
@@ -74,6 +82,12 @@ extension TaskProcess {
         logger[metadataKey: "keel.pid"] = "\(pid)"
         let process = TaskProcess(
             pid: pid, command: command, user: nil, cgroup: cgroup, logger: logger, exitStatusFile: exitStatusFile)
+        // The file first: a supervisor that serves several tasks lives on after this one ended.
+        if let status = exitStatusFile.flatMap(readExitStatus) {
+            logger.info("the task ended while the launcher was away", metadata: ["keel.termination": "\(status)"])
+            process.record(status)
+            return process
+        }
         guard process.isSameProcess(startTime: startTime) else {
             let status = exitStatusFile.flatMap(readExitStatus) ?? .unknown
             logger.info("the task ended while the launcher was away", metadata: ["keel.termination": "\(status)"])
@@ -125,8 +139,40 @@ extension TaskProcess {
         let process = TaskProcess(
             pid: spawned.pid, command: request.command, user: user, cgroup: cgroup, logger: logger,
             exitStatusFile: supervision.exitStatusFile, startTime: spawned.startTime)
-        process.startWatcher(pidfd: spawned.pidfd)
+        if let link = spawned.link {
+            ProcessDescriptor.close(spawned.pidfd)
+            process.watchLink(link, supervisorLivesOn: supervision.pidNamespace && supervision.reuseKey != nil)
+        } else {
+            process.startWatcher(pidfd: spawned.pidfd)
+        }
         return process
+    }
+
+    /// Watches the task's link (see ``SupervisorSpawner/Spawned/link``): end-of-file says that
+    /// the task ended and its exit status is written, or that the supervisor died. The end is
+    /// recorded before the link is closed, which lets the supervisor take another task: from then
+    /// on ``signalGroup(_:)`` sends nothing, so no stop meant for this task reaches the next.
+    ///
+    /// A supervisor that may serve another task (`supervisorLivesOn`) killed what the task left
+    /// in its namespace itself, and its process group (itself) is not swept. One that exits with
+    /// its task is swept as any ended supervisor is (``collectForeignExit()``).
+    private func watchLink(_ link: Int32, supervisorLivesOn: Bool) {
+        let collect: @Sendable () -> Void = { [self] in
+            guard supervisorLivesOn else { return collectForeignExit() }
+            let status = supervisedStatus(fallback: .unknown)
+            logger.debug("task process exited", metadata: ["keel.termination": "\(status)"])
+            record(status)
+        }
+        if let watcher = ProcessExitWatcher.shared, watcher.watch(link, onExit: collect) { return }
+        let status = DetachedThread.start {
+            _ = ProcessDescriptor.waitForExit(link)
+            collect()
+            Glibc.close(link)
+        }
+        if status != 0 {
+            Glibc.close(link)
+            logger.error("cannot start a thread to watch the task; its end will not be seen", metadata: ["keel.errno": "\(status)"])
+        }
     }
 
     /// Whether `pid` is alive (not a zombie) and started at `startTime`.
@@ -136,7 +182,7 @@ extension TaskProcess {
     }
 
     /// The start time of `pid` (field 22 of `/proc/PID/stat`), if it exists.
-    static func processStartTime(of pid: Int32) -> UInt64? {
+    package static func processStartTime(of pid: Int32) -> UInt64? {
         processStat(pid)?.startTime
     }
 

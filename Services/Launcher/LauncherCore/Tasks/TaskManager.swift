@@ -205,6 +205,9 @@ package final class TaskManager: Service {
             await discardCgroup(kept.path)
         }
         await checkpoints?.flush()
+        // As the launcher's exit would: supervisors kept for later tasks go, and those with a
+        // task exit after it, so that the next launcher sees its end as it would have.
+        spawner?.shutDown()
     }
 
     private func retryLoop() async {
@@ -345,7 +348,8 @@ package final class TaskManager: Service {
                 supervisor: supervisor,
                 exitStatusFile: checkpoints?.exitStatusPath(key) ?? sandbox.root + "/.keel-exit-status",
                 pidNamespace: configuration.isolation.pidNamespaces,
-                logLimits: configuration.taskLogLimits)
+                logLimits: configuration.taskLogLimits,
+                reuseKey: configuration.reuseSupervisors ? "\(frameworkID) \(task.command.user)" : nil)
         }
         let process: TaskProcess
         do {

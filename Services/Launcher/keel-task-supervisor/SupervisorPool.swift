@@ -1,0 +1,119 @@
+@preconcurrency import Glibc
+
+/// The spawner's supervisors that may serve more than one task (see ``TaskReuse``): each with
+/// its control socket, its reuse key, its pidfd (sent with every reply that names it) and
+/// whether it is idle.
+///
+/// A supervisor is idle from its "idle" message until the spawner hands it a request. It leaves
+/// the pool when its control socket closes (it exited), when the pool already holds
+/// ``maxIdle`` idle ones, or when a hand-off fails. The spawner is single-threaded; so is this.
+enum SupervisorPool {
+    struct Member {
+        var pid: pid_t
+        var startTime: UInt64
+        var pidfd: Int32
+        var control: Int32
+        var key: String
+        var idle = false
+    }
+
+    /// The most idle supervisors kept; more are let go (they exit).
+    static let maxIdle = 64
+    /// How long a supervisor may take to answer a request before it is taken for stuck.
+    static let answerTimeout: Int32 = 10_000
+
+    nonisolated(unsafe) private static var members: [Int32: Member] = [:]
+
+    /// The control sockets to poll.
+    static var descriptors: [Int32] { Array(members.keys) }
+
+    static func add(_ member: Member) {
+        members[member.control] = member
+    }
+
+    /// An idle supervisor for `key`, now taken (not idle); nil if there is none.
+    static func takeIdle(_ key: String) -> Member? {
+        guard let entry = members.first(where: { $0.value.idle && $0.value.key == key }) else { return nil }
+        members[entry.key]?.idle = false
+        return entry.value
+    }
+
+    /// The control socket `descriptor` is readable: an idle message, or the supervisor is gone.
+    static func heard(from descriptor: Int32) {
+        guard members[descriptor] != nil else { return }
+        var byte: UInt8 = 0
+        let count = recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT))
+        if count < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { return }
+        guard count == 1, byte == TaskReuse.idleMessage, members.values.filter(\.idle).count < maxIdle else {
+            remove(descriptor)
+            return
+        }
+        members[descriptor]?.idle = true
+    }
+
+    /// How a hand-off went.
+    enum HandOff {
+        /// The supervisor is starting the task.
+        case started
+        /// The supervisor could not set itself up for the task (the `errno`); it stays in the pool.
+        case failed(Int32)
+        /// The supervisor is gone (or stuck, and is killed): start a new one.
+        case gone
+    }
+
+    /// Passes `request` and the supervisor's end of the task's `link` to `member` and waits for
+    /// its answer.
+    static func handOff(_ request: ArraySlice<UInt8>, link: Int32, to member: Member) -> HandOff {
+        // One SCM_RIGHTS message with one descriptor: CMSG_SPACE(4) is 24, CMSG_LEN(4) 20.
+        var control = [UInt8](repeating: 0, count: 24)
+        control.withUnsafeMutableBytes { bytes in
+            bytes.storeBytes(of: 20, toByteOffset: 0, as: Int.self)
+            bytes.storeBytes(of: SOL_SOCKET, toByteOffset: 8, as: Int32.self)
+            bytes.storeBytes(of: Int32(SCM_RIGHTS), toByteOffset: 12, as: Int32.self)
+            bytes.storeBytes(of: link, toByteOffset: 16, as: Int32.self)
+        }
+        var payload = Array(request)
+        let sent = payload.withUnsafeMutableBytes { payloadBytes in
+            control.withUnsafeMutableBytes { controlBytes -> Int in
+                var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer -> Int in
+                    var message = msghdr()
+                    message.msg_iov = vectorPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = controlBytes.baseAddress
+                    message.msg_controllen = controlBytes.count
+                    while true {
+                        let count = sendmsg(member.control, &message, Int32(MSG_NOSIGNAL))
+                        if count < 0, errno == EINTR { continue }
+                        return count
+                    }
+                }
+            }
+        }
+        guard sent == payload.count else {
+            remove(member.control)
+            return .gone
+        }
+        var entry = pollfd(fd: member.control, events: Int16(POLLIN), revents: 0)
+        var ready: Int32
+        repeat {
+            ready = poll(&entry, 1, answerTimeout)
+        } while ready < 0 && errno == EINTR
+        var code: Int32 = -1
+        let count = ready > 0 ? recv(member.control, &code, MemoryLayout<Int32>.size, 0) : -1
+        guard count == MemoryLayout<Int32>.size else {
+            if ready == 0 { kill(member.pid, SIGKILL) }
+            remove(member.control)
+            return .gone
+        }
+        return code == 0 ? .started : .failed(code)
+    }
+
+    /// Lets go of the supervisor with control socket `descriptor`: closing it makes an idle one
+    /// exit, and a busy one exit after its task.
+    private static func remove(_ descriptor: Int32) {
+        guard let member = members.removeValue(forKey: descriptor) else { return }
+        close(member.control)
+        close(member.pidfd)
+    }
+}
