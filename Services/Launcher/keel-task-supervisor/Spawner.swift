@@ -314,34 +314,8 @@ enum Spawner {
             bytes.storeBytes(of: reply.pid, toByteOffset: 4, as: Int32.self)
             bytes.storeBytes(of: reply.startTime, toByteOffset: 8, as: UInt64.self)
         }
-        // One control message of SOL_SOCKET/SCM_RIGHTS carrying the pidfd and the link:
-        // CMSG_SPACE(8) and CMSG_LEN(8) are 24 on 64-bit Linux (CMSG_LEN(4) is 20).
-        var control = [UInt8](repeating: 0, count: 24)
-        let withDescriptor = reply.error == 0 && reply.pidfd >= 0
-        if withDescriptor {
-            control.withUnsafeMutableBytes { bytes in
-                bytes.storeBytes(of: reply.link >= 0 ? 24 : 20, toByteOffset: 0, as: Int.self)
-                bytes.storeBytes(of: SOL_SOCKET, toByteOffset: 8, as: Int32.self)
-                bytes.storeBytes(of: Int32(SCM_RIGHTS), toByteOffset: 12, as: Int32.self)
-                bytes.storeBytes(of: reply.pidfd, toByteOffset: 16, as: Int32.self)
-                if reply.link >= 0 { bytes.storeBytes(of: reply.link, toByteOffset: 20, as: Int32.self) }
-            }
-        }
-        payload.withUnsafeMutableBytes { payloadBytes in
-            control.withUnsafeMutableBytes { controlBytes in
-                var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
-                withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    if withDescriptor {
-                        message.msg_control = controlBytes.baseAddress
-                        message.msg_controllen = controlBytes.count
-                    }
-                    while sendmsg(socket, &message, 0) < 0, errno == EINTR {}
-                }
-            }
-        }
+        let descriptors = reply.error == 0 && reply.pidfd >= 0 ? [reply.pidfd] + (reply.link >= 0 ? [reply.link] : []) : []
+        _ = payload.withUnsafeBytes { DescriptorPassing.send(socket, $0, descriptors: descriptors) }
     }
 }
 

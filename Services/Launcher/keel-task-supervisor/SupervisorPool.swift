@@ -64,31 +64,9 @@ enum SupervisorPool {
     /// Passes `request` and the supervisor's end of the task's `link` to `member` and waits for
     /// its answer.
     static func handOff(_ request: ArraySlice<UInt8>, link: Int32, to member: Member) -> HandOff {
-        // One SCM_RIGHTS message with one descriptor: CMSG_SPACE(4) is 24, CMSG_LEN(4) 20.
-        var control = [UInt8](repeating: 0, count: 24)
-        control.withUnsafeMutableBytes { bytes in
-            bytes.storeBytes(of: 20, toByteOffset: 0, as: Int.self)
-            bytes.storeBytes(of: SOL_SOCKET, toByteOffset: 8, as: Int32.self)
-            bytes.storeBytes(of: Int32(SCM_RIGHTS), toByteOffset: 12, as: Int32.self)
-            bytes.storeBytes(of: link, toByteOffset: 16, as: Int32.self)
-        }
-        var payload = Array(request)
-        let sent = payload.withUnsafeMutableBytes { payloadBytes in
-            control.withUnsafeMutableBytes { controlBytes -> Int in
-                var vector = iovec(iov_base: payloadBytes.baseAddress, iov_len: payloadBytes.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer -> Int in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlBytes.baseAddress
-                    message.msg_controllen = controlBytes.count
-                    while true {
-                        let count = sendmsg(member.control, &message, Int32(MSG_NOSIGNAL))
-                        if count < 0, errno == EINTR { continue }
-                        return count
-                    }
-                }
-            }
+        let payload = Array(request)
+        let sent = payload.withUnsafeBytes {
+            DescriptorPassing.send(member.control, $0, descriptors: [link], flags: Int32(MSG_NOSIGNAL))
         }
         guard sent == payload.count else {
             remove(member.control)

@@ -125,28 +125,9 @@ struct TaskReuse {
         let size = recv(Self.control, nil, 0, Int32(MSG_PEEK | MSG_TRUNC))
         guard size > 0 else { return nil }
         var request = [UInt8](repeating: 0, count: size)
-        // One SCM_RIGHTS message with one descriptor: CMSG_SPACE(4) is 24 on 64-bit Linux.
-        var control = [UInt8](repeating: 0, count: 24)
-        let (count, controlLength) = request.withUnsafeMutableBytes { requestBytes in
-            control.withUnsafeMutableBytes { controlBytes -> (Int, Int) in
-                var vector = iovec(iov_base: requestBytes.baseAddress, iov_len: requestBytes.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer -> (Int, Int) in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlBytes.baseAddress
-                    message.msg_controllen = controlBytes.count
-                    let count = recvmsg(Self.control, &message, Int32(MSG_CMSG_CLOEXEC))
-                    return (count, Int(message.msg_controllen))
-                }
-            }
-        }
-        let link = control.withUnsafeBytes { bytes -> Int32? in
-            guard controlLength >= 20, bytes.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET,
-                bytes.load(fromByteOffset: 12, as: Int32.self) == Int32(SCM_RIGHTS)
-            else { return nil }
-            return bytes.load(fromByteOffset: 16, as: Int32.self)
-        }
+        let (count, descriptors) = request.withUnsafeMutableBytes { DescriptorPassing.receive(Self.control, into: $0) }
+        for extra in descriptors.dropFirst() { close(extra) }
+        let link = descriptors.first
         guard count == size, let link else {
             if let link { close(link) }
             return nil

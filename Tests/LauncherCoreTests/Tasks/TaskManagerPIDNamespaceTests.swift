@@ -100,16 +100,35 @@ struct TaskManagerPIDNamespaceTests {
         return (own, Set(lines.dropFirst()))
     }
 
-    @Test("tasks of one framework and user share a supervisor one after the other, each seeing only itself; others do not")
-    func reuse() async throws {
+    /// Launches ``listingTask(_:then:)`` `id` for fw-1 and waits for its end: its last status, its
+    /// supervisor's pid and what it saw.
+    static func runListing(
+        _ id: String, on launcher: LauncherUnderTest
+    ) async -> (status: Keel_V1_TaskStatus?, supervisor: Int32?, own: String, seen: Set<String>) {
+        launcher.manager.launch(framework: framework, task: listingTask(id))
+        let ended = await launcher.waitForUpdate(key(id)) { $0.state.isTerminal }
+        let (own, seen) = listing(launcher.manager.container(taskID: id)?.sandbox)
+        return (ended, launcher.checkpoints.record(key(id))?.supervisorPID, own, seen)
+    }
+
+    /// Runs `body` on a running launcher with PID namespaces, in a work dir that goes afterwards
+    /// together with every process that mentions it.
+    static func withLauncher(
+        reuseSupervisors: Bool = true, _ body: @Sendable (LauncherUnderTest) async throws -> Void
+    ) async throws {
         let workDir = try ProcessTestSupport.makeWorkDir()
         defer {
             ProcessTestSupport.killProcesses(mentioning: workDir)
             ProcessTestSupport.removeTree(workDir)
         }
+        let launcher = try LauncherUnderTest(workDir: workDir, isolation: isolation, reuseSupervisors: reuseSupervisors)
+        try await launcher.running { try await body(launcher) }
+    }
+
+    @Test("tasks of one framework and user share a supervisor one after the other, each seeing only itself; others do not")
+    func reuse() async throws {
         let seconds = PIDNamespaceTestSupport.uniqueSeconds()
-        let launcher = try LauncherUnderTest(workDir: workDir, isolation: Self.isolation)
-        try await launcher.running {
+        try await Self.withLauncher { launcher in
             // The first leaves a double-forked daemon behind, which must not outlive it.
             launcher.manager.launch(framework: Self.framework, task: Self.listingTask(
                 "first", then: "(setsid sh -c 'trap \"\" TERM; exec sleep \(seconds)' &); exit 3"))
@@ -118,12 +137,10 @@ struct TaskManagerPIDNamespaceTests {
             let supervisor = try #require(launcher.checkpoints.record(Self.key("first"))?.supervisorPID)
             #expect(PIDNamespaceTestSupport.processes(withCommandLine: ["sleep", seconds]).isEmpty, "its leftover is gone")
 
-            launcher.manager.launch(framework: Self.framework, task: Self.listingTask("second"))
-            let second = await launcher.waitForUpdate(Self.key("second")) { $0.state.isTerminal }
-            #expect(second?.state == .taskFinished, "\(second?.message ?? "")")
-            #expect(launcher.checkpoints.record(Self.key("second"))?.supervisorPID == supervisor, "the same supervisor")
-            let (own, seen) = Self.listing(launcher.manager.container(taskID: "second")?.sandbox)
-            #expect(seen == ["1", own], "only init and itself: \(seen), itself \(own)")
+            let second = await Self.runListing("second", on: launcher)
+            #expect(second.status?.state == .taskFinished, "\(second.status?.message ?? "")")
+            #expect(second.supervisor == supervisor, "the same supervisor")
+            #expect(second.seen == ["1", second.own], "only init and itself: \(second.seen), itself \(second.own)")
 
             let other = Keel_V1_FrameworkInfo.with { $0.id.value = "fw-2" }
             launcher.manager.launch(framework: other, task: Self.listingTask("third"))
@@ -136,13 +153,7 @@ struct TaskManagerPIDNamespaceTests {
 
     @Test("a supervisor whose task changed the mount table, or was stopped, is handled right for the next task")
     func reuseAfterMountAndKill() async throws {
-        let workDir = try ProcessTestSupport.makeWorkDir()
-        defer {
-            ProcessTestSupport.killProcesses(mentioning: workDir)
-            ProcessTestSupport.removeTree(workDir)
-        }
-        let launcher = try LauncherUnderTest(workDir: workDir, isolation: Self.isolation)
-        try await launcher.running {
+        try await Self.withLauncher { launcher in
             launcher.manager.launch(framework: Self.framework, task: .with {
                 $0.taskID.value = "mounts"
                 $0.command.shell = "mkdir -p m && mount -t tmpfs none m"
@@ -162,29 +173,22 @@ struct TaskManagerPIDNamespaceTests {
             let stopped = await launcher.waitForUpdate(Self.key("stopped")) { $0.state.isTerminal }
             #expect(stopped?.state == .taskKilled, "\(stopped?.message ?? "")")
 
-            launcher.manager.launch(framework: Self.framework, task: Self.listingTask("after"))
-            let after = await launcher.waitForUpdate(Self.key("after")) { $0.state.isTerminal }
-            #expect(after?.state == .taskFinished, "\(after?.message ?? "")")
-            #expect(launcher.checkpoints.record(Self.key("after"))?.supervisorPID == second, "the stopped task's supervisor serves on")
-            let (own, seen) = Self.listing(launcher.manager.container(taskID: "after")?.sandbox)
-            #expect(seen == ["1", own], "\(seen), itself \(own)")
+            let after = await Self.runListing("after", on: launcher)
+            #expect(after.status?.state == .taskFinished, "\(after.status?.message ?? "")")
+            #expect(after.supervisor == second, "the stopped task's supervisor serves on")
+            #expect(after.seen == ["1", after.own], "\(after.seen), itself \(after.own)")
         }
     }
 
     @Test("with supervisor reuse off, every task gets a supervisor and namespaces of its own, and is PID 2 there")
     func noReuse() async throws {
-        let workDir = try ProcessTestSupport.makeWorkDir()
-        defer { ProcessTestSupport.removeTree(workDir) }
-        let launcher = try LauncherUnderTest(workDir: workDir, isolation: Self.isolation, reuseSupervisors: false)
-        try await launcher.running {
+        try await Self.withLauncher(reuseSupervisors: false) { launcher in
             var supervisors: [Int32] = []
             for id in ["one", "two"] {
-                launcher.manager.launch(framework: Self.framework, task: Self.listingTask(id))
-                let ended = await launcher.waitForUpdate(Self.key(id)) { $0.state.isTerminal }
-                #expect(ended?.state == .taskFinished, "\(ended?.message ?? "")")
-                supervisors.append(try #require(launcher.checkpoints.record(Self.key(id))?.supervisorPID))
-                let (own, seen) = Self.listing(launcher.manager.container(taskID: id)?.sandbox)
-                #expect(own == "2" && seen == ["1", "2"], "\(seen), itself \(own)")
+                let ended = await Self.runListing(id, on: launcher)
+                #expect(ended.status?.state == .taskFinished, "\(ended.status?.message ?? "")")
+                supervisors.append(try #require(ended.supervisor))
+                #expect(ended.own == "2" && ended.seen == ["1", "2"], "\(ended.seen), itself \(ended.own)")
             }
             #expect(supervisors[0] != supervisors[1])
         }
