@@ -25,10 +25,11 @@ private func closeFrom(_ lowest: Int32)
 ///
 /// The spawner is single-threaded, so its forks may go on running Swift code. It replies with
 /// the pid, the start time and a pidfd of the supervisor (opened before the spawner can reap
-/// it, so it always names that process), and keel-launcher's end of the task's link: a socket
-/// pair whose other end the supervisor holds and shuts down once the task's exit status is
-/// written. keel-launcher watches the link and then reads the exit-status file; it watches
-/// supervisors of an earlier launcher through their pid.
+/// it, so it always names that process); keel-launcher watches the supervisor through the pidfd
+/// and reads its exit-status file, as it does for supervisors of an earlier launcher. For a
+/// supervisor that may serve later tasks the reply also carries keel-launcher's end of the task's
+/// link: a socket pair whose other end the supervisor shuts down once the task's exit status is
+/// written, which keel-launcher watches instead.
 ///
 /// A request whose supervisor has a PID namespace and a reuse key (`--reuse-key`, keel-launcher's
 /// framework and user) goes to an idle supervisor of that key if there is one (see
@@ -40,8 +41,8 @@ private func closeFrom(_ lowest: Int32)
 /// Request: NUL-terminated fields, `keel-spawn-1`, the working directory, the stdout and
 /// stderr paths, the number of environment entries, the entries, then the supervisor's
 /// arguments (without the program name). Reply: `Int32` 0 or the `errno` of the failure,
-/// `Int32` pid, `UInt64` start time, with the pidfd and the link attached (`SCM_RIGHTS`) on
-/// success.
+/// `Int32` pid, `UInt64` start time, with the pidfd (and the link, if any) attached
+/// (`SCM_RIGHTS`) on success.
 enum Spawner {
     static let magic = "keel-spawn-1"
     /// The descriptor keel-launcher passes the socket as.
@@ -126,39 +127,47 @@ enum Spawner {
         // Everything the supervisor needs is made here, before the fork, and nothing else of the
         // request outlives this line (see SpawnRequest).
         guard let spawn = SpawnRequest(request) else { return Reply(error: EINVAL) }
-        // The task's link: the supervisor's end and keel-launcher's (see TaskReuse).
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            return Reply(error: errno)
+        // A supervisor that may serve later tasks gets the task's link (its end and
+        // keel-launcher's) and a control socket to this spawner (see TaskReuse); one that serves a
+        // single task is watched through its pidfd, as before.
+        var link: (launcher: Int32, supervisor: Int32) = (-1, -1)
+        var control: (spawner: Int32, supervisor: Int32) = (-1, -1)
+        func closeEnds() {
+            for descriptor in [link.launcher, link.supervisor, control.spawner, control.supervisor] where descriptor >= 0 {
+                close(descriptor)
+            }
         }
-        let (launcherEnd, supervisorEnd) = (pair[0], pair[1])
-        let key = spawn.plan.options.reuseKey
+        var key = spawn.plan.options.reuseKey
+        if key != nil {
+            var pair: [Int32] = [-1, -1]
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+                return Reply(error: errno)
+            }
+            link = (pair[0], pair[1])
+        }
         if let key, let idle = SupervisorPool.takeIdle(key) {
-            switch SupervisorPool.handOff(request, link: supervisorEnd, to: idle) {
+            switch SupervisorPool.handOff(request, link: link.supervisor, to: idle) {
             case .started:
-                close(supervisorEnd)
-                return Reply(pid: idle.pid, startTime: idle.startTime, pidfd: idle.pidfd, link: launcherEnd, keepsPidfd: true)
+                close(link.supervisor)
+                return Reply(pid: idle.pid, startTime: idle.startTime, pidfd: idle.pidfd, link: link.launcher, keepsPidfd: true)
             case .failed(let code):
-                close(supervisorEnd)
-                close(launcherEnd)
+                closeEnds()
                 return Reply(error: code)
             case .gone:
                 break
             }
         }
-        var control: (spawner: Int32, supervisor: Int32) = (-1, -1)
         if key != nil {
-            var controlPair: [Int32] = [-1, -1]
-            if socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &controlPair) == 0 {
-                control = (controlPair[0], controlPair[1])
-            }
-        }
-        func closeEnds() {
-            close(launcherEnd)
-            close(supervisorEnd)
-            if control.spawner >= 0 {
-                close(control.spawner)
-                close(control.supervisor)
+            var pair: [Int32] = [-1, -1]
+            if socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 {
+                control = (pair[0], pair[1])
+            } else {
+                // Without a control socket the supervisor serves this task only, watched through
+                // its pidfd.
+                close(link.launcher)
+                close(link.supervisor)
+                link = (-1, -1)
+                key = nil
             }
         }
         guard let report = ChildProcess.makePipe() else {
@@ -187,17 +196,16 @@ enum Spawner {
         }
         if pid == 0 {
             close(report.read)
-            close(launcherEnd)
-            if control.spawner >= 0 { close(control.spawner) }
-            becomeSupervisor(spawn, report: report.write, link: supervisorEnd, control: control.supervisor)
+            becomeSupervisor(spawn, report: report.write, link: link.supervisor, control: control.supervisor)
         }
         close(report.write)
-        close(supervisorEnd)
+        if link.supervisor >= 0 { close(link.supervisor) }
         if control.supervisor >= 0 { close(control.supervisor) }
+        link.supervisor = -1
+        control.supervisor = -1
         defer { close(report.read) }
         func fail(_ code: Int32) -> Reply {
-            close(launcherEnd)
-            if control.spawner >= 0 { close(control.spawner) }
+            closeEnds()
             return Reply(error: code)
         }
         guard pid > 0 else { return fail(forkError) }
@@ -219,12 +227,12 @@ enum Spawner {
             return fail(code)
         }
         let started = startTime(of: pid) ?? 0
-        if let key, control.spawner >= 0 {
+        if let key {
             SupervisorPool.add(
                 SupervisorPool.Member(pid: pid, startTime: started, pidfd: pidfd, control: control.spawner, key: key))
-            return Reply(pid: pid, startTime: started, pidfd: pidfd, link: launcherEnd, keepsPidfd: true)
+            return Reply(pid: pid, startTime: started, pidfd: pidfd, link: link.launcher, keepsPidfd: true)
         }
-        return Reply(pid: pid, startTime: started, pidfd: pidfd, link: launcherEnd)
+        return Reply(pid: pid, startTime: started, pidfd: pidfd)
     }
 
     /// In the child: the set-up `posix_spawn` would do, then the supervisor itself. A failure
@@ -256,20 +264,22 @@ enum Spawner {
         // dup2 clears close-on-exec on the targets; the sources go with closefrom below.
         guard dup2(input, STDIN_FILENO) >= 0, dup2(output, STDOUT_FILENO) >= 0, dup2(errors, STDERR_FILENO) >= 0
         else { fail(errno) }
-        // The task's link and the control socket as TaskReuse.link and .control, by way of
-        // descriptors above both, so that neither overwrites the other.
-        let linkCopy = fcntl(link, F_DUPFD_CLOEXEC, 64)
-        guard linkCopy >= 0 else { fail(errno) }
-        let controlCopy = control >= 0 ? fcntl(control, F_DUPFD_CLOEXEC, 64) : -1
-        guard control < 0 || controlCopy >= 0 else { fail(errno) }
-        guard duplicate(linkCopy, onto: TaskReuse.link, O_CLOEXEC) >= 0 else { fail(errno) }
-        if controlCopy >= 0, duplicate(controlCopy, onto: TaskReuse.control, O_CLOEXEC) < 0 { fail(errno) }
+        // A reusable supervisor's link and control socket as TaskReuse.link and .control, by way
+        // of descriptors above both, so that neither overwrites the other.
+        let reusable = link >= 0 && control >= 0
+        if reusable {
+            let linkCopy = fcntl(link, F_DUPFD_CLOEXEC, 64)
+            let controlCopy = fcntl(control, F_DUPFD_CLOEXEC, 64)
+            guard linkCopy >= 0, controlCopy >= 0, duplicate(linkCopy, onto: TaskReuse.link, O_CLOEXEC) >= 0,
+                duplicate(controlCopy, onto: TaskReuse.control, O_CLOEXEC) >= 0
+            else { fail(errno) }
+        }
         // The environment goes to the task only (the plan holds it); the supervisor keeps the
         // spawner's, which keel-launcher starts empty.
         close(report)
         // The socket, the report pipe's other end and the opened sources: nothing of the
         // spawner's stays open in the supervisor.
-        closeFrom(controlCopy >= 0 ? TaskReuse.control + 1 : TaskReuse.link + 1)
+        closeFrom(reusable ? TaskReuse.control + 1 : 3)
         renameCommandLine()
         supervise(spawn.plan)
     }

@@ -101,12 +101,10 @@ struct TaskSupervisionTests {
             return members.count == 2 && members.contains { ProcessTestSupport.commandLine(of: $0).first == "sleep" }
         })
         // Nothing ties supervisor or task to the launcher: no pipe, socket or terminal is open
-        // (besides the supervisor's own signalfd, through which it learns of the task's exit, and
-        // a forked supervisor's end of the task's link, whose other end the launcher may lose).
+        // (besides the supervisor's own signalfd, through which it learns of the task's exit).
         for pid in ProcessTestSupport.liveMembers(ofGroup: process.pid) {
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-            let targets = fds.filter { !(forked && pid == process.pid && $0 == "3") }
-                .compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+            let targets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
                 .filter { !(pid == process.pid && $0 == "anon_inode:[signalfd]") }
             #expect(targets.count == 3, "only stdin, stdout and stderr are open: \(targets)")
             #expect(targets.allSatisfy { $0 == "/dev/null" || $0.hasPrefix(workDir) }, "\(targets)")

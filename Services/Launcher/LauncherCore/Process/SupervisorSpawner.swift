@@ -15,8 +15,10 @@ import Synchronization
 /// launches would spin on: with the whole round trip under one lock, the waiting threads spun
 /// for the CPU the spawner needed to fork (a tenth of the launcher's time in the launch benchmark).
 ///
-/// The supervisors it starts are not the launcher's children: the reply carries a pidfd and the
-/// task's link (see ``Spawned/link``), whose end-of-file ``TaskProcess`` takes for the task's end.
+/// The supervisors it starts are not the launcher's children: the reply carries a pidfd, which
+/// ``TaskProcess`` watches as it watches the supervisors of an earlier launcher, or for a
+/// supervisor that may serve later tasks the task's link (see ``Spawned/link``), whose
+/// end-of-file it takes for the task's end.
 /// Tasks of one framework and user may share a supervisor one after the other (see `TaskReuse` in
 /// keel-task-supervisor). If the spawner
 /// cannot be reached (it died, or the socket broke), ``spawn(arguments:environment:workingDirectory:stdoutPath:stderrPath:)``
@@ -46,9 +48,10 @@ package final class SupervisorSpawner: Sendable {
         package var startTime: UInt64
         /// A pidfd for the supervisor; the caller owns it.
         package var pidfd: Int32
-        /// keel-launcher's end of the task's link, if the spawner made one; the caller owns it.
-        /// The supervisor shuts its end down once the task's exit status is written, and takes
-        /// no other task before this end is closed (see `TaskReuse` in keel-task-supervisor).
+        /// keel-launcher's end of the task's link, for a supervisor that may serve later tasks;
+        /// the caller owns it. The supervisor shuts its end down once the task's exit status is
+        /// written, and takes no other task before this end is closed (see `TaskReuse` in
+        /// keel-task-supervisor).
         package var link: Int32? = nil
     }
 

@@ -141,7 +141,7 @@ extension TaskProcess {
             exitStatusFile: supervision.exitStatusFile, startTime: spawned.startTime)
         if let link = spawned.link {
             ProcessDescriptor.close(spawned.pidfd)
-            process.watchLink(link, supervisorLivesOn: supervision.pidNamespace && supervision.reuseKey != nil)
+            process.watchLink(link)
         } else {
             process.startWatcher(pidfd: spawned.pidfd)
         }
@@ -152,13 +152,10 @@ extension TaskProcess {
     /// the task ended and its exit status is written, or that the supervisor died. The end is
     /// recorded before the link is closed, which lets the supervisor take another task: from then
     /// on ``signalGroup(_:)`` sends nothing, so no stop meant for this task reaches the next.
-    ///
-    /// A supervisor that may serve another task (`supervisorLivesOn`) killed what the task left
-    /// in its namespace itself, and its process group (itself) is not swept. One that exits with
-    /// its task is swept as any ended supervisor is (``collectForeignExit()``).
-    private func watchLink(_ link: Int32, supervisorLivesOn: Bool) {
+    /// The supervisor's process group (itself) is not swept: it may live on, and killed what the
+    /// task left in its namespace itself.
+    private func watchLink(_ link: Int32) {
         let collect: @Sendable () -> Void = { [self] in
-            guard supervisorLivesOn else { return collectForeignExit() }
             let status = supervisedStatus(fallback: .unknown)
             logger.debug("task process exited", metadata: ["keel.termination": "\(status)"])
             record(status)
