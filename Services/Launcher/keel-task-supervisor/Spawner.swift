@@ -140,10 +140,12 @@ enum Spawner {
         var key = spawn.plan.options.reuseKey
         if key != nil {
             var pair: [Int32] = [-1, -1]
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-                return Reply(error: errno)
+            if socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 {
+                link = (pair[0], pair[1])
+            } else {
+                // Out of descriptors, say: a supervisor for this task only.
+                key = nil
             }
-            link = (pair[0], pair[1])
         }
         if let key, let idle = SupervisorPool.takeIdle(key) {
             switch SupervisorPool.handOff(request, link: link.supervisor, to: idle) {
@@ -156,6 +158,13 @@ enum Spawner {
             case .gone:
                 break
             }
+        }
+        // The pool is bounded (each member holds two of this process's descriptors): beyond it a
+        // new supervisor serves its task only.
+        if key != nil, !SupervisorPool.hasRoom {
+            closeEnds()
+            link = (-1, -1)
+            key = nil
         }
         if key != nil {
             var pair: [Int32] = [-1, -1]

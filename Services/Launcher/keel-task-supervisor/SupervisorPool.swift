@@ -6,7 +6,7 @@
 ///
 /// A supervisor is idle from its "idle" message until the spawner hands it a request. It leaves
 /// the pool when its control socket closes (it exited), when the pool already holds
-/// ``maxIdle`` idle ones, or when a hand-off fails. The spawner is single-threaded; so is this.
+/// ``maxIdle`` idle ones, or when a hand-off fails; no more than ``maxMembers`` are in it. The spawner is single-threaded; so is this.
 enum SupervisorPool {
     struct Member {
         var pid: pid_t
@@ -19,6 +19,12 @@ enum SupervisorPool {
 
     /// The most idle supervisors kept; more are let go (they exit).
     static let maxIdle = 64
+    /// The most supervisors in the pool, busy or idle; a supervisor started beyond it serves one
+    /// task. Each member holds two descriptors of the spawner.
+    static let maxMembers = 256
+
+    /// Whether another supervisor may join the pool.
+    static var hasRoom: Bool { members.count < maxMembers }
     /// How long a supervisor may take to answer a request before it is taken for stuck.
     static let answerTimeout: Int32 = 10_000
 
