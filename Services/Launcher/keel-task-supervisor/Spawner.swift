@@ -138,13 +138,20 @@ enum Spawner {
             }
         }
         var key = spawn.plan.options.reuseKey
+        // Out of descriptors (say), or out of room in the pool: a supervisor for this task only,
+        // watched through its pidfd.
+        func serveOneTaskOnly() {
+            closeEnds()
+            link = (-1, -1)
+            control = (-1, -1)
+            key = nil
+        }
         if key != nil {
             var pair: [Int32] = [-1, -1]
             if socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 {
                 link = (pair[0], pair[1])
             } else {
-                // Out of descriptors, say: a supervisor for this task only.
-                key = nil
+                serveOneTaskOnly()
             }
         }
         if let key, let idle = SupervisorPool.takeIdle(key) {
@@ -159,24 +166,14 @@ enum Spawner {
                 break
             }
         }
-        // The pool is bounded (each member holds two of this process's descriptors): beyond it a
-        // new supervisor serves its task only.
-        if key != nil, !SupervisorPool.hasRoom {
-            closeEnds()
-            link = (-1, -1)
-            key = nil
-        }
+        // The pool is bounded: each member holds two of this process's descriptors.
+        if key != nil, !SupervisorPool.hasRoom { serveOneTaskOnly() }
         if key != nil {
             var pair: [Int32] = [-1, -1]
             if socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 {
                 control = (pair[0], pair[1])
             } else {
-                // Without a control socket the supervisor serves this task only, watched through
-                // its pidfd.
-                close(link.launcher)
-                close(link.supervisor)
-                link = (-1, -1)
-                key = nil
+                serveOneTaskOnly()
             }
         }
         guard let report = ChildProcess.makePipe() else {

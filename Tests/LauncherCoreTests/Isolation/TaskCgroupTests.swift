@@ -25,7 +25,7 @@ struct TaskCgroupTests {
             let memoryFile = memoryDir + (memoryDir.contains("/memory/") ? "/memory.limit_in_bytes" : "/memory.max")
             #expect(ProcessTestSupport.contents(memoryFile)?.hasPrefix("\(96 * 1_048_576)") == true)
             #expect(ProcessTestSupport.contents(pidsDir + "/pids.max")?.hasPrefix("77") == true)
-            #expect(cgroup.memoryLimitation == nil)
+            #expect(cgroup.endRecord().memoryLimitation == nil)
         }
         #expect(result.removed)
         #expect(CgroupTestSupport.allRemoved(result.directories))
@@ -62,7 +62,7 @@ struct TaskCgroupTests {
                 .argv(["/bin/sh", "-c", "head -c 400M /dev/zero | tail > /dev/null"]), in: sandbox, cgroup: cgroup)
             let status = try await process.wait()
             #expect(status != .exited(code: 0), "the hog should not survive its limit")
-            let limitation = try #require(cgroup.memoryLimitation)
+            let limitation = try #require(cgroup.endRecord().memoryLimitation)
             let record = cgroup.endRecord()
             #expect(record.memoryLimitation == limitation)
             #expect(await !cgroup.isReusable(known: record.readings), "an OOM kill on record is not handed to the next task")

@@ -106,12 +106,6 @@ package final class TaskCgroup: Sendable {
         Set(members.flatMap { $0.isolator.pids(path) })
     }
 
-    /// What the memory limit did, if memory is enforced by a cgroup and the OOM killer struck.
-    /// Read it before ``destroy()``.
-    package var memoryLimitation: MemoryLimitation? {
-        endRecord().memoryLimitation
-    }
-
     /// What the task's cgroups recorded when it ended, each file read once: what the memory
     /// limit did (for the task's final status), and the counters the reuse check
     /// (``isReusable(known:)``) needs. Read it before ``destroy()`` or reuse.
