@@ -60,28 +60,32 @@ enum Spawner {
         let childEnded = signalDescriptor(-1, &childSignals, O_CLOEXEC | O_NONBLOCK)
         NamespaceInit.openOwnPIDNamespace()
         SupervisorGlobals.prepare()
+        // The request socket, the signals and, as they join the pool, the control sockets of
+        // reusable supervisors (see EventPoll).
+        guard let events = EventPoll(), events.watch(socket), events.watch(childEnded) else { exit(1) }
+        SupervisorPool.events = events
+        reapChildren()
         while true {
-            reapChildren()
-            // The request socket, the signals, then the control sockets of reusable supervisors.
-            var entries = [
-                pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: childEnded, events: Int16(POLLIN), revents: 0),
-            ]
-            entries += SupervisorPool.descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&entries, nfds_t(entries.count), 1000)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                exit(1)
+            var requestReady = false
+            var childrenEnded = false
+            // Every ready control socket is handled before the request, which may then go to a
+            // supervisor that just became idle, and before the request's own sockets are made,
+            // so that a descriptor closed here and made anew cannot take a stale event.
+            let waited = events.wait(timeout: -1) { ready in
+                switch ready {
+                case socket: requestReady = true
+                case childEnded: childrenEnded = true
+                default: SupervisorPool.heard(from: ready)
+                }
             }
-            if entries[1].revents != 0 {
-                // Drain the pending signals (struct signalfd_siginfo is 128 bytes).
+            guard waited else { exit(1) }
+            if childrenEnded {
+                // Drain the pending signals (struct signalfd_siginfo is 128 bytes), then reap.
                 var info = [UInt8](repeating: 0, count: 128)
                 while info.withUnsafeMutableBytes({ read(childEnded, $0.baseAddress, $0.count) }) > 0 {}
+                reapChildren()
             }
-            for entry in entries.dropFirst(2) where entry.revents != 0 {
-                SupervisorPool.heard(from: entry.fd)
-            }
-            if entries[0].revents == 0 { continue }
+            if !requestReady { continue }
             // Sized to the request, and freed before the next: whatever the spawner holds, each
             // fork copies (in page tables) and each supervisor's exit tears down.
             let size = recv(socket, nil, 0, Int32(MSG_PEEK | MSG_TRUNC))
@@ -124,6 +128,13 @@ enum Spawner {
     /// Forks one supervisor for `request`; sets `canGoOn` to false if the spawner cannot fork
     /// any more (see ``NamespaceInit/forkIntoNewPIDNamespace()``).
     private static func start(_ request: ArraySlice<UInt8>, canGoOn: inout Bool) -> Reply {
+        // A request that an idle supervisor can take goes to it unparsed: the supervisor parses
+        // it itself (see TaskReuse), so only its reuse key is read here.
+        if let key = SpawnRequest.reuseKey(in: request), SupervisorPool.hasIdle(key),
+            let reply = handOff(request, key: key)
+        {
+            return reply
+        }
         // Everything the supervisor needs is made here, before the fork, and nothing else of the
         // request outlives this line (see SpawnRequest).
         guard let spawn = SpawnRequest(request) else { return Reply(error: EINVAL) }
@@ -152,18 +163,6 @@ enum Spawner {
                 link = (pair[0], pair[1])
             } else {
                 serveOneTaskOnly()
-            }
-        }
-        if let key, let idle = SupervisorPool.takeIdle(key) {
-            switch SupervisorPool.handOff(request, link: link.supervisor, to: idle) {
-            case .started:
-                close(link.supervisor)
-                return Reply(pid: idle.pid, startTime: idle.startTime, pidfd: idle.pidfd, link: link.launcher, keepsPidfd: true)
-            case .failed(let code):
-                closeEnds()
-                return Reply(error: code)
-            case .gone:
-                break
             }
         }
         // The pool is bounded: each member holds two of this process's descriptors.
@@ -234,11 +233,40 @@ enum Spawner {
         }
         let started = startTime(of: pid) ?? 0
         if let key {
-            SupervisorPool.add(
-                SupervisorPool.Member(pid: pid, startTime: started, pidfd: pidfd, control: control.spawner, key: key))
-            return Reply(pid: pid, startTime: started, pidfd: pidfd, link: link.launcher, keepsPidfd: true)
+            let member = SupervisorPool.Member(pid: pid, startTime: started, pidfd: pidfd, control: control.spawner, key: key)
+            if SupervisorPool.add(member) {
+                return Reply(pid: pid, startTime: started, pidfd: pidfd, link: link.launcher, keepsPidfd: true)
+            }
+            // Not watched, it could never be heard: without the control socket the supervisor
+            // exits after its task, as one outside the pool does.
+            close(control.spawner)
+            return Reply(pid: pid, startTime: started, pidfd: pidfd, link: link.launcher)
         }
         return Reply(pid: pid, startTime: started, pidfd: pidfd)
+    }
+
+    /// Hands `request` to an idle supervisor of `key` with a new link; the reply, or `nil` if
+    /// a new supervisor must be started for it (the idle one is gone, or no link could be made).
+    private static func handOff(_ request: ArraySlice<UInt8>, key: String) -> Reply? {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0,
+            let idle = SupervisorPool.takeIdle(key)
+        else {
+            for descriptor in pair where descriptor >= 0 { close(descriptor) }
+            return nil
+        }
+        let outcome = SupervisorPool.handOff(request, link: pair[1], to: idle)
+        close(pair[1])
+        switch outcome {
+        case .started:
+            return Reply(pid: idle.pid, startTime: idle.startTime, pidfd: idle.pidfd, link: pair[0], keepsPidfd: true)
+        case .failed(let code):
+            close(pair[0])
+            return Reply(error: code)
+        case .gone:
+            close(pair[0])
+            return nil
+        }
     }
 
     /// In the child: the set-up `posix_spawn` would do, then the supervisor itself. A failure
@@ -362,6 +390,62 @@ final class SpawnRequest {
         workingDirectory = strdup(fields[1])
         stdoutPath = strdup(Self.path(fields[2], relativeTo: fields[1]))
         stderrPath = strdup(Self.path(fields[3], relativeTo: fields[1]))
+    }
+
+    /// The reuse key of `request` if it asks for a supervisor with a PID namespace and a reuse
+    /// key (see ``SupervisorMode/parse(_:)``), read without parsing the rest; `nil` otherwise,
+    /// also for a request that is not one (the full parse then says so).
+    static func reuseKey(in request: ArraySlice<UInt8>) -> String? {
+        request.withUnsafeBufferPointer { bytes -> String? in
+            // The fields one after the other, by walking to each NUL; `nil` after the last.
+            var position = 0
+            func nextField() -> UnsafeBufferPointer<UInt8>? {
+                guard position < bytes.count else { return nil }
+                var end = position
+                while end < bytes.count, bytes[end] != 0 { end += 1 }
+                defer { position = end + 1 }
+                return UnsafeBufferPointer(rebasing: bytes[position..<end])
+            }
+            guard let magic = nextField(), magic.elementsEqual(Spawner.magic.utf8),
+                nextField() != nil, nextField() != nil, nextField() != nil,
+                let countField = nextField(), let environmentCount = Self.decimal(countField)
+            else { return nil }
+            for _ in 0..<environmentCount where nextField() == nil { return nil }
+            var pidNamespace = false
+            var key: UnsafeBufferPointer<UInt8>?
+            while let option = nextField(), option.count > 2, option[0] == UInt8(ascii: "-"), option[1] == UInt8(ascii: "-") {
+                if Self.field(option, is: "--pid-namespace") {
+                    pidNamespace = true
+                    continue
+                }
+                guard let value = nextField(), Self.valueOptions.contains(where: { Self.field(option, is: $0) })
+                else { return nil }
+                if Self.field(option, is: "--reuse-key") { key = value }
+            }
+            guard pidNamespace, let key, !key.isEmpty else { return nil }
+            return String(decoding: key, as: UTF8.self)
+        }
+    }
+
+    /// The options of ``SupervisorMode/parse(_:)`` that take a value.
+    private static let valueOptions: [StaticString] = [
+        "--join-cgroup", "--reuse-key", "--stdout", "--stderr", "--log-max-size", "--log-max-files",
+    ]
+
+    /// Whether `field` is `text`.
+    private static func field(_ field: UnsafeBufferPointer<UInt8>, is text: StaticString) -> Bool {
+        field.count == text.utf8CodeUnitCount && memcmp(field.baseAddress!, text.utf8Start, field.count) == 0
+    }
+
+    /// A field of decimal digits (at most 6) as a number; `nil` for anything else.
+    private static func decimal(_ field: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard !field.isEmpty, field.count <= 6 else { return nil }
+        var value = 0
+        for byte in field {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
     }
 
     /// `path` relative to the directory `base` if it names a file inside it, else `path`.

@@ -29,32 +29,47 @@ enum SupervisorPool {
     static let answerTimeout: Int32 = 10_000
 
     nonisolated(unsafe) private static var members: [Int32: Member] = [:]
+    /// The control sockets of the idle members by reuse key, the most recently idle last.
+    nonisolated(unsafe) private static var idle: [String: [Int32]] = [:]
+    nonisolated(unsafe) private static var idleCount = 0
+    /// Where the members' control sockets are watched (see ``Spawner``).
+    nonisolated(unsafe) static var events: EventPoll?
 
-    /// The control sockets to poll.
-    static var descriptors: [Int32] { Array(members.keys) }
-
-    static func add(_ member: Member) {
+    /// Takes `member` in and watches its control socket; `false` (and not taken) if it cannot be
+    /// watched.
+    static func add(_ member: Member) -> Bool {
+        guard events?.watch(member.control) ?? false else { return false }
         members[member.control] = member
+        return true
     }
 
-    /// An idle supervisor for `key`, now taken (not idle); nil if there is none.
+    /// Whether an idle supervisor for `key` is there.
+    static func hasIdle(_ key: String) -> Bool { idle[key] != nil }
+
+    /// An idle supervisor for `key`, now taken (not idle); nil if there is none. The one that
+    /// became idle last: its pages are the most likely still cached, and the others can reach
+    /// their idle timeout when fewer are needed.
     static func takeIdle(_ key: String) -> Member? {
-        guard let entry = members.first(where: { $0.value.idle && $0.value.key == key }) else { return nil }
-        members[entry.key]?.idle = false
-        return entry.value
+        guard let control = idle[key]?.popLast() else { return nil }
+        idleCount -= 1
+        if idle[key]?.isEmpty ?? false { idle[key] = nil }
+        members[control]?.idle = false
+        return members[control]
     }
 
     /// The control socket `descriptor` is readable: an idle message, or the supervisor is gone.
     static func heard(from descriptor: Int32) {
-        guard members[descriptor] != nil else { return }
+        guard let member = members[descriptor] else { return }
         var byte: UInt8 = 0
         let count = recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT))
         if count < 0, errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { return }
-        guard count == 1, byte == TaskReuse.idleMessage, members.values.filter(\.idle).count < maxIdle else {
+        guard count == 1, byte == TaskReuse.idleMessage, !member.idle, idleCount < maxIdle else {
             remove(descriptor)
             return
         }
         members[descriptor]?.idle = true
+        idle[member.key, default: []].append(descriptor)
+        idleCount += 1
     }
 
     /// How a hand-off went.
@@ -97,6 +112,12 @@ enum SupervisorPool {
     /// exit, and a busy one exit after its task.
     private static func remove(_ descriptor: Int32) {
         guard let member = members.removeValue(forKey: descriptor) else { return }
+        if member.idle, let index = idle[member.key]?.firstIndex(of: descriptor) {
+            idle[member.key]?.remove(at: index)
+            if idle[member.key]?.isEmpty ?? false { idle[member.key] = nil }
+            idleCount -= 1
+        }
+        events?.forget(member.control)
         close(member.control)
         close(member.pidfd)
     }

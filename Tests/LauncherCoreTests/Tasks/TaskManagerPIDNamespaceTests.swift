@@ -148,6 +148,22 @@ struct TaskManagerPIDNamespaceTests {
             #expect(third?.state == .taskFinished)
             let thirdSupervisor = launcher.checkpoints.record(LauncherTaskKey(frameworkID: "fw-2", taskID: "third"))?.supervisorPID
             #expect(thirdSupervisor != nil && thirdSupervisor != supervisor, "another framework's task has a supervisor of its own")
+
+            // The first framework's reuse key in a task's arguments and environment is the
+            // task's business: the spawner reads the key from the supervisor's options only.
+            let posing = Keel_V1_FrameworkInfo.with { $0.id.value = "fw-3" }
+            launcher.manager.launch(framework: posing, task: .with {
+                $0.taskID.value = "fourth"
+                $0.command.argv.args = ["/bin/sh", "-c", "exit 0", "--pid-namespace", "--reuse-key", "fw-1 "]
+                $0.command.environment.variables = [.with { $0.name = "--reuse-key"; $0.value = "fw-1 " }]
+            })
+            let fourthKey = LauncherTaskKey(frameworkID: "fw-3", taskID: "fourth")
+            let fourth = await launcher.waitForUpdate(fourthKey) { $0.state.isTerminal }
+            #expect(fourth?.state == .taskFinished, "\(fourth?.message ?? "")")
+            let fourthSupervisor = launcher.checkpoints.record(fourthKey)?.supervisorPID
+            #expect(
+                fourthSupervisor != nil && fourthSupervisor != supervisor && fourthSupervisor != thirdSupervisor,
+                "a task naming another framework's key in its command has a supervisor of its own")
         }
     }
 
