@@ -43,7 +43,8 @@ extension ChildProcess {
     /// the child: the signals this process changed back to their default action, the process
     /// group, the redirections, the cgroups (writing `0`, which the kernel reads as "the writing
     /// process", so it also works inside a new PID namespace where `getpid()` is not the pid the
-    /// cgroup lists), an empty signal mask, and `execve` with the prepared environment. If a
+    /// cgroup lists, to the `cgroup.procs` files opened by ``PreparedChild/openJoins(keepingFrom:)``,
+    /// or opened by the child if that failed), an empty signal mask, and `execve` with the prepared environment. If a
     /// cgroup cannot be joined the child writes `keel-task-supervisor: cannot join cgroup 'FILE':
     /// REASON` to its (redirected) standard error and exits with 127; the caller sees an ordinary
     /// exit. If anything else fails (`execve` included) the child leaves its `errno` in the shared
@@ -82,6 +83,9 @@ final class PreparedChild {
         var path: UnsafeMutablePointer<CChar>
         var messagePrefix: UnsafeMutablePointer<CChar>
         var messagePrefixLength: Int
+        /// The `cgroup.procs` file opened by the parent (see ``openJoins(keepingFrom:)``), or -1:
+        /// the child opens `path` itself.
+        var descriptor: Int32 = -1
     }
 
     private let executable: UnsafeMutablePointer<CChar>
@@ -99,6 +103,9 @@ final class PreparedChild {
     /// The `errno` of the child's failure to set up or execute, written by the child (which
     /// shares this memory) before it exits; 0 if it executed the program.
     private(set) var failure: Int32 = 0
+    /// Set by the child when a `cgroup.procs` file opened by the parent could not be written
+    /// and it joined by path instead (the cgroup was removed and made anew, say).
+    private var joinedByPath = false
 
     init(executable: String, arguments: [String], setup: ChildSetup) {
         self.executable = strdup(executable)
@@ -128,6 +135,7 @@ final class PreparedChild {
         for join in joins {
             free(join.path)
             free(join.messagePrefix)
+            if join.descriptor >= 0 { close(join.descriptor) }
         }
         joins.deallocate()
         message.deallocate()
@@ -154,6 +162,27 @@ final class PreparedChild {
         redirectionCount += 1
     }
 
+    /// Opens the `cgroup.procs` files for the child to write, taking those that `previous` (the
+    /// last task's child of this supervisor) has open for the same paths.
+    ///
+    /// A supervisor that serves one task after another mostly gets the same cgroups again: the
+    /// launcher and the spawner both hand out the cgroup and the supervisor that came free last.
+    /// Opening a `cgroup.procs` file walks its whole path through the cgroup file system, which
+    /// for the four files of a task cost more than writing them. A file that cannot be opened
+    /// here is opened by the child, which then says why it cannot be joined.
+    func openJoins(keepingFrom previous: PreparedChild?) {
+        for index in joins.indices {
+            if let previous, index < previous.joins.count, !previous.joinedByPath,
+                previous.joins[index].descriptor >= 0, strcmp(previous.joins[index].path, joins[index].path) == 0
+            {
+                joins[index].descriptor = previous.joins[index].descriptor
+                previous.joins[index].descriptor = -1
+            } else {
+                joins[index].descriptor = open(joins[index].path, O_WRONLY | O_CLOEXEC)
+            }
+        }
+    }
+
     /// The child's side of ``ChildProcess/start(_:)``: only async-signal-safe calls.
     func run() -> Never {
         // Every signal at its default action, as for a new program: only those changed here
@@ -165,9 +194,16 @@ final class PreparedChild {
             let result = source == target ? fcntl(source, F_SETFD, 0) : dup2(source, target)
             if result < 0 { fail() }
         }
-        for join in joins where !joinCgroup(join.path) {
-            writeJoinFailure(join, code: errno)
-            _exit(127)
+        for join in joins {
+            if join.descriptor >= 0 {
+                var zero = UInt8(ascii: "0")
+                if write(join.descriptor, &zero, 1) == 1 { continue }
+                joinedByPath = true
+            }
+            if !joinCgroup(join.path) {
+                writeJoinFailure(join, code: errno)
+                _exit(127)
+            }
         }
         sigprocmask(SIG_SETMASK, emptyMask, nil)
         execve(executable, argv.baseAddress!, environment?.baseAddress ?? environ)

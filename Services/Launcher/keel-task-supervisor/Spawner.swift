@@ -130,8 +130,8 @@ enum Spawner {
     private static func start(_ request: ArraySlice<UInt8>, canGoOn: inout Bool) -> Reply {
         // A request that an idle supervisor can take goes to it unparsed: the supervisor parses
         // it itself (see TaskReuse), so only its reuse key is read here.
-        if let key = SpawnRequest.reuseKey(in: request), SupervisorPool.hasIdle(key),
-            let reply = handOff(request, key: key)
+        if let target = SpawnRequest.reuseTarget(in: request), SupervisorPool.hasIdle(target.key),
+            let reply = handOff(request, key: target.key, cgroup: target.cgroup)
         {
             return reply
         }
@@ -233,7 +233,9 @@ enum Spawner {
         }
         let started = startTime(of: pid) ?? 0
         if let key {
-            let member = SupervisorPool.Member(pid: pid, startTime: started, pidfd: pidfd, control: control.spawner, key: key)
+            let member = SupervisorPool.Member(
+                pid: pid, startTime: started, pidfd: pidfd, control: control.spawner, key: key,
+                cgroup: spawn.plan.options.cgroupProcsFiles.first)
             if SupervisorPool.add(member) {
                 return Reply(pid: pid, startTime: started, pidfd: pidfd, link: link.launcher, keepsPidfd: true)
             }
@@ -245,12 +247,13 @@ enum Spawner {
         return Reply(pid: pid, startTime: started, pidfd: pidfd)
     }
 
-    /// Hands `request` to an idle supervisor of `key` with a new link; the reply, or `nil` if
-    /// a new supervisor must be started for it (the idle one is gone, or no link could be made).
-    private static func handOff(_ request: ArraySlice<UInt8>, key: String) -> Reply? {
+    /// Hands `request` to an idle supervisor of `key` (the last one to start a task in `cgroup`,
+    /// if it is idle) with a new link; the reply, or `nil` if a new supervisor must be started
+    /// for it (the idle one is gone, or no link could be made).
+    private static func handOff(_ request: ArraySlice<UInt8>, key: String, cgroup: String?) -> Reply? {
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0,
-            let idle = SupervisorPool.takeIdle(key)
+            let idle = SupervisorPool.takeIdle(key, cgroup: cgroup)
         else {
             for descriptor in pair where descriptor >= 0 { close(descriptor) }
             return nil
@@ -392,11 +395,12 @@ final class SpawnRequest {
         stderrPath = strdup(Self.path(fields[3], relativeTo: fields[1]))
     }
 
-    /// The reuse key of `request` if it asks for a supervisor with a PID namespace and a reuse
-    /// key (see ``SupervisorMode/parse(_:)``), read without parsing the rest; `nil` otherwise,
-    /// also for a request that is not one (the full parse then says so).
-    static func reuseKey(in request: ArraySlice<UInt8>) -> String? {
-        request.withUnsafeBufferPointer { bytes -> String? in
+    /// The reuse key and the first cgroup to join (its `cgroup.procs` file) of `request` if it
+    /// asks for a supervisor with a PID namespace and a reuse key (see
+    /// ``SupervisorMode/parse(_:)``), read without parsing the rest; `nil` otherwise, also for a
+    /// request that is not one (the full parse then says so).
+    static func reuseTarget(in request: ArraySlice<UInt8>) -> (key: String, cgroup: String?)? {
+        request.withUnsafeBufferPointer { bytes -> (key: String, cgroup: String?)? in
             // The fields one after the other, by walking to each NUL; `nil` after the last.
             var position = 0
             func nextField() -> UnsafeBufferPointer<UInt8>? {
@@ -413,6 +417,7 @@ final class SpawnRequest {
             for _ in 0..<environmentCount where nextField() == nil { return nil }
             var pidNamespace = false
             var key: UnsafeBufferPointer<UInt8>?
+            var cgroup: UnsafeBufferPointer<UInt8>?
             while let option = nextField(), option.count > 2, option[0] == UInt8(ascii: "-"), option[1] == UInt8(ascii: "-") {
                 if Self.field(option, is: "--pid-namespace") {
                     pidNamespace = true
@@ -421,9 +426,10 @@ final class SpawnRequest {
                 guard let value = nextField(), Self.valueOptions.contains(where: { Self.field(option, is: $0) })
                 else { return nil }
                 if Self.field(option, is: "--reuse-key") { key = value }
+                if cgroup == nil, Self.field(option, is: "--join-cgroup") { cgroup = value }
             }
             guard pidNamespace, let key, !key.isEmpty else { return nil }
-            return String(decoding: key, as: UTF8.self)
+            return (String(decoding: key, as: UTF8.self), cgroup.map { String(decoding: $0, as: UTF8.self) })
         }
     }
 

@@ -14,6 +14,8 @@ enum SupervisorPool {
         var pidfd: Int32
         var control: Int32
         var key: String
+        /// The first cgroup its last task joined (a `cgroup.procs` file), if any.
+        var cgroup: String?
         var idle = false
     }
 
@@ -46,14 +48,24 @@ enum SupervisorPool {
     /// Whether an idle supervisor for `key` is there.
     static func hasIdle(_ key: String) -> Bool { idle[key] != nil }
 
-    /// An idle supervisor for `key`, now taken (not idle); nil if there is none. The one that
-    /// became idle last: its pages are the most likely still cached, and the others can reach
-    /// their idle timeout when fewer are needed.
-    static func takeIdle(_ key: String) -> Member? {
-        guard let control = idle[key]?.popLast() else { return nil }
+    /// An idle supervisor for `key`, now taken (not idle); nil if there is none.
+    ///
+    /// The one whose last task joined `cgroup`, if that one is idle: a supervisor keeps the
+    /// `cgroup.procs` files of its last task open for the next (see `PreparedChild`), and the
+    /// launcher hands out the cgroup that came free last, which is mostly one whose supervisor
+    /// has just become idle too. Otherwise the one idle longest, so that those that became idle
+    /// last stay for the cgroups their tasks used.
+    static func takeIdle(_ key: String, cgroup: String?) -> Member? {
+        guard var controls = idle[key], !controls.isEmpty else { return nil }
+        var position = 0
+        if let cgroup, let match = controls.lastIndex(where: { members[$0]?.cgroup == cgroup }) {
+            position = match
+        }
+        let control = controls.remove(at: position)
+        idle[key] = controls.isEmpty ? nil : controls
         idleCount -= 1
-        if idle[key]?.isEmpty ?? false { idle[key] = nil }
         members[control]?.idle = false
+        members[control]?.cgroup = cgroup
         return members[control]
     }
 

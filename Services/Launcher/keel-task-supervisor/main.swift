@@ -94,8 +94,11 @@ func supervise(_ plan: SupervisorPlan) -> Never {
     // Made after the namespace is set up: it remembers the mount table the next task must find.
     var reuse = TaskReuse(options)
     var current = plan
+    // The last task's child, whose open cgroup.procs files the next may take (see PreparedChild).
+    var previous: PreparedChild?
     while true {
-        let status = run(current, loop: &loop)
+        let status = run(current, after: previous, loop: &loop)
+        previous = current.child
         if !ExitStatusFile.write(status, to: current.exitStatusFile) {
             fputs(
                 "keel-task-supervisor: cannot write '\(current.options.exitStatusFile)': \(String(cString: strerror(errno)))\n",
@@ -109,8 +112,9 @@ func supervise(_ plan: SupervisorPlan) -> Never {
     }
 }
 
-/// Runs the task of `plan` to its end through `loop` and returns how it ended.
-private func run(_ plan: SupervisorPlan, loop: inout SupervisionLoop) -> WaitStatus {
+/// Runs the task of `plan` to its end through `loop` and returns how it ended; `previous` is the
+/// child of this supervisor's last task, if any.
+private func run(_ plan: SupervisorPlan, after previous: PreparedChild?, loop: inout SupervisionLoop) -> WaitStatus {
     let options = plan.options
     loop.removeStreams()
     // The child's ends, closed here once it runs.
@@ -132,6 +136,7 @@ private func run(_ plan: SupervisorPlan, loop: inout SupervisionLoop) -> WaitSta
                 path: output.stderrPath, maxSize: output.maxSize, maxFiles: output.maxFiles, descriptor: STDERR_FILENO))
     }
 
+    plan.child.openJoins(keepingFrom: previous)
     let child: pid_t
     switch ChildProcess.start(plan.child) {
     case .success(let pid): child = pid

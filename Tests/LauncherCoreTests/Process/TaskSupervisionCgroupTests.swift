@@ -118,4 +118,41 @@ struct TaskSupervisionCgroupTests {
         #expect(result.removed)
         #expect(CgroupTestSupport.allRemoved(result.directories))
     }
+    @Test(
+        "a supervisor serving tasks in a cgroup made anew at the same path each time puts every task in the new one",
+        .enabled(if: PIDNamespaceTestSupport.available, PIDNamespaceTestSupport.skipReason))
+    func rejoinsARemadeCgroup() async throws {
+        let workDir = try ProcessTestSupport.makeWorkDir()
+        defer { ProcessTestSupport.removeTree(workDir) }
+        let supervisor = try #require(TaskSupervision.supervisorBesideExecutable())
+        let spawner = try #require(SupervisorSpawner.start(supervisor: supervisor, logger: ProcessTestSupport.logger))
+        defer { spawner.shutDown() }
+        let name = "supervised-rejoin-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        // A supervisor keeps its last task's cgroup.procs files open for the next task in the
+        // same cgroups; those of a removed cgroup can no longer be written, so the next task must
+        // join the new cgroup by its path, and the one after it too.
+        var supervisors: [Int32] = []
+        for round in 0..<6 {
+            let cgroup = try #require(
+                try CgroupTestSupport.isolation.makeTaskCgroup(name: name, limits: Self.limits, logger: ProcessTestSupport.logger))
+            let sandbox = try ProcessTestSupport.makeSandbox(in: workDir, task: "task-\(round)")
+            let spec = TaskLaunchSpec(
+                command: .argv(["cat", "/proc/self/cgroup"]), environment: ProcessTestSupport.environment, sandbox: sandbox)
+            let process = try TaskProcess.launch(
+                spec, cgroup: cgroup,
+                supervision: TaskSupervision(
+                    supervisor: supervisor, exitStatusFile: workDir + "/exit-status-\(round)", pidNamespace: true,
+                    reuseKey: "framework-1 root"),
+                spawner: spawner, logger: ProcessTestSupport.logger)
+            let status = try await process.wait()
+            #expect(status == .exited(code: 0), "\(ProcessTestSupport.contents(sandbox.stderrPath) ?? "")")
+            let membership = ProcessTestSupport.contents(sandbox.stdoutPath) ?? ""
+            let lines = membership.split(separator: "\n").filter { $0.hasSuffix("/" + cgroup.path) }
+            #expect(lines.count == cgroup.directories.count, "round \(round): \(membership)")
+            supervisors.append(process.pid)
+            #expect(await cgroup.destroy(), "the cgroup is removed although a supervisor has its files open")
+        }
+        let served = zip(supervisors, supervisors.dropFirst()).filter { $0 == $1 }.count
+        #expect(served >= 2, "a supervisor served consecutive tasks: \(supervisors)")
+    }
 }
