@@ -36,7 +36,9 @@ struct EventPoll {
     /// The most ready descriptors one wait returns; more are returned by the next.
     static let capacity = 64
 
-    private let descriptor: Int32
+    /// The `epoll` instance itself, which is readable while any watched descriptor is ready, so
+    /// another instance can watch it.
+    let descriptor: Int32
     /// Room for ``capacity`` events. Made once, with the instance, before the spawner's first fork.
     private let events: UnsafeMutableRawBufferPointer
 

@@ -60,10 +60,13 @@ enum Spawner {
         let childEnded = signalDescriptor(-1, &childSignals, O_CLOEXEC | O_NONBLOCK)
         NamespaceInit.openOwnPIDNamespace()
         SupervisorGlobals.prepare()
-        // The request socket, the signals and, as they join the pool, the control sockets of
-        // reusable supervisors (see EventPoll).
-        guard let events = EventPoll(), events.watch(socket), events.watch(childEnded) else { exit(1) }
-        SupervisorPool.events = events
+        // The request socket, the signals and the pool's own instance, which watches the control
+        // sockets of reusable supervisors as they join (see EventPoll): the spawner can then
+        // wait for those alone (see SupervisorPool.awaitIdle).
+        guard let events = EventPoll(), let poolEvents = EventPoll(), events.watch(socket), events.watch(childEnded),
+            events.watch(poolEvents.descriptor)
+        else { exit(1) }
+        SupervisorPool.events = poolEvents
         reapChildren()
         while true {
             var requestReady = false
@@ -75,7 +78,7 @@ enum Spawner {
                 switch ready {
                 case socket: requestReady = true
                 case childEnded: childrenEnded = true
-                default: SupervisorPool.heard(from: ready)
+                default: SupervisorPool.hearAll()
                 }
             }
             guard waited else { exit(1) }
@@ -130,7 +133,8 @@ enum Spawner {
     private static func start(_ request: ArraySlice<UInt8>, canGoOn: inout Bool) -> Reply {
         // A request that an idle supervisor can take goes to it unparsed: the supervisor parses
         // it itself (see TaskReuse), so only its reuse key is read here.
-        if let target = SpawnRequest.reuseTarget(in: request), SupervisorPool.hasIdle(target.key),
+        if let target = SpawnRequest.reuseTarget(in: request),
+            SupervisorPool.hasIdle(target.key) || SupervisorPool.awaitIdle(target.key),
             let reply = handOff(request, key: target.key, cgroup: target.cgroup)
         {
             return reply

@@ -48,6 +48,55 @@ enum SupervisorPool {
     /// Whether an idle supervisor for `key` is there.
     static func hasIdle(_ key: String) -> Bool { idle[key] != nil }
 
+    /// When a supervisor of each key last became idle (``now``).
+    nonisolated(unsafe) private static var lastIdle: [String: UInt64] = [:]
+    /// Until when ``awaitIdle(_:)`` does not wait (after a wait in vain).
+    nonisolated(unsafe) private static var noWaitUntil: UInt64 = 0
+
+    /// How long the spawner waits for a supervisor to become idle before it forks a new one.
+    static let idleWait: UInt64 = 5_000_000
+    /// A key whose supervisors became idle this recently serves short tasks: worth waiting for.
+    static let recentIdle: UInt64 = 50_000_000
+    /// How long the spawner forks without waiting after a wait in vain.
+    static let waitBackoff: UInt64 = 5_000_000
+
+    /// Waits up to ``idleWait`` for a supervisor of `key` to become idle, if one is likely to:
+    /// some of the key's supervisors are busy and one of them became idle within ``recentIdle``.
+    /// Whether one is idle now.
+    ///
+    /// In a burst of short tasks a request often comes while the supervisors of the tasks that
+    /// just ended are still on their way to idle: they only report it once keel-launcher has let
+    /// go of their task's link, and under load that takes a little while. Forking a supervisor
+    /// for such a request, with its PID and mount namespaces and its `/proc`, and ending one
+    /// more later, costs far more CPU than the wait, which is no CPU at all. For tasks that run
+    /// long nothing becomes idle, so the spawner does not wait (nor again for a while after a
+    /// wait in vain).
+    static func awaitIdle(_ key: String) -> Bool {
+        let start = now
+        guard let events, start >= noWaitUntil else { return false }
+        guard let last = lastIdle[key], start - last < recentIdle,
+            members.values.contains(where: { $0.key == key && !$0.idle })
+        else { return false }
+        while now - start < idleWait {
+            guard events.wait(timeout: 1, { heard(from: $0) }) else { break }
+            if hasIdle(key) { return true }
+        }
+        noWaitUntil = now + waitBackoff
+        return hasIdle(key)
+    }
+
+    /// Takes every message of the members that is there (see ``heard(from:)``).
+    static func hearAll() {
+        _ = events?.wait(timeout: 0) { heard(from: $0) }
+    }
+
+    /// `CLOCK_MONOTONIC` in nanoseconds.
+    private static var now: UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
     /// An idle supervisor for `key`, now taken (not idle); nil if there is none.
     ///
     /// The one whose last task joined `cgroup`, if that one is idle: a supervisor keeps the
@@ -82,6 +131,12 @@ enum SupervisorPool {
         members[descriptor]?.idle = true
         idle[member.key, default: []].append(descriptor)
         idleCount += 1
+        let time = now
+        lastIdle[member.key] = time
+        // Keys come and go with frameworks: those not heard from lately are forgotten.
+        if lastIdle.count > maxMembers {
+            lastIdle = lastIdle.filter { time - $0.value < recentIdle }
+        }
     }
 
     /// How a hand-off went.
