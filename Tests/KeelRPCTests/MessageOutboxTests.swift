@@ -92,11 +92,29 @@ struct MessageOutboxPacingTests {
         let writer = Task { await outbox.next() }
         var requests = pause.requests.makeAsyncIterator()
         let requested = try #require(await requests.next())
-        #expect(requested > .zero && requested <= .seconds(3600), "it waits for the rest of the interval")
+        #expect(requested > .zero && requested <= .seconds(900), "it waits out the interval a quarter at a time")
         outbox.send(4)
         outbox.send(5)
         pause.releaseAll()
+        // Messages came during the first quarter: the writer waits on for more.
+        #expect(await requests.next() == .seconds(900))
+        pause.releaseAll()
         #expect(await writer.value == [3, 4, 5], "what was sent during the wait goes out in the same batch")
+    }
+
+    @Test("a writer waiting out the interval takes the queue after a quarter in which nothing came: the flow stopped")
+    func quietQuarter() async throws {
+        let pause = ControlledPause()
+        let outbox = MessageOutbox<Int>(minimumInterval: .seconds(3600), pause: { await pause.wait($0) })
+        outbox.send(1)
+        outbox.send(2)
+        _ = await outbox.next()
+        outbox.send(3)
+        let writer = Task { await outbox.next() }
+        var requests = pause.requests.makeAsyncIterator()
+        #expect(await requests.next() != nil)
+        pause.releaseAll()
+        #expect(await writer.value == [3], "one quiet quarter, not the whole interval")
     }
 
     @Test("after a batch of one message the next goes out at once: a sparse stream is not held back")

@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// With a ``minimumInterval`` the writer also paces itself: it takes at most one batch per
 /// interval, so under a steady flow messages gather for up to that long instead of going out
-/// one or two at a time. The first message after a quiet interval goes out at once, so an idle
+/// one or two at a time (but not once the flow stops: see ``waitOut(_:)``). The first message after a quiet interval goes out at once, so an idle
 /// stream adds no delay, and so does a message after a batch of one (nothing gathered during the
 /// last interval: a sparse stream, or the end of a burst, need not wait). Every message costs each process on its way (the launcher, the broker,
 /// the framework) a fixed amount of CPU for framing, wake-ups and bookkeeping, which batching
@@ -83,7 +83,7 @@ package final class MessageOutbox<Message: Sendable>: Sendable {
         while true {
             if !paused, let rest = pauseBeforeTaking() {
                 paused = true
-                await pause(rest)
+                await waitOut(rest)
             }
             if let ready = take() { return ready }
             if Task.isCancelled { return nil }
@@ -103,6 +103,24 @@ package final class MessageOutbox<Message: Sendable>: Sendable {
                 }
                 waiter?.resume()
             }
+        }
+    }
+
+    /// Waits out `rest` of the interval in slices of a quarter interval, and stops early after a
+    /// slice in which nothing was queued: the flow has stopped (the end of a burst), and what is
+    /// queued goes out now instead of up to an interval later. Under a steady flow every slice
+    /// brings messages and the batch gathers for the whole interval, as before.
+    private func waitOut(_ rest: Duration) async {
+        let slice = minimumInterval / 4
+        var remaining = rest
+        var queued = state.withLock(\.queue.count)
+        while remaining > .zero, !Task.isCancelled {
+            let step = min(remaining, slice)
+            await pause(step)
+            remaining -= step
+            let now = state.withLock(\.queue.count)
+            if now == queued || now >= Self.fullBatch { return }
+            queued = now
         }
     }
 
