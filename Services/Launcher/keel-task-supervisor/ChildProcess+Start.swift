@@ -43,11 +43,11 @@ extension ChildProcess {
     /// the child: the signals this process changed back to their default action, the process
     /// group, the redirections, the cgroups (writing `0`, which the kernel reads as "the writing
     /// process", so it also works inside a new PID namespace where `getpid()` is not the pid the
-    /// cgroup lists, to the `cgroup.procs` files opened by ``PreparedChild/openJoins(keepingFrom:)``,
-    /// or opened by the child if that failed), an empty signal mask, and `execve` with the prepared environment. If a
-    /// cgroup cannot be joined the child writes `keel-task-supervisor: cannot join cgroup 'FILE':
-    /// REASON` to its (redirected) standard error and exits with 127; the caller sees an ordinary
-    /// exit. If anything else fails (`execve` included) the child leaves its `errno` in the shared
+    /// cgroup lists, to the `cgroup.procs` files opened by
+    /// ``PreparedChild/openJoins(keepingFrom:)``, or opened by the child if that failed), an
+    /// empty signal mask, and `execve` with the prepared environment. If a cgroup cannot be joined
+    /// the child writes `keel-task-supervisor: cannot join cgroup 'FILE': REASON` to its
+    /// (redirected) standard error and exits with 127; the caller sees an ordinary exit. If anything else fails (`execve` included) the child leaves its `errno` in the shared
     /// memory and exits, and this returns it as the error, as `posix_spawn` would, after reaping
     /// the child.
     ///

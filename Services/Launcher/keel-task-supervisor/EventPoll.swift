@@ -1,7 +1,8 @@
 @preconcurrency import Glibc
 
 /// `epoll_create1(2)`, `epoll_ctl(2)` and `epoll_wait(2)` from `<sys/epoll.h>`, which the Glibc
-/// module leaves out.
+/// module leaves out. keel-launcher declares them the same way in `ProcessExitWatcher`: this
+/// program links nothing but the Swift runtime and the C library, so the two cannot share them.
 @_silgen_name("epoll_create1")
 private func epollCreate(_ flags: Int32) -> Int32
 @_silgen_name("epoll_ctl")

@@ -132,7 +132,7 @@ enum Spawner {
     /// any more (see ``NamespaceInit/forkIntoNewPIDNamespace()``).
     private static func start(_ request: ArraySlice<UInt8>, canGoOn: inout Bool) -> Reply {
         // A request that an idle supervisor can take goes to it unparsed: the supervisor parses
-        // it itself (see TaskReuse), so only its reuse key is read here.
+        // it itself (see TaskReuse), so only its reuse key and first cgroup are read here.
         if let target = SpawnRequest.reuseTarget(in: request),
             SupervisorPool.hasIdle(target.key) || SupervisorPool.awaitIdle(target.key),
             let reply = handOff(request, key: target.key, cgroup: target.cgroup)

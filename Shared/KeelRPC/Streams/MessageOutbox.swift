@@ -10,11 +10,12 @@ import Synchronization
 ///
 /// With a ``minimumInterval`` the writer also paces itself: it takes at most one batch per
 /// interval, so under a steady flow messages gather for up to that long instead of going out
-/// one or two at a time (but not once the flow stops: see ``waitOut(_:)``). The first message after a quiet interval goes out at once, so an idle
-/// stream adds no delay, and so does a message after a batch of one (nothing gathered during the
-/// last interval: a sparse stream, or the end of a burst, need not wait). Every message costs each process on its way (the launcher, the broker,
-/// the framework) a fixed amount of CPU for framing, wake-ups and bookkeeping, which batching
-/// shares: in the launch benchmark a 5 ms interval on the agent and framework streams cut
+/// one or two at a time (but not once the flow stops: see ``waitOut(_:)``). The first message
+/// after a quiet interval goes out at once, so an idle stream adds no delay, and so does a
+/// message after a batch of one (nothing gathered during the last interval: a sparse stream, or
+/// the end of a burst, need not wait). Every message costs each process on its way (the
+/// launcher, the broker, the framework) a fixed amount of CPU for framing, wake-ups and
+/// bookkeeping, which batching shares: in the launch benchmark a 5 ms interval on the agent and framework streams cut
 /// keel's CPU per task from 5.4 to 3.9–4.4 ms and, with more tasks per second, also lowered the
 /// median time from launch to TASK_FINISHED (``StreamPacing/interval`` is now 20 ms).
 package final class MessageOutbox<Message: Sendable>: Sendable {
