@@ -35,7 +35,6 @@ struct ProcessDescriptorTests {
         var processes: [Process] = []
         defer { for process in processes where process.isRunning { process.terminate() } }
         let ended = Mutex<[Int32: Int]>([:])
-        let threadsBefore = Self.threadCount()
         for _ in 0..<count {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/bin/sleep")
@@ -46,7 +45,8 @@ struct ProcessDescriptorTests {
             let pidfd = try #require(ProcessDescriptor.open(pid))
             #expect(watcher.watch(pidfd) { ended.withLock { $0[pid, default: 0] += 1 } })
         }
-        #expect(Self.threadCount() < threadsBefore + count / 2, "not a thread per watched process")
+        // Other tests start and end threads meanwhile: the watcher's are counted by their name.
+        #expect(Self.threads(named: ProcessExitWatcher.threadName) == 1, "one watcher thread for all watched processes")
         #expect(ended.withLock { $0.isEmpty }, "nothing ended yet")
         // Kill them in reverse order of watching.
         for process in processes.reversed() { kill(process.processIdentifier, SIGKILL) }
@@ -55,7 +55,12 @@ struct ProcessDescriptorTests {
         #expect(Set(ended.withLock { Array($0.keys) }) == Set(processes.map(\.processIdentifier)))
     }
 
-    static func threadCount() -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
+    /// How many threads of this process are named `name`.
+    static func threads(named name: String) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { task in
+            let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)
+            return comm?.trimmingCharacters(in: .newlines) == name
+        }.count
     }
 }

@@ -232,7 +232,7 @@ package final class CheckpointJournal: Sendable {
     private func wakeWriter(_ state: inout State) -> Bool {
         if !state.threadStarted {
             state.threadStarted = true
-            if DetachedThread.start({ [self] in work() }) != 0 {
+            if DetachedThread.start(name: "keel-journal", { [self] in work() }) != 0 {
                 state.threadStarted = false
                 state.writeHere = true
             }

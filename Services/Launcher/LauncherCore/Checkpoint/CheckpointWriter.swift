@@ -228,7 +228,7 @@ package final class CheckpointWriter: Sendable {
 
     /// Starts a writer thread; false if the system has none to give.
     private func startThread() -> Bool {
-        DetachedThread.start { [self] in work() } == 0
+        DetachedThread.start(name: "keel-checkpoint") { [self] in work() } == 0
     }
 
     /// One writer thread: writes ready files as long as there are any, then sleeps until woken

@@ -1,15 +1,29 @@
 @preconcurrency import Glibc
 import CDispatch
 
+/// `pthread_setname_np(3)`, declared only under `_GNU_SOURCE`.
+@_silgen_name("pthread_setname_np")
+private func setThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>) -> Int32
+
 /// A detached thread with a small stack, for the launcher's blocking work that must not hold a
 /// cooperative-pool thread: waiting for processes, writing checkpoint files.
 enum DetachedThread {
     /// Reserved stack of such a thread; they only make system calls and log.
     static let stackSize = 512 * 1024
 
-    /// Starts `body` on a new detached thread; returns `pthread_create`'s status (0 on success,
-    /// and `body` is not run otherwise).
-    static func start(_ body: @escaping @Sendable () -> Void) -> Int32 {
+    /// Starts `body` on a new detached thread, named `name` (at most 15 bytes, what `top -H`
+    /// and `/proc/PID/task/TID/comm` show) if given; returns `pthread_create`'s status (0 on
+    /// success, and `body` is not run otherwise).
+    static func start(name: String? = nil, _ body: @escaping @Sendable () -> Void) -> Int32 {
+        let body: @Sendable () -> Void =
+            if let name {
+                {
+                    _ = setThreadName(pthread_self(), name)
+                    body()
+                }
+            } else {
+                body
+            }
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }

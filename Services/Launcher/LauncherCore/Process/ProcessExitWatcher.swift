@@ -38,6 +38,8 @@ package final class ProcessExitWatcher: Sendable {
     /// The launcher's watcher, started on first use; `nil` if no `epoll` set or thread could be
     /// had (the callers then fall back to a thread per process).
     package static let shared: ProcessExitWatcher? = ProcessExitWatcher()
+    /// The name of the watcher's thread.
+    package static let threadName = "keel-exits"
 
     private let poller: Int32
     private let handlers = Mutex<[Int32: @Sendable () -> Void]>([:])
@@ -45,7 +47,7 @@ package final class ProcessExitWatcher: Sendable {
     private init?() {
         poller = epollCreate(EpollEvent.closeOnExec)
         guard poller >= 0 else { return nil }
-        guard DetachedThread.start({ [self] in run() }) == 0 else {
+        guard DetachedThread.start(name: Self.threadName, { [self] in run() }) == 0 else {
             Glibc.close(poller)
             return nil
         }

@@ -128,7 +128,7 @@ package final class SupervisorSpawner: Sendable {
         let channel = Channel(socket: ours)
         let spawner = SupervisorSpawner(channel: channel, pid: pid, logger: logger)
         spawner.reapWhenItExits()
-        let status = DetachedThread.start { channel.readReplies() }
+        let status = DetachedThread.start(name: "keel-spawn-reply") { channel.readReplies() }
         guard status == 0 else {
             // Without a reader no reply would reach anyone; the spawner exits once the socket closes.
             channel.shutDown()
