@@ -6,7 +6,8 @@
 ///
 /// A supervisor is idle from its "idle" message until the spawner hands it a request. It leaves
 /// the pool when its control socket closes (it exited), when the pool already holds
-/// ``maxIdle`` idle ones, or when a hand-off fails; no more than ``maxMembers`` are in it. The spawner is single-threaded; so is this.
+/// ``maxIdle`` idle ones, or when a hand-off fails; no more than ``maxMembers`` are in it. The
+/// spawner is single-threaded; so is this.
 enum SupervisorPool {
     struct Member {
         var pid: pid_t
@@ -53,7 +54,8 @@ enum SupervisorPool {
     /// Until when ``awaitIdle(_:)`` does not wait (after a wait in vain).
     nonisolated(unsafe) private static var noWaitUntil: UInt64 = 0
 
-    /// How long the spawner waits for a supervisor to become idle before it forks a new one.
+    /// How long the spawner waits for a supervisor to become idle before it forks a new one
+    /// (nanoseconds, as the three below).
     static let idleWait: UInt64 = 5_000_000
     /// A key whose supervisors became idle this recently serves short tasks: worth waiting for.
     static let recentIdle: UInt64 = 50_000_000
