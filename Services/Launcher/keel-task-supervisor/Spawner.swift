@@ -161,23 +161,12 @@ enum Spawner {
             control = (-1, -1)
             key = nil
         }
-        if key != nil {
-            var pair: [Int32] = [-1, -1]
-            if socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 {
-                link = (pair[0], pair[1])
-            } else {
-                serveOneTaskOnly()
-            }
-        }
         // The pool is bounded: each member holds two of this process's descriptors.
-        if key != nil, !SupervisorPool.hasRoom { serveOneTaskOnly() }
-        if key != nil {
-            var pair: [Int32] = [-1, -1]
-            if socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 {
-                control = (pair[0], pair[1])
-            } else {
-                serveOneTaskOnly()
-            }
+        if key != nil, SupervisorPool.hasRoom, let linkPair = socketPair(SOCK_STREAM) {
+            link = linkPair
+            if let controlPair = socketPair(SOCK_SEQPACKET) { control = controlPair } else { serveOneTaskOnly() }
+        } else {
+            serveOneTaskOnly()
         }
         guard let report = ChildProcess.makePipe() else {
             let code = errno
@@ -255,25 +244,33 @@ enum Spawner {
     /// if it is idle) with a new link; the reply, or `nil` if a new supervisor must be started
     /// for it (the idle one is gone, or no link could be made).
     private static func handOff(_ request: ArraySlice<UInt8>, key: String, cgroup: String?) -> Reply? {
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0,
-            let idle = SupervisorPool.takeIdle(key, cgroup: cgroup)
-        else {
-            for descriptor in pair where descriptor >= 0 { close(descriptor) }
+        guard let (launcherEnd, supervisorEnd) = socketPair(SOCK_STREAM) else { return nil }
+        let link = (launcher: launcherEnd, supervisor: supervisorEnd)
+        guard let idle = SupervisorPool.takeIdle(key, cgroup: cgroup) else {
+            close(link.launcher)
+            close(link.supervisor)
             return nil
         }
-        let outcome = SupervisorPool.handOff(request, link: pair[1], to: idle)
-        close(pair[1])
+        let outcome = SupervisorPool.handOff(request, link: link.supervisor, to: idle)
+        close(link.supervisor)
         switch outcome {
         case .started:
-            return Reply(pid: idle.pid, startTime: idle.startTime, pidfd: idle.pidfd, link: pair[0], keepsPidfd: true)
+            return Reply(pid: idle.pid, startTime: idle.startTime, pidfd: idle.pidfd, link: link.launcher, keepsPidfd: true)
         case .failed(let code):
-            close(pair[0])
+            close(link.launcher)
             return Reply(error: code)
         case .gone:
-            close(pair[0])
+            close(link.launcher)
             return nil
         }
+    }
+
+    /// A pair of connected Unix sockets of `type`, close-on-exec: the first for keel-launcher
+    /// (or the spawner), the second for the supervisor; `nil` if none could be made.
+    private static func socketPair(_ type: __socket_type) -> (Int32, Int32)? {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else { return nil }
+        return (pair[0], pair[1])
     }
 
     /// In the child: the set-up `posix_spawn` would do, then the supervisor itself. A failure
